@@ -1,0 +1,169 @@
+"""The sandbox seam: what a session's execution environment can do, independent of the backend."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "Display",
+    "FileEntry",
+    "Limits",
+    "PythonError",
+    "PythonResult",
+    "Sandbox",
+    "SandboxBackend",
+    "SandboxInfo",
+    "SandboxSpec",
+    "ShellResult",
+]
+
+Network = Literal["none", "bridge"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard resource limits of one sandbox."""
+
+    memory_mb: int = 1024
+    cpus: float = 1.0
+    pids: int = 256
+    disk_mb: int = 512
+    nofile: int = 1024
+    tmp_mb: int = 64
+
+    def within(self, maximum: Limits) -> list[str]:
+        """Names of the limits that exceed `maximum` (empty when all fit)."""
+        over = []
+        for name in ("memory_mb", "cpus", "pids", "disk_mb", "nofile", "tmp_mb"):
+            value, cap = getattr(self, name), getattr(maximum, name)
+            if value <= 0 or value > cap:
+                over.append(name)
+        return over
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a new sandbox should look like."""
+
+    image: str | None = None  # None: the backend's default image
+    limits: Limits = field(default_factory=Limits)
+    network: Network = "none"
+    owner: str = ""  # the tenant namespace that owns the session
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """Where a sandbox lives and what it is."""
+
+    session_id: str
+    container_id: str
+    owner: str
+    image: str
+    node_id: str
+    network: Network
+    limits: Limits
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ShellResult:
+    exit_code: int | None
+    output: str
+    timed_out: bool
+    truncated: bool
+    cwd: str
+    shell_restarted: bool = False
+
+
+@dataclass(frozen=True)
+class Display:
+    """One rich output of a cell; `data` is text, or base64 for binary mime types."""
+
+    mime: str
+    data: str
+
+
+@dataclass(frozen=True)
+class PythonError:
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+
+@dataclass(frozen=True)
+class PythonResult:
+    status: Literal["ok", "error", "timeout"]
+    stdout: str = ""
+    stderr: str = ""
+    result: str | None = None
+    display: list[Display] = field(default_factory=list)
+    error: PythonError | None = None
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative to the workspace
+    size: int
+    is_dir: bool
+    mtime: float
+
+
+class Sandbox(abc.ABC):
+    """One session's private execution environment: a persistent shell, a kernel, a workspace."""
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> SandboxInfo: ...
+
+    @abc.abstractmethod
+    async def shell(self, command: str, timeout_s: float = 30.0) -> ShellResult:
+        """Run `command` in the session's persistent bash; a timeout kills the command, not the shell."""
+
+    @abc.abstractmethod
+    async def python(self, code: str, timeout_s: float = 30.0) -> PythonResult:
+        """Run a cell in the session's kernel; a timeout interrupts the cell and keeps the kernel's state."""
+
+    @abc.abstractmethod
+    async def restart_python(self) -> None:
+        """Replace the kernel with a fresh one."""
+
+    @abc.abstractmethod
+    async def write_file(self, path: str, data: bytes) -> FileEntry:
+        """Write `data` to a workspace-relative `path`, creating parent directories."""
+
+    @abc.abstractmethod
+    async def read_file(self, path: str) -> bytes:
+        """Read a workspace-relative file."""
+
+    @abc.abstractmethod
+    async def list_files(self, path: str = "") -> list[FileEntry]:
+        """Entries of a workspace directory (not recursive)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release host-side resources (connections); the sandbox itself stays."""
+
+
+class SandboxBackend(abc.ABC):
+    """Creates, finds and destroys sandboxes on one engine."""
+
+    @abc.abstractmethod
+    async def create(self, spec: SandboxSpec, session_id: str | None = None) -> Sandbox: ...
+
+    @abc.abstractmethod
+    async def get(self, session_id: str) -> Sandbox:
+        """The live sandbox of a session; raises SandboxNotFound."""
+
+    @abc.abstractmethod
+    async def destroy(self, session_id: str) -> None:
+        """Remove the sandbox and everything it holds; a no-op when already gone."""
+
+    @abc.abstractmethod
+    async def list(self) -> list[SandboxInfo]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Remove every sandbox this backend owns."""

@@ -1,0 +1,38 @@
+"""Server-wide sandbox settings (a frozen dataclass; the trust boundary parses env into it)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from sandbox._output import DEFAULT_OUTPUT_LIMIT
+from sandbox.base import Limits
+
+__all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
+
+DEFAULT_IMAGE = "toolserver-sandbox:latest"
+
+
+def _default_runtime_dir() -> str:
+    # Unix socket paths are capped at 107 bytes, so the per-sandbox directories live under a short path.
+    return os.path.join(tempfile.gettempdir(), f"tsbx-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    image: str = DEFAULT_IMAGE
+    default_limits: Limits = field(default_factory=Limits)
+    max_limits: Limits = field(
+        default_factory=lambda: Limits(memory_mb=8192, cpus=4.0, pids=4096, disk_mb=8192, nofile=65536, tmp_mb=1024)
+    )
+    pool_size: int = 2
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    max_file_bytes: int = 64 * 1024 * 1024
+    max_code_bytes: int = 1024 * 1024
+    runtime_dir: str = field(default_factory=_default_runtime_dir)
+    instance_id: str = "default"
+    node_id: str = "local"
+    uid: int = 1000
+    allow_network: bool = True  # whether sessions may ask for network="bridge"
+    ready_timeout_s: float = 20.0

@@ -1,0 +1,64 @@
+"""Errors of the sandbox layer; each maps to an HTTP status through `toolserver.errors`."""
+
+from __future__ import annotations
+
+from toolserver.errors import NotFound, PayloadTooLarge, RuntimeFailure, Unavailable, UserError
+
+__all__ = [
+    "FileTooLarge",
+    "ImageBuildError",
+    "InvalidPath",
+    "LimitsExceeded",
+    "SandboxError",
+    "SandboxGone",
+    "SandboxNotFound",
+    "SandboxUnavailable",
+    "WorkspaceFileNotFound",
+]
+
+
+class SandboxError(RuntimeFailure):
+    """A failure inside the sandbox layer that is not the caller's fault."""
+
+    type = "sandbox_error"
+
+
+class SandboxUnavailable(Unavailable):
+    """The engine, the container or its guest daemon cannot be reached."""
+
+    type = "sandbox_unavailable"
+
+
+class SandboxGone(SandboxUnavailable):
+    """The sandbox existed but its container died or was removed."""
+
+    type = "sandbox_gone"
+
+
+class SandboxNotFound(NotFound):
+    type = "session_not_found"
+
+
+class WorkspaceFileNotFound(NotFound):
+    type = "file_not_found"
+
+
+class InvalidPath(UserError):
+    """A workspace path that is absolute, climbs out with `..`, or escapes through a symlink."""
+
+    type = "invalid_path"
+
+
+class FileTooLarge(PayloadTooLarge):
+    type = "file_too_large"
+
+
+class LimitsExceeded(UserError):
+    """Requested limits above the server-wide maxima."""
+
+    status = 422
+    type = "limits_exceeded"
+
+
+class ImageBuildError(SandboxError):
+    type = "image_build_error"
