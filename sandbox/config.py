@@ -24,7 +24,9 @@ class SandboxConfig:
     image: str = DEFAULT_IMAGE
     default_limits: Limits = field(default_factory=Limits)
     max_limits: Limits = field(
-        default_factory=lambda: Limits(memory_mb=8192, cpus=4.0, pids=4096, disk_mb=8192, nofile=65536, tmp_mb=1024)
+        default_factory=lambda: Limits(
+            memory_mb=8192, cpus=4.0, pids=4096, disk_mb=8192, nofile=65536, tmp_mb=1024
+        )
     )
     pool_size: int = 2
     output_limit: int = DEFAULT_OUTPUT_LIMIT
@@ -36,3 +38,6 @@ class SandboxConfig:
     uid: int = 1000
     allow_network: bool = True  # whether sessions may ask for network="bridge"
     ready_timeout_s: float = 20.0
+    default_ttl_s: float = 3600.0
+    max_ttl_s: float = 7 * 24 * 3600.0
+    reap_interval_s: float = 5.0

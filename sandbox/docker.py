@@ -1,0 +1,401 @@
+"""Docker backend: one hardened container per session, reached through its private directory.
+
+The container runs the guest daemon (persistent bash, file access, kernel supervision) and an
+IPython kernel. The host talks to both over unix sockets in a bind-mounted directory, so the
+container needs no network at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from dataclasses import replace
+from typing import Any
+
+from sandbox import _labels
+from sandbox._guest_client import GuestClient
+from sandbox._ids import new_session_id
+from sandbox._kernel import KernelConnection, write_connection_files
+from sandbox._paths import workspace_relative
+from sandbox.base import (
+    FileEntry,
+    Limits,
+    PythonResult,
+    Sandbox,
+    SandboxBackend,
+    SandboxInfo,
+    SandboxSpec,
+    ShellResult,
+)
+from sandbox.config import SandboxConfig
+from sandbox.errors import (
+    LimitsExceeded,
+    SandboxGone,
+    SandboxNotFound,
+    SandboxUnavailable,
+)
+from toolserver.errors import PayloadTooLarge, UserError
+
+__all__ = ["DockerBackend", "DockerSandbox"]
+
+_GUEST_DIR = "/sbx"
+_META_FILE = "meta.json"
+
+
+class DockerSandbox(Sandbox):
+    """A live container plus host-side connections to its guest daemon and kernel."""
+
+    def __init__(self, info: SandboxInfo, host_dir: str, config: SandboxConfig) -> None:
+        self._info = info
+        self.host_dir = host_dir
+        self._config = config
+        self._guest = GuestClient(os.path.join(host_dir, "sbxd.sock"))
+        self._kernel: KernelConnection | None = None
+        self._kernel_lock = asyncio.Lock()
+        self._kernel_dead = False
+        self.last_used = time.time()
+
+    @property
+    def info(self) -> SandboxInfo:
+        return self._info
+
+    def set_owner(self, owner: str) -> None:
+        """Hand a pooled sandbox to its tenant (labels are immutable; the directory records it)."""
+        self._info = replace(self._info, owner=owner)
+        _write_meta(self.host_dir, self._info)
+
+    async def connect(self) -> None:
+        """Wait for the guest daemon and the kernel to answer."""
+        await self._guest.wait_ready(self._config.ready_timeout_s)
+        await self._ensure_kernel()
+
+    async def ping(self) -> dict[str, Any]:
+        return await self._guest.ping()
+
+    async def shell(self, command: str, timeout_s: float = 30.0) -> ShellResult:
+        self._check_code(command, "command")
+        self.last_used = time.time()
+        return await self._guest.shell(command, _timeout(timeout_s), self._config.output_limit)
+
+    async def python(self, code: str, timeout_s: float = 30.0) -> PythonResult:
+        self._check_code(code, "code")
+        self.last_used = time.time()
+        async with self._kernel_lock:
+            kernel = await self._ensure_kernel()
+            result = await kernel.execute(
+                code,
+                _timeout(timeout_s),
+                interrupt=self._interrupt_kernel,
+                is_alive=self._kernel_alive,
+                output_limit=self._config.output_limit,
+            )
+            if result.error is not None and result.error.ename == "KernelDied":
+                self._kernel_dead = True
+            return result
+
+    async def restart_python(self) -> None:
+        async with self._kernel_lock:
+            await self._restart_kernel()
+
+    async def write_file(self, path: str, data: bytes) -> FileEntry:
+        self.last_used = time.time()
+        return await self._guest.write(workspace_relative(path), data, self._config.max_file_bytes)
+
+    async def read_file(self, path: str) -> bytes:
+        self.last_used = time.time()
+        return await self._guest.read(workspace_relative(path), self._config.max_file_bytes)
+
+    async def list_files(self, path: str = "") -> list[FileEntry]:
+        self.last_used = time.time()
+        return await self._guest.list(workspace_relative(path, allow_root=True))
+
+    async def close(self) -> None:
+        if self._kernel is not None:
+            await self._kernel.close()
+            self._kernel = None
+
+    def _check_code(self, text: str, field: str) -> None:
+        if len(text.encode("utf-8", "replace")) > self._config.max_code_bytes:
+            raise PayloadTooLarge(
+                f"{field} is larger than the {self._config.max_code_bytes} byte cap", field=field
+            )
+
+    async def _ensure_kernel(self) -> KernelConnection:
+        if self._kernel_dead or not await self._kernel_alive():
+            await self._restart_kernel()
+        if self._kernel is None:
+            self._kernel = await KernelConnection.connect(
+                os.path.join(self.host_dir, "kernel.host.json"), self._config.ready_timeout_s
+            )
+        return self._kernel
+
+    async def _restart_kernel(self) -> None:
+        if self._kernel is not None:
+            await self._kernel.close()
+            self._kernel = None
+        await self._guest.kernel("kernel_restart")
+        self._kernel_dead = False
+        self._kernel = await KernelConnection.connect(
+            os.path.join(self.host_dir, "kernel.host.json"), self._config.ready_timeout_s
+        )
+
+    async def _interrupt_kernel(self) -> None:
+        await self._guest.kernel("kernel_interrupt")
+
+    async def _kernel_alive(self) -> bool:
+        status = await self._guest.kernel("kernel_status")
+        return bool(status.get("alive"))
+
+
+def _timeout(timeout_s: float) -> float:
+    if not 0 < timeout_s <= 3600:
+        raise UserError("timeout_s must be between 0 and 3600 seconds", field="timeout_s")
+    return float(timeout_s)
+
+
+def _write_meta(host_dir: str, info: SandboxInfo) -> None:
+    meta = {"session_id": info.session_id, "owner": info.owner, "created_at": info.created_at}
+    tmp = os.path.join(host_dir, _META_FILE + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(meta, fh)
+    os.replace(tmp, os.path.join(host_dir, _META_FILE))
+
+
+def _read_meta(host_dir: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(host_dir, _META_FILE)) as fh:
+            data = json.load(fh)
+            return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class DockerBackend(SandboxBackend):
+    """Creates and tracks hardened session containers on the local Docker engine."""
+
+    def __init__(self, config: SandboxConfig | None = None, client: Any = None) -> None:
+        self.config = config or SandboxConfig()
+        self._client = client
+        self._sandboxes: dict[str, DockerSandbox] = {}
+        self._root = os.path.join(self.config.runtime_dir, self.config.instance_id)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker
+
+            try:
+                self._client = docker.from_env()
+                self._client.ping()
+            except Exception as exc:
+                self._client = None
+                raise SandboxUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+        return self._client
+
+    def check_spec(self, spec: SandboxSpec) -> None:
+        """Refuse limits above the server maxima and network the server does not allow."""
+        over = spec.limits.within(self.config.max_limits)
+        if over:
+            raise LimitsExceeded(
+                f"limits out of range (must be positive and at most the server maximum): {', '.join(over)}",
+                field="limits." + over[0],
+            )
+        if spec.network not in ("none", "bridge"):
+            raise UserError("network must be 'none' or 'bridge'", field="network")
+        if spec.network != "none" and not self.config.allow_network:
+            raise LimitsExceeded("this server does not allow network access for sandboxes", field="network")
+
+    async def create(
+        self, spec: SandboxSpec, session_id: str | None = None, *, pooled: bool = False
+    ) -> DockerSandbox:
+        self.check_spec(spec)
+        session_id = session_id or new_session_id()
+        host_dir = self._make_host_dir(session_id)
+        info = SandboxInfo(
+            session_id=session_id,
+            container_id="",
+            owner=spec.owner,
+            image=spec.image or self.config.image,
+            node_id=self.config.node_id,
+            network=spec.network,
+            limits=spec.limits,
+            created_at=time.time(),
+        )
+        try:
+            write_connection_files(host_dir, _GUEST_DIR)
+            _write_meta(host_dir, info)
+            container = await asyncio.to_thread(self._run_container, info, host_dir, pooled)
+            info = replace(info, container_id=container.id)
+            sandbox = DockerSandbox(info, host_dir, self.config)
+            await sandbox.connect()
+        except BaseException:
+            await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
+            shutil.rmtree(host_dir, ignore_errors=True)
+            raise
+        self._sandboxes[session_id] = sandbox
+        return sandbox
+
+    async def get(self, session_id: str) -> DockerSandbox:
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is None:
+            raise SandboxNotFound(f"no sandbox for session {session_id}", session_id=session_id)
+        return sandbox
+
+    async def check_alive(self, session_id: str) -> None:
+        """Raise SandboxGone with the container's fate when its guest no longer answers."""
+        sandbox = await self.get(session_id)
+        try:
+            await sandbox.ping()
+        except SandboxUnavailable:
+            state = await asyncio.to_thread(self._container_state, sandbox.info.container_id)
+            raise SandboxGone(
+                f"the sandbox of session {session_id} is gone ({state})", session_id=session_id
+            ) from None
+
+    async def destroy(self, session_id: str) -> None:
+        sandbox = self._sandboxes.pop(session_id, None)
+        if sandbox is not None:
+            await sandbox.close()
+        await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
+        shutil.rmtree(os.path.join(self._root, session_id), ignore_errors=True)
+
+    async def list(self) -> list[SandboxInfo]:
+        return [s.info for s in self._sandboxes.values()]
+
+    async def close(self) -> None:
+        for session_id in list(self._sandboxes):
+            await self.destroy(session_id)
+        for container in await asyncio.to_thread(self._owned_containers):
+            await asyncio.to_thread(self._remove_container, container.id)
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    async def reconcile(self, live_session_ids: set[str]) -> dict[str, list[str]]:
+        """Re-attach containers of live sessions; remove every other container this instance owns."""
+        attached: list[str] = []
+        removed: list[str] = []
+        for container in await asyncio.to_thread(self._owned_containers):
+            session_id = container.labels.get(_labels.SESSION, "")
+            running = container.status == "running"
+            if session_id in live_session_ids and running and session_id not in self._sandboxes:
+                try:
+                    await self._attach(container, session_id)
+                    attached.append(session_id)
+                    continue
+                except Exception:
+                    pass
+            if session_id in self._sandboxes:
+                continue
+            await asyncio.to_thread(self._remove_container, container.id)
+            shutil.rmtree(os.path.join(self._root, session_id), ignore_errors=True)
+            removed.append(session_id)
+        self._remove_stray_dirs()
+        return {"attached": attached, "removed": removed}
+
+    async def _attach(self, container: Any, session_id: str) -> None:
+        host_dir = os.path.join(self._root, session_id)
+        meta = _read_meta(host_dir)
+        labels = container.labels
+        host_config = container.attrs.get("HostConfig", {})
+        limits = Limits(
+            memory_mb=int(host_config.get("Memory", 0) // (1024 * 1024)) or Limits().memory_mb,
+            cpus=(host_config.get("NanoCpus", 0) or 1e9) / 1e9,
+            pids=int(host_config.get("PidsLimit") or Limits().pids),
+        )
+        info = SandboxInfo(
+            session_id=session_id,
+            container_id=container.id,
+            owner=str(meta.get("owner", labels.get(_labels.OWNER, ""))),
+            image=container.attrs.get("Config", {}).get("Image", self.config.image),
+            node_id=self.config.node_id,
+            network="bridge" if host_config.get("NetworkMode") == "bridge" else "none",
+            limits=limits,
+            created_at=float(meta.get("created_at", time.time())),
+        )
+        sandbox = DockerSandbox(info, host_dir, self.config)
+        await sandbox.connect()
+        self._sandboxes[session_id] = sandbox
+
+    def _make_host_dir(self, session_id: str) -> str:
+        # The instance root is private to the server user; the per-session directory must be
+        # writable by the sandbox's uid, which only ever sees it as its own /sbx.
+        os.makedirs(self._root, mode=0o700, exist_ok=True)
+        os.chmod(self._root, 0o700)
+        host_dir = os.path.join(self._root, session_id)
+        os.makedirs(host_dir, exist_ok=False)
+        os.chmod(host_dir, 0o777)
+        return host_dir
+
+    def _remove_stray_dirs(self) -> None:
+        if not os.path.isdir(self._root):
+            return
+        for name in os.listdir(self._root):
+            if name not in self._sandboxes:
+                shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
+
+    def _run_container(self, info: SandboxInfo, host_dir: str, pooled: bool) -> Any:
+        import docker.types
+
+        limits = info.limits
+        tmpfs_opts = f"uid={self.config.uid},gid={self.config.uid},exec,nosuid,nodev"
+        return self.client.containers.run(
+            info.image,
+            detach=True,
+            name=f"tsbx-{info.session_id}",
+            hostname="sandbox",
+            labels=_labels.labels_for(
+                instance=self.config.instance_id,
+                session_id=info.session_id,
+                owner=info.owner,
+                node=self.config.node_id,
+                pooled=pooled,
+            ),
+            user=f"{self.config.uid}:{self.config.uid}",
+            network_mode=info.network,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            read_only=True,
+            tmpfs={
+                "/workspace": f"size={limits.disk_mb}m,mode=0700,{tmpfs_opts}",
+                "/tmp": f"size={limits.tmp_mb}m,mode=1777,{tmpfs_opts}",
+            },
+            volumes={host_dir: {"bind": _GUEST_DIR, "mode": "rw"}},
+            mem_limit=f"{limits.memory_mb}m",
+            memswap_limit=f"{limits.memory_mb}m",
+            nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids,
+            ulimits=[docker.types.Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile)],
+            init=True,
+            ipc_mode="private",
+            environment={"TOOLSERVER_SESSION": info.session_id, "TOOLSERVER_NODE": self.config.node_id},
+        )
+
+    def _owned_containers(self) -> list[Any]:
+        return list(
+            self.client.containers.list(all=True, filters=_labels.instance_filter(self.config.instance_id))
+        )
+
+    def _container_state(self, container_id: str) -> str:
+        import docker.errors
+
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return "container removed"
+        state = container.attrs.get("State", {})
+        if state.get("OOMKilled"):
+            return "killed for exceeding its memory limit"
+        return f"container {state.get('Status', 'unknown')}, exit code {state.get('ExitCode')}"
+
+    def _remove_container(self, name_or_id: str) -> None:
+        import docker.errors
+
+        try:
+            self.client.containers.get(name_or_id).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise

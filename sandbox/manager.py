@@ -1,0 +1,151 @@
+"""One node's sandbox manager: the pool, the sessions on this engine, idle expiry, reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sandbox.base import FileEntry, PythonResult, SandboxInfo, SandboxSpec, ShellResult
+from sandbox.config import SandboxConfig
+from sandbox.docker import DockerBackend, DockerSandbox
+from sandbox.errors import SandboxNotFound, SandboxUnavailable
+from sandbox.pool import SandboxPool
+from toolserver.errors import UserError
+
+__all__ = ["SandboxManager"]
+
+log = logging.getLogger(__name__)
+
+ExpiredCallback = Callable[[str], Awaitable[None]]
+
+
+class SandboxManager:
+    """Owns one Docker engine's sandboxes; every session operation on this node goes through it."""
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        backend: DockerBackend | None = None,
+        on_expired: ExpiredCallback | None = None,
+    ) -> None:
+        self.config = config or SandboxConfig()
+        self.backend = backend or DockerBackend(self.config)
+        self.pool = SandboxPool(self.backend, self.config.pool_size)
+        self._ttl: dict[str, float] = {}
+        self._on_expired = on_expired
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self, live_sessions: dict[str, float] | None = None) -> dict[str, list[str]]:
+        """Reconcile with the engine (live sessions re-attached, the rest removed), then fill the pool.
+
+        `live_sessions` maps each session the registry still considers alive on this node to its TTL.
+        """
+        live = live_sessions or {}
+        report = await self.backend.reconcile(set(live))
+        for session_id in report["attached"]:
+            self._ttl[session_id] = live[session_id]
+        self.pool.start()
+        self._reaper = asyncio.create_task(self._reap_forever(), name="sandbox-reaper")
+        return report
+
+    async def create(self, spec: SandboxSpec, ttl_s: float | None = None) -> SandboxInfo:
+        ttl = self.config.default_ttl_s if ttl_s is None else float(ttl_s)
+        if not 0 < ttl <= self.config.max_ttl_s:
+            raise UserError(f"ttl_s must be between 0 and {self.config.max_ttl_s:g}", field="ttl_s")
+        sandbox = await self.pool.acquire(spec)
+        self._ttl[sandbox.info.session_id] = ttl
+        sandbox.last_used = time.time()
+        return sandbox.info
+
+    async def get(self, session_id: str) -> SandboxInfo:
+        return (await self._session(session_id)).info
+
+    async def shell(self, session_id: str, command: str, timeout_s: float = 30.0) -> ShellResult:
+        sandbox = await self._session(session_id)
+        return await self._guarded(session_id, sandbox.shell(command, timeout_s))
+
+    async def python(self, session_id: str, code: str, timeout_s: float = 30.0) -> PythonResult:
+        sandbox = await self._session(session_id)
+        return await self._guarded(session_id, sandbox.python(code, timeout_s))
+
+    async def restart_python(self, session_id: str) -> None:
+        sandbox = await self._session(session_id)
+        await self._guarded(session_id, sandbox.restart_python())
+
+    async def write_file(self, session_id: str, path: str, data: bytes) -> FileEntry:
+        sandbox = await self._session(session_id)
+        return await self._guarded(session_id, sandbox.write_file(path, data))
+
+    async def read_file(self, session_id: str, path: str) -> bytes:
+        sandbox = await self._session(session_id)
+        return await self._guarded(session_id, sandbox.read_file(path))
+
+    async def list_files(self, session_id: str, path: str = "") -> list[FileEntry]:
+        sandbox = await self._session(session_id)
+        return await self._guarded(session_id, sandbox.list_files(path))
+
+    async def destroy(self, session_id: str) -> None:
+        self._ttl.pop(session_id, None)
+        await self.backend.destroy(session_id)
+
+    async def sessions(self) -> list[SandboxInfo]:
+        pooled = self.pool.pooled_ids()
+        return [info for info in await self.backend.list() if info.session_id not in pooled]
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "node_id": self.config.node_id,
+            "sandboxes_running": len(await self.sessions()),
+            "pool_ready": self.pool.ready,
+            "pool_size": self.pool.size,
+        }
+
+    async def shutdown(self) -> None:
+        """Remove everything this manager started."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        await self.pool.close()
+        await self.backend.close()
+
+    async def expire_idle(self, now: float | None = None) -> list[str]:
+        """Destroy sessions idle for longer than their TTL; returns their ids."""
+        now = time.time() if now is None else now
+        expired = []
+        for info in await self.sessions():
+            sandbox = await self.backend.get(info.session_id)
+            ttl = self._ttl.get(info.session_id, self.config.default_ttl_s)
+            if now - sandbox.last_used > ttl:
+                expired.append(info.session_id)
+        for session_id in expired:
+            await self.destroy(session_id)
+            if self._on_expired is not None:
+                await self._on_expired(session_id)
+        return expired
+
+    async def _session(self, session_id: str) -> DockerSandbox:
+        if session_id in self.pool.pooled_ids():  # handed out to nobody yet
+            raise SandboxNotFound(f"no sandbox for session {session_id}", session_id=session_id)
+        return await self.backend.get(session_id)
+
+    async def _guarded(self, session_id: str, op: Awaitable[Any]) -> Any:
+        """Run a session operation; a dead container becomes a clear SandboxGone."""
+        try:
+            return await op
+        except SandboxUnavailable:
+            await self.backend.check_alive(session_id)
+            raise
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reap_interval_s)
+            try:
+                await self.expire_idle()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("idle-session reaper failed")
