@@ -17,7 +17,9 @@ def cap_text(text: str, limit: int = DEFAULT_OUTPUT_LIMIT) -> tuple[str, bool]:
     head = limit * 3 // 4
     tail = limit - head
     omitted = len(raw) - head - tail
-    cut = raw[:head].decode("utf-8", "ignore") + truncation_marker(omitted) + raw[-tail:].decode(
-        "utf-8", "ignore"
+    cut = (
+        raw[:head].decode("utf-8", "ignore")
+        + truncation_marker(omitted)
+        + raw[-tail:].decode("utf-8", "ignore")
     )
     return cut, True
