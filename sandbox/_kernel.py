@@ -1,0 +1,315 @@
+"""Host-side client of a sandbox's IPython kernel, spoken to over ZeroMQ `ipc` sockets in a shared directory."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+
+from sandbox._output import cap_text, truncation_marker
+from sandbox.base import Display, PythonError, PythonResult
+from sandbox.errors import SandboxUnavailable
+
+__all__ = ["KernelConnection", "write_connection_files"]
+
+CONNECTION_FILE = "kernel.json"
+HOST_CONNECTION_FILE = "kernel.host.json"
+DISPLAY_LIMIT = 8 * 1024 * 1024  # total bytes of rich display data kept per cell
+_QUIET_S = 0.25  # silence after which the kernel's liveness is checked
+_INTERRUPT_GRACE_S = 2.0  # how long an interrupted cell gets to report idle
+_REPLY_GRACE_S = 1.0  # how long the execute_reply may lag behind the idle status
+_BATCH = 256  # messages taken from one channel per wake-up
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_KERNEL_DIED = PythonError(
+    ename="KernelDied",
+    evalue="the kernel died while running this cell (it will be replaced on the next call)",
+    traceback=[],
+)
+
+
+def write_connection_files(host_dir: str, container_dir: str = "/sbx") -> str:
+    """Write `kernel.json` (the container's view) into `host_dir`; return the path of the host's view."""
+    info: dict[str, Any] = {
+        "transport": "ipc",
+        "ip": f"{container_dir.rstrip('/')}/kernel",
+        "key": secrets.token_hex(32),
+        "signature_scheme": "hmac-sha256",
+        "kernel_name": "python3",
+        "shell_port": 1,
+        "iopub_port": 2,
+        "stdin_port": 3,
+        "control_port": 4,
+        "hb_port": 5,
+    }
+    _write_readable(os.path.join(host_dir, CONNECTION_FILE), info)
+    host_path = os.path.join(host_dir, HOST_CONNECTION_FILE)
+    _write_readable(host_path, {**info, "ip": f"{host_dir.rstrip('/')}/kernel"})
+    return host_path
+
+
+def _write_readable(path: str, info: dict[str, Any]) -> None:
+    # 0644: the kernel runs as another user inside the container; the directory itself is private.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f, indent=1)
+    os.chmod(path, 0o644)
+
+
+class _CappedText:
+    """Accumulates output in bounded memory; the final text is what `cap_text` makes of the whole."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(1, limit)
+        self._head_len = self._limit * 3 // 4
+        self._tail_len = self._limit - self._head_len
+        self._head: bytes | None = None  # set once the head is final
+        self._buf = bytearray()
+        self._omitted = 0
+
+    def add(self, text: str) -> None:
+        self._buf += text.encode("utf-8", "replace")
+        if len(self._buf) > 4 * self._limit:
+            self._compact()
+
+    def _compact(self) -> None:
+        if self._head is None:
+            self._head = bytes(self._buf[: self._head_len])
+            del self._buf[: self._head_len]
+        drop = len(self._buf) - self._tail_len
+        if drop > 0:
+            del self._buf[:drop]
+            self._omitted += drop
+
+    def value(self) -> tuple[str, bool]:
+        if self._head is None:
+            return cap_text(self._buf.decode("utf-8", "replace"), self._limit)
+        self._compact()
+        head = self._head.decode("utf-8", "ignore")
+        return head + truncation_marker(self._omitted) + self._buf.decode("utf-8", "ignore"), True
+
+
+class _Cell:
+    """What one execute_request has produced so far."""
+
+    def __init__(self, output_limit: int) -> None:
+        self.limit = output_limit
+        self.stdout = _CappedText(output_limit)
+        self.stderr = _CappedText(output_limit)
+        self.result: str | None = None
+        self.display: list[Display] = []
+        self.display_bytes = 0
+        self.error: PythonError | None = None
+        self.truncated = False
+        self.idle = False
+        self.reply_status: str | None = None
+
+    def on_iopub(self, msg_type: str, content: dict[str, Any]) -> None:
+        if msg_type == "stream":
+            (self.stderr if content.get("name") == "stderr" else self.stdout).add(content.get("text", ""))
+        elif msg_type == "execute_result":
+            data = dict(content.get("data", {}))
+            text = data.pop("text/plain", None)
+            if text is not None:
+                self.result = self._cap(str(text))
+            self._add_display(data)
+        elif msg_type in ("display_data", "update_display_data"):
+            self._add_display(content.get("data", {}))
+        elif msg_type == "error":
+            self.error = PythonError(
+                ename=str(content.get("ename", "")),
+                evalue=self._cap(str(content.get("evalue", ""))),
+                traceback=[self._cap(_ANSI.sub("", line)) for line in content.get("traceback", [])],
+            )
+        elif msg_type == "status" and content.get("execution_state") == "idle":
+            self.idle = True
+
+    def _cap(self, text: str) -> str:
+        capped, cut = cap_text(text, self.limit)
+        self.truncated |= cut
+        return capped
+
+    def _add_display(self, data: dict[str, Any]) -> None:
+        if any(mime.startswith("image/") for mime in data):
+            data = {mime: value for mime, value in data.items() if mime != "text/plain"}
+        for mime, value in data.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            if mime.startswith("text/") or mime.endswith("json"):
+                text = self._cap(text)
+            if self.display_bytes + len(text) > DISPLAY_LIMIT:
+                self.truncated = True
+                continue
+            self.display_bytes += len(text)
+            self.display.append(Display(mime=mime, data=text))
+
+    def finish(self, status: Literal["ok", "error", "timeout"]) -> PythonResult:
+        stdout, out_cut = self.stdout.value()
+        stderr, err_cut = self.stderr.value()
+        error = self.error
+        if status == "ok" and self.reply_status == "aborted":
+            status = "error"
+            error = PythonError("Aborted", "the kernel aborted this cell after an earlier error", [])
+        elif status == "ok" and (self.reply_status == "error" or error is not None):
+            status = "error"
+        return PythonResult(
+            status=status,
+            stdout=stdout,
+            stderr=stderr,
+            result=self.result,
+            display=self.display,
+            error=error,
+            truncated=self.truncated or out_cut or err_cut,
+        )
+
+
+class KernelConnection:
+    """One kernel's shell and iopub channels, opened once and reused for every cell."""
+
+    def __init__(self, client: AsyncKernelClient) -> None:
+        self._client = client
+        self._shell: AsyncZMQSocketChannel = client.shell_channel
+        self._iopub: AsyncZMQSocketChannel = client.iopub_channel
+        self._poller = zmq.asyncio.Poller()
+        self._poller.register(self._shell.socket, zmq.POLLIN)
+        self._poller.register(self._iopub.socket, zmq.POLLIN)
+        self._dead = False
+        self._busy = asyncio.Lock()  # one cell at a time: each cell drains the shared sockets
+
+    @property
+    def kernel_died(self) -> bool:
+        """Whether the last cell saw the kernel die (cleared when a later liveness check finds it alive)."""
+        return self._dead
+
+    @classmethod
+    async def connect(cls, host_connection_file: str, ready_timeout_s: float) -> KernelConnection:
+        """Open the channels and wait until the kernel answers a kernel_info request."""
+        client = AsyncKernelClient(context=zmq.asyncio.Context.instance())
+        client.load_connection_file(host_connection_file)
+        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+        conn = cls(client)
+        try:
+            await conn.wait_ready(ready_timeout_s)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Ask for kernel_info until a reply arrives and iopub is seen to be subscribed."""
+        async with self._busy:
+            deadline = time.monotonic() + timeout_s
+            sent: set[str] = set()
+            replied = subscribed = False
+            next_send = 0.0
+            while not (replied and subscribed):
+                now = time.monotonic()
+                if now >= deadline:
+                    raise SandboxUnavailable(f"the kernel was not ready within {timeout_s:g} s")
+                if now >= next_send:
+                    sent.add(self._client.kernel_info())
+                    next_send = now + 0.5
+                for channel, msg in await self._receive(min(deadline, next_send) - now):
+                    if channel is self._iopub:
+                        # Subscribed once anything arrives (an iopub_welcome has no parent).
+                        subscribed = True
+                    elif msg["parent_header"].get("msg_id") in sent:
+                        replied = replied or msg["msg_type"] == "kernel_info_reply"
+            self._dead = False
+
+    async def execute(
+        self,
+        code: str,
+        timeout_s: float,
+        *,
+        interrupt: Callable[[], Awaitable[None]],
+        is_alive: Callable[[], Awaitable[bool]],
+        output_limit: int,
+    ) -> PythonResult:
+        """Run one cell; a timeout interrupts it (the kernel keeps its state), a dead kernel is reported.
+
+        A "timeout" result carries the output that arrived and, when the interrupt landed, the cell's
+        KeyboardInterrupt as `error`; if the kernel died meanwhile, `error` is the KernelDied error instead.
+        """
+        async with self._busy:
+            return await self._execute(code, timeout_s, interrupt, is_alive, output_limit)
+
+    async def _execute(
+        self,
+        code: str,
+        timeout_s: float,
+        interrupt: Callable[[], Awaitable[None]],
+        is_alive: Callable[[], Awaitable[bool]],
+        output_limit: int,
+    ) -> PythonResult:
+        if self._dead:
+            if not await is_alive():
+                return PythonResult(status="error", error=_KERNEL_DIED)
+            self._dead = False
+        cell = _Cell(output_limit)
+        msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        deadline = time.monotonic() + timeout_s
+        reply_deadline: float | None = None
+        timed_out = False
+        while True:
+            now = time.monotonic()
+            if cell.idle and cell.reply_status is not None:
+                break
+            if cell.idle and reply_deadline is None:
+                reply_deadline = now + _REPLY_GRACE_S
+            if reply_deadline is not None and now >= reply_deadline:
+                break
+            if now >= deadline:
+                if timed_out:
+                    break  # the interrupted cell did not come back in time
+                timed_out = True
+                await interrupt()
+                deadline = time.monotonic() + _INTERRUPT_GRACE_S
+                continue
+            msgs = await self._receive(min(deadline - now, _QUIET_S))
+            if not msgs:
+                if not await is_alive():
+                    self._dead = True
+                    return _died(cell, timed_out)
+                continue
+            for channel, msg in msgs:
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue  # left over from an earlier, interrupted cell
+                if channel is self._iopub:
+                    cell.on_iopub(msg["msg_type"], msg["content"])
+                elif msg["msg_type"] == "execute_reply":
+                    cell.reply_status = msg["content"].get("status", "error")
+        return cell.finish("timeout" if timed_out else "ok")
+
+    async def _receive(self, timeout_s: float) -> list[tuple[AsyncZMQSocketChannel, dict[str, Any]]]:
+        """Wait up to `timeout_s` for either channel; return every message that is ready by then."""
+        ready = dict(await self._poller.poll(max(0, int(timeout_s * 1000))))
+        msgs = []
+        for channel in (self._iopub, self._shell):
+            if channel.socket in ready:
+                # Bounded, so that a flood of output cannot starve the deadline checks.
+                for _ in range(_BATCH):
+                    if not await channel.msg_ready():
+                        break
+                    msgs.append((channel, await channel.get_msg(timeout=0)))
+        return msgs
+
+    async def close(self) -> None:
+        """Close the sockets; the kernel itself is left running."""
+        for channel in (self._shell, self._iopub):
+            if channel.socket is not None:
+                self._poller.unregister(channel.socket)
+        self._client.stop_channels()
+
+
+def _died(cell: _Cell, timed_out: bool) -> PythonResult:
+    return dataclasses.replace(cell.finish("timeout" if timed_out else "error"), error=_KERNEL_DIED)
