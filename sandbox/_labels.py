@@ -27,5 +27,8 @@ def labels_for(*, instance: str, session_id: str, owner: str, node: str, pooled:
 
 
 def instance_filter(instance: str) -> dict[str, list[str]]:
-    """A Docker `filters=` value selecting every container of one server instance."""
+    """A Docker `filters=` value selecting every container of one server instance, on any node.
+
+    Several nodes of a test cluster may share one engine, so callers also check the node label.
+    """
     return {"label": [f"{MANAGED}=true", f"{INSTANCE}={instance}"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -33,7 +34,7 @@ class Limits:
     nofile: int = 1024
     tmp_mb: int = 64
 
-    def within(self, maximum: Limits) -> list[str]:
+    def within(self, maximum: Limits) -> builtins.list[str]:
         """Names of the limits that exceed `maximum` (empty when all fit)."""
         over = []
         for name in ("memory_mb", "cpus", "pids", "disk_mb", "nofile", "tmp_mb"):
@@ -89,7 +90,7 @@ class Display:
 class PythonError:
     ename: str
     evalue: str
-    traceback: list[str]
+    traceback: builtins.list[str]
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class PythonResult:
     stdout: str = ""
     stderr: str = ""
     result: str | None = None
-    display: list[Display] = field(default_factory=list)
+    display: builtins.list[Display] = field(default_factory=list)
     error: PythonError | None = None
     truncated: bool = False
 
@@ -139,7 +140,7 @@ class Sandbox(abc.ABC):
         """Read a workspace-relative file."""
 
     @abc.abstractmethod
-    async def list_files(self, path: str = "") -> list[FileEntry]:
+    async def list_files(self, path: str = "") -> builtins.list[FileEntry]:
         """Entries of a workspace directory (not recursive)."""
 
     @abc.abstractmethod
@@ -162,8 +163,20 @@ class SandboxBackend(abc.ABC):
         """Remove the sandbox and everything it holds; a no-op when already gone."""
 
     @abc.abstractmethod
-    async def list(self) -> list[SandboxInfo]: ...
+    async def list(self) -> builtins.list[SandboxInfo]: ...
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Remove every sandbox this backend owns."""
+
+    def check_spec(self, spec: SandboxSpec) -> None:  # noqa: B027 - optional hook
+        """Refuse a spec this backend cannot honour (limits over the maxima, network not allowed)."""
+
+    async def check_alive(self, session_id: str) -> None:  # noqa: B027 - optional hook
+        """Raise SandboxGone when the session's sandbox has died; a no-op where that cannot happen."""
+
+    async def reconcile(
+        self, live_session_ids: set[str], adopt_from: set[str] | None = None
+    ) -> dict[str, builtins.list[str]]:
+        """Match the engine to the registry: re-attach live sessions, remove the rest."""
+        return {"attached": [], "removed": []}

@@ -8,6 +8,7 @@ container needs no network at all.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import shutil
@@ -108,7 +109,7 @@ class DockerSandbox(Sandbox):
         self.last_used = time.time()
         return await self._guest.read(workspace_relative(path), self._config.max_file_bytes)
 
-    async def list_files(self, path: str = "") -> list[FileEntry]:
+    async def list_files(self, path: str = "") -> builtins.list[FileEntry]:
         self.last_used = time.time()
         return await self._guest.list(workspace_relative(path, allow_root=True))
 
@@ -173,6 +174,14 @@ def _read_meta(host_dir: str) -> dict[str, Any]:
         return {}
 
 
+def _mount_source(container: Any) -> str | None:
+    """The host directory mounted at the container's /sbx."""
+    for mount in container.attrs.get("Mounts", []):
+        if mount.get("Destination") == _GUEST_DIR:
+            return str(mount.get("Source"))
+    return None
+
+
 class DockerBackend(SandboxBackend):
     """Creates and tracks hardened session containers on the local Docker engine."""
 
@@ -180,7 +189,8 @@ class DockerBackend(SandboxBackend):
         self.config = config or SandboxConfig()
         self._client = client
         self._sandboxes: dict[str, DockerSandbox] = {}
-        self._root = os.path.join(self.config.runtime_dir, self.config.instance_id)
+        # Unix socket paths are short (107 bytes), so the node part of the directory is abbreviated.
+        self._root = os.path.join(self.config.runtime_dir, self.config.instance_id, self.config.node_id[:12])
 
     @property
     def client(self) -> Any:
@@ -257,26 +267,34 @@ class DockerBackend(SandboxBackend):
 
     async def destroy(self, session_id: str) -> None:
         sandbox = self._sandboxes.pop(session_id, None)
+        host_dir = os.path.join(self._root, session_id)
         if sandbox is not None:
+            host_dir = sandbox.host_dir
             await sandbox.close()
         await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
-        shutil.rmtree(os.path.join(self._root, session_id), ignore_errors=True)
+        shutil.rmtree(host_dir, ignore_errors=True)
 
-    async def list(self) -> list[SandboxInfo]:
+    async def list(self) -> builtins.list[SandboxInfo]:
         return [s.info for s in self._sandboxes.values()]
 
     async def close(self) -> None:
         for session_id in list(self._sandboxes):
             await self.destroy(session_id)
-        for container in await asyncio.to_thread(self._owned_containers):
+        for container in await asyncio.to_thread(self._owned_containers, set()):
             await asyncio.to_thread(self._remove_container, container.id)
         shutil.rmtree(self._root, ignore_errors=True)
 
-    async def reconcile(self, live_session_ids: set[str]) -> dict[str, list[str]]:
-        """Re-attach containers of live sessions; remove every other container this instance owns."""
-        attached: list[str] = []
-        removed: list[str] = []
-        for container in await asyncio.to_thread(self._owned_containers):
+    async def reconcile(
+        self, live_session_ids: set[str], adopt_from: set[str] | None = None
+    ) -> dict[str, builtins.list[str]]:
+        """Re-attach containers of live sessions; remove every other container this manager owns.
+
+        `adopt_from` names nodes that no longer exist (a restarted single-node server gets a new Ray
+        node id): their containers on this engine are treated as this node's own.
+        """
+        attached: builtins.list[str] = []
+        removed: builtins.list[str] = []
+        for container in await asyncio.to_thread(self._owned_containers, adopt_from or set()):
             session_id = container.labels.get(_labels.SESSION, "")
             running = container.status == "running"
             if session_id in live_session_ids and running and session_id not in self._sandboxes:
@@ -289,13 +307,15 @@ class DockerBackend(SandboxBackend):
             if session_id in self._sandboxes:
                 continue
             await asyncio.to_thread(self._remove_container, container.id)
-            shutil.rmtree(os.path.join(self._root, session_id), ignore_errors=True)
+            shutil.rmtree(
+                _mount_source(container) or os.path.join(self._root, session_id), ignore_errors=True
+            )
             removed.append(session_id)
         self._remove_stray_dirs()
         return {"attached": attached, "removed": removed}
 
     async def _attach(self, container: Any, session_id: str) -> None:
-        host_dir = os.path.join(self._root, session_id)
+        host_dir = _mount_source(container) or os.path.join(self._root, session_id)
         meta = _read_meta(host_dir)
         labels = container.labels
         host_config = container.attrs.get("HostConfig", {})
@@ -372,10 +392,12 @@ class DockerBackend(SandboxBackend):
             environment={"TOOLSERVER_SESSION": info.session_id, "TOOLSERVER_NODE": self.config.node_id},
         )
 
-    def _owned_containers(self) -> list[Any]:
-        return list(
-            self.client.containers.list(all=True, filters=_labels.instance_filter(self.config.instance_id))
+    def _owned_containers(self, adopt_from: set[str]) -> builtins.list[Any]:
+        nodes = {self.config.node_id, *adopt_from}
+        found = self.client.containers.list(
+            all=True, filters=_labels.instance_filter(self.config.instance_id)
         )
+        return [c for c in found if c.labels.get(_labels.NODE) in nodes]
 
     def _container_state(self, container_id: str) -> str:
         import docker.errors

@@ -5,6 +5,7 @@ It never runs code: shell commands and cells are answered by the handlers a test
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable
 
@@ -54,7 +55,7 @@ class FakeSandbox(Sandbox):
         self.max_file_bytes = max_file_bytes
         self.output_limit = output_limit
         self.files: dict[str, bytes] = {}
-        self.calls: list[tuple[str, str]] = []
+        self.calls: builtins.list[tuple[str, str]] = []
         self.restarts = 0
         self.closed = False
 
@@ -88,7 +89,7 @@ class FakeSandbox(Sandbox):
             raise WorkspaceFileNotFound(f"no file {rel!r} in the workspace", path=rel)
         return self.files[rel]
 
-    async def list_files(self, path: str = "") -> list[FileEntry]:
+    async def list_files(self, path: str = "") -> builtins.list[FileEntry]:
         rel = workspace_relative(path, allow_root=True)
         prefix = f"{rel}/" if rel else ""
         names: dict[str, FileEntry] = {}
@@ -140,7 +141,7 @@ class FakeBackend(SandboxBackend):
         if sandbox is not None:
             await sandbox.close()
 
-    async def list(self) -> list[SandboxInfo]:
+    async def list(self) -> builtins.list[SandboxInfo]:
         return [s.info for s in self.sandboxes.values()]
 
     async def close(self) -> None:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sandbox.base import FileEntry, PythonResult, SandboxInfo, SandboxSpec, ShellResult
+from sandbox.base import (
+    FileEntry,
+    PythonResult,
+    Sandbox,
+    SandboxBackend,
+    SandboxInfo,
+    SandboxSpec,
+    ShellResult,
+)
 from sandbox.config import SandboxConfig
-from sandbox.docker import DockerBackend, DockerSandbox
 from sandbox.errors import SandboxNotFound, SandboxUnavailable
 from sandbox.pool import SandboxPool
 from toolserver.errors import UserError
@@ -29,25 +37,34 @@ class SandboxManager:
         self,
         config: SandboxConfig | None = None,
         *,
-        backend: DockerBackend | None = None,
+        backend: SandboxBackend | None = None,
         on_expired: ExpiredCallback | None = None,
     ) -> None:
         self.config = config or SandboxConfig()
-        self.backend = backend or DockerBackend(self.config)
-        self.pool = SandboxPool(self.backend, self.config.pool_size)
+        if backend is None:
+            from sandbox.docker import DockerBackend
+
+            backend = DockerBackend(self.config)
+        self.backend = backend
+        self.pool = SandboxPool(self.backend, self.config)
         self._ttl: dict[str, float] = {}
+        self._last_used: dict[str, float] = {}
         self._on_expired = on_expired
         self._reaper: asyncio.Task[None] | None = None
 
-    async def start(self, live_sessions: dict[str, float] | None = None) -> dict[str, list[str]]:
+    async def start(
+        self, live_sessions: dict[str, float] | None = None, adopt_from: set[str] | None = None
+    ) -> dict[str, list[str]]:
         """Reconcile with the engine (live sessions re-attached, the rest removed), then fill the pool.
 
-        `live_sessions` maps each session the registry still considers alive on this node to its TTL.
+        `live_sessions` maps each session the registry still considers alive here to its TTL;
+        `adopt_from` names vanished nodes whose containers on this engine this manager takes over.
         """
         live = live_sessions or {}
-        report = await self.backend.reconcile(set(live))
+        report = await self.backend.reconcile(set(live), adopt_from)
         for session_id in report["attached"]:
             self._ttl[session_id] = live[session_id]
+            self._last_used[session_id] = time.time()
         self.pool.start()
         self._reaper = asyncio.create_task(self._reap_forever(), name="sandbox-reaper")
         return report
@@ -58,7 +75,7 @@ class SandboxManager:
             raise UserError(f"ttl_s must be between 0 and {self.config.max_ttl_s:g}", field="ttl_s")
         sandbox = await self.pool.acquire(spec)
         self._ttl[sandbox.info.session_id] = ttl
-        sandbox.last_used = time.time()
+        self._last_used[sandbox.info.session_id] = time.time()
         return sandbox.info
 
     async def get(self, session_id: str) -> SandboxInfo:
@@ -84,15 +101,16 @@ class SandboxManager:
         sandbox = await self._session(session_id)
         return await self._guarded(session_id, sandbox.read_file(path))
 
-    async def list_files(self, session_id: str, path: str = "") -> list[FileEntry]:
+    async def list_files(self, session_id: str, path: str = "") -> builtins.list[FileEntry]:
         sandbox = await self._session(session_id)
         return await self._guarded(session_id, sandbox.list_files(path))
 
     async def destroy(self, session_id: str) -> None:
         self._ttl.pop(session_id, None)
+        self._last_used.pop(session_id, None)
         await self.backend.destroy(session_id)
 
-    async def sessions(self) -> list[SandboxInfo]:
+    async def sessions(self) -> builtins.list[SandboxInfo]:
         pooled = self.pool.pooled_ids()
         return [info for info in await self.backend.list() if info.session_id not in pooled]
 
@@ -112,14 +130,13 @@ class SandboxManager:
         await self.pool.close()
         await self.backend.close()
 
-    async def expire_idle(self, now: float | None = None) -> list[str]:
+    async def expire_idle(self, now: float | None = None) -> builtins.list[str]:
         """Destroy sessions idle for longer than their TTL; returns their ids."""
         now = time.time() if now is None else now
         expired = []
         for info in await self.sessions():
-            sandbox = await self.backend.get(info.session_id)
             ttl = self._ttl.get(info.session_id, self.config.default_ttl_s)
-            if now - sandbox.last_used > ttl:
+            if now - self._last_used.get(info.session_id, info.created_at) > ttl:
                 expired.append(info.session_id)
         for session_id in expired:
             await self.destroy(session_id)
@@ -127,10 +144,12 @@ class SandboxManager:
                 await self._on_expired(session_id)
         return expired
 
-    async def _session(self, session_id: str) -> DockerSandbox:
+    async def _session(self, session_id: str) -> Sandbox:
         if session_id in self.pool.pooled_ids():  # handed out to nobody yet
             raise SandboxNotFound(f"no sandbox for session {session_id}", session_id=session_id)
-        return await self.backend.get(session_id)
+        sandbox = await self.backend.get(session_id)
+        self._last_used[session_id] = time.time()
+        return sandbox
 
     async def _guarded(self, session_id: str, op: Awaitable[Any]) -> Any:
         """Run a session operation; a dead container becomes a clear SandboxGone."""

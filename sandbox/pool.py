@@ -6,8 +6,8 @@ import asyncio
 import collections
 import logging
 
-from sandbox.base import SandboxSpec
-from sandbox.docker import DockerBackend, DockerSandbox
+from sandbox.base import Sandbox, SandboxBackend, SandboxSpec
+from sandbox.config import SandboxConfig
 from sandbox.errors import SandboxUnavailable
 
 __all__ = ["SandboxPool"]
@@ -18,10 +18,12 @@ log = logging.getLogger(__name__)
 class SandboxPool:
     """Keeps `size` ready sandboxes of the default spec; other specs are created cold."""
 
-    def __init__(self, backend: DockerBackend, size: int) -> None:
+    def __init__(self, backend: SandboxBackend, config: SandboxConfig) -> None:
         self.backend = backend
+        self.config = config
+        size = config.pool_size
         self.size = max(0, size)
-        self._ready: collections.deque[DockerSandbox] = collections.deque()
+        self._ready: collections.deque[Sandbox] = collections.deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
@@ -40,26 +42,26 @@ class SandboxPool:
 
     def matches(self, spec: SandboxSpec) -> bool:
         """Only the default spec (image, limits, closed network) can come from the pool."""
-        config = self.backend.config
+        config = self.config
         return (
             spec.network == "none"
             and spec.image in (None, config.image)
             and spec.limits == config.default_limits
         )
 
-    async def acquire(self, spec: SandboxSpec) -> DockerSandbox:
+    async def acquire(self, spec: SandboxSpec) -> Sandbox:
         """A ready sandbox for `spec`, from the pool when it matches, else freshly created."""
         self.backend.check_spec(spec)
-        if self.matches(spec):
+        if self.size and self.matches(spec):
             while self._ready:
                 sandbox = self._ready.popleft()
                 self._wake.set()
                 try:
-                    await sandbox.ping()
+                    await sandbox.ping()  # type: ignore[attr-defined]
                 except SandboxUnavailable:
                     await self.backend.destroy(sandbox.info.session_id)
                     continue
-                sandbox.set_owner(spec.owner)
+                sandbox.set_owner(spec.owner)  # type: ignore[attr-defined]
                 return sandbox
             self._wake.set()
         return await self.backend.create(spec)
@@ -89,8 +91,8 @@ class SandboxPool:
             self._wake.clear()
             while len(self._ready) < self.size:
                 try:
-                    spec = SandboxSpec(limits=self.backend.config.default_limits)
-                    self._ready.append(await self.backend.create(spec, pooled=True))
+                    spec = SandboxSpec(limits=self.config.default_limits)
+                    self._ready.append(await self.backend.create(spec, pooled=True))  # type: ignore[call-arg]
                     self.failures = 0
                 except asyncio.CancelledError:
                     raise

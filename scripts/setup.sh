@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up everything toolserver needs on one machine; safe to run again (each step skips when done).
+#   - the Python package and its dev tools (pip, editable install)
+#   - a running Docker engine (Debian's docker.io when none is installed; needs root for that)
+#   - PostgreSQL server binaries (for the registry's PostgreSQL tests)
+#   - the sandbox image (built locally; skipped when the tagged image matches its inputs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then as_root apt-get update -q >/dev/null; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+}
+
+say "python package (pip install -e .[dev])"
+python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+
+if ! docker info >/dev/null 2>&1; then
+  if ! command -v dockerd >/dev/null 2>&1; then
+    say "installing the Docker engine (docker.io)"
+    apt_install docker.io
+  fi
+  say "starting dockerd"
+  as_root sh -c 'setsid dockerd >/tmp/dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /tmp/dockerd.log" >&2; tail -n 20 /tmp/dockerd.log >&2; exit 1; }
+fi
+say "docker engine: $(docker version --format '{{.Server.Version}}')"
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  say "installing PostgreSQL server binaries"
+  apt_install postgresql
+fi
+if ! command -v debootstrap >/dev/null 2>&1; then
+  say "installing debootstrap (offline base image for the sandbox)"
+  apt_install debootstrap
+fi
+
+say "sandbox image"
+toolserver image build

@@ -1,0 +1,88 @@
+"""HTTP request bodies (pydantic: this is a trust boundary)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "KeyCreate",
+    "LimitsBody",
+    "OpenAPIImport",
+    "PythonRequest",
+    "SessionCreate",
+    "ShellRequest",
+    "ToolCall",
+    "ToolCreate",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitsBody(_Body):
+    memory_mb: int | None = Field(None, gt=0)
+    cpus: float | None = Field(None, gt=0)
+    pids: int | None = Field(None, gt=0)
+    disk_mb: int | None = Field(None, gt=0)
+
+
+class SessionCreate(_Body):
+    image: str | None = Field(None, max_length=256)
+    limits: LimitsBody | None = None
+    network: Literal["none", "bridge"] = "none"
+    ttl_s: float | None = Field(None, gt=0)
+
+
+class ShellRequest(_Body):
+    command: str
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+
+
+class PythonRequest(_Body):
+    code: str
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+
+
+class ToolCreate(_Body):
+    name: str = Field(..., max_length=64)
+    description: str = Field("", max_length=8192)
+    kind: Literal["python", "http", "deployment"]
+    parameters: dict[str, Any] | None = None
+    source: str | None = None
+    function: str | None = None
+    url: str | None = None
+    method: str = "GET"
+    headers: dict[str, str] | None = None
+    secret_headers: dict[str, str] | None = None
+    query: list[str] | None = None
+    body: list[str] | Literal["all"] | None = None
+    timeout_s: float | None = Field(None, gt=0, le=600)
+    max_response_bytes: int | None = Field(None, gt=0)
+    import_path: str | None = None
+    num_replicas: int | None = Field(None, ge=1, le=64)
+    ray_actor_options: dict[str, Any] | None = None
+    autoscaling: dict[str, Any] | None = None
+
+
+class ToolCall(_Body):
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = None
+
+
+class OpenAPIImport(_Body):
+    document: dict[str, Any] | str
+    base_url: str | None = None
+    prefix: str = ""
+
+
+class KeyCreate(_Body):
+    namespace: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = Field("", max_length=128)
+    admin: bool = False
+
+
+class SecretPut(_Body):
+    value: str = Field(..., max_length=16384)

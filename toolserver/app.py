@@ -1,0 +1,81 @@
+"""The FastAPI application: services wired together, routes, error mapping, limits, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from registry import AuditStore, Database, KeyStore, SecretStore, SessionStore, ToolStore
+from toolserver import __version__
+from toolserver.auth import Authenticator
+from toolserver.body_limit import BodyLimit
+from toolserver.config import Settings
+from toolserver.http_errors import install_error_handlers
+from toolserver.metrics import Metrics, MetricsMiddleware
+from toolserver.nodes.base import NodeDirectory
+from toolserver.routes import sessions, system, tools
+from toolserver.service.sessions import SessionService
+from toolserver.service.tools import ToolService
+from toolserver.tools.base import ToolRunner
+from toolserver.tools.http import HttpToolRunner
+from toolserver.tools.python import PythonToolRunner
+
+__all__ = ["Services", "build_services", "create_app"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    nodes: NodeDirectory
+    keys: KeyStore
+    secrets: SecretStore
+    audit: AuditStore
+    auth: Authenticator
+    sessions: SessionService
+    tools: ToolService
+    metrics: Metrics = field(default_factory=Metrics)
+    version: str = __version__
+
+
+def build_services(
+    settings: Settings, db: Database, nodes: NodeDirectory, extra_runners: dict[str, ToolRunner] | None = None
+) -> Services:
+    """Wire the stores and services over one database and one node directory."""
+    keys, secrets, audit = KeyStore(db), SecretStore(db), AuditStore(db)
+    session_service = SessionService(
+        SessionStore(db), nodes, settings.sandbox_config(instance_id="", node_id="").default_limits
+    )
+    runners: dict[str, ToolRunner] = {
+        "python": PythonToolRunner(),
+        "http": HttpToolRunner(),
+        **(extra_runners or {}),
+    }
+    tool_service = ToolService(ToolStore(db), secrets, audit, session_service, runners)
+    return Services(
+        settings=settings,
+        db=db,
+        nodes=nodes,
+        keys=keys,
+        secrets=secrets,
+        audit=audit,
+        auth=Authenticator(keys),
+        sessions=session_service,
+        tools=tool_service,
+    )
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="toolserver",
+        version=services.version,
+        description="Tool server and sandboxed execution backend for LLM agents.",
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (system, sessions, tools):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_mb * 1024 * 1024)
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
+    return app

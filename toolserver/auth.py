@@ -1,0 +1,82 @@
+"""API keys: the admin key's bootstrap and per-request verification with a short cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from pathlib import Path
+
+from registry import KeyStore
+from toolserver.errors import Forbidden, Unauthorized
+from toolserver.service.principal import Principal
+
+__all__ = ["Authenticator", "ensure_admin_key"]
+
+
+def ensure_admin_key(keys: KeyStore, configured: str | None, key_file: Path) -> tuple[str, str]:
+    """Make sure an admin key exists; returns (secret, where it came from).
+
+    Priority: TOOLSERVER_API_KEY, else the key file in the state directory, else a new key written
+    there with mode 0600.
+    """
+    if configured:
+        keys.ensure_admin(configured)
+        return configured, "TOOLSERVER_API_KEY"
+    if key_file.exists():
+        secret = key_file.read_text().strip()
+    else:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        secret = "tsk_" + secrets.token_urlsafe(32)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+    keys.ensure_admin(secret)
+    return secret, str(key_file)
+
+
+class Authenticator:
+    """Turns an `Authorization: Bearer <key>` header into a Principal."""
+
+    def __init__(self, keys: KeyStore, cache_s: float = 5.0) -> None:
+        self.keys = keys
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    def cached(self, authorization: str | None) -> Principal | None:
+        """The caller from the cache, without touching the database; None on a miss."""
+        if not authorization:
+            return None
+        secret = authorization.partition(" ")[2].strip()
+        hit = self._cache.get(hashlib.sha256(secret.encode()).hexdigest())
+        if hit is not None and time.monotonic() - hit[0] < self.cache_s:
+            return hit[1]
+        return None
+
+    def principal(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise Unauthorized("malformed Authorization header: expected 'Bearer <key>'")
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.cache_s:
+            return hit[1]
+        record = self.keys.verify(secret)
+        if record is None:
+            self._cache.pop(digest, None)
+            raise Unauthorized("invalid or revoked API key")
+        principal = Principal(namespace=record.namespace, key_id=record.id, is_admin=record.is_admin)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now, principal)
+        return principal
+
+    @staticmethod
+    def require_admin(principal: Principal) -> None:
+        if not principal.is_admin:
+            raise Forbidden("this needs an admin key")

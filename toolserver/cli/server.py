@@ -1,0 +1,167 @@
+"""`toolserver up | down | status | image`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_commands"]
+
+
+def add_commands(commands: Any) -> None:
+    up = commands.add_parser(
+        "up",
+        help="start the tool server (local Ray unless --address) and serve until Ctrl-C",
+        description="Start Ray (or join --address / RAY_ADDRESS), reconcile sandboxes left by a previous run, "
+        "deploy the HTTP API on Ray Serve, and serve until Ctrl-C, which removes the sandboxes it started.",
+    )
+    up.add_argument("--host", help="bind address (default 127.0.0.1, env TOOLSERVER_HOST)")
+    up.add_argument("--port", type=int, help="port (default 8000, env TOOLSERVER_PORT)")
+    up.add_argument("--address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    up.add_argument("--replicas", type=int, help="ingress replicas (default 1)")
+    up.add_argument("--pool-size", type=int, help="warm sandboxes kept per node (default 2)")
+    up.add_argument("--home", help="state directory (default ~/.toolserver, env TOOLSERVER_HOME)")
+    up.add_argument("--no-image-build", action="store_true", help="do not build the sandbox image if missing")
+    up.set_defaults(run=_up)
+
+    down = commands.add_parser("down", help="stop a server started with `toolserver up`")
+    down.add_argument("--home", help="state directory")
+    down.set_defaults(run=_down)
+
+    status = commands.add_parser("status", help="show the running server's health")
+    status.add_argument("--home", help="state directory")
+    status.set_defaults(run=_status)
+
+    image = commands.add_parser("image", help="build or inspect the sandbox image")
+    image_cmds = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    build = image_cmds.add_parser(
+        "build", help="build the sandbox image (skipped when it matches its inputs)"
+    )
+    build.add_argument("--tag", help="image tag (default toolserver-sandbox:latest)")
+    build.add_argument(
+        "--base", help="base image (default python:3.12-slim when available, else debootstrap)"
+    )
+    build.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    build.set_defaults(run=_image_build)
+    info = image_cmds.add_parser("status", help="is the sandbox image built and current?")
+    info.add_argument("--tag", help="image tag")
+    info.set_defaults(run=_image_status)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from toolserver.config import Settings
+
+    overrides = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "ray_address": getattr(args, "address", None),
+        "replicas": getattr(args, "replicas", None),
+        "pool_size": getattr(args, "pool_size", None),
+        "home": getattr(args, "home", None),
+    }
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home or os.environ.get("TOOLSERVER_HOME", "~/.toolserver")).expanduser()
+
+
+def _up(args: argparse.Namespace) -> int:
+    from toolserver.serve_app import node_reports_summary, start_server, stop_server
+
+    settings = _settings(args)
+    if not args.no_image_build:
+        _ensure_image(settings.sandbox_image)
+    print(f"starting toolserver (state in {settings.home}) ...", flush=True)
+    started = time.monotonic()
+    handle = start_server(settings)
+    summary = node_reports_summary(handle.reconcile)
+    state = {"url": handle.url, "pid": os.getpid(), "instance_id": handle.instance_id}
+    (settings.home / "server.json").write_text(json.dumps(state) + "\n")
+    print(f"toolserver is up at {handle.url}  ({time.monotonic() - started:.1f} s)")
+    print(f"  admin key: {handle.admin_key_source}")
+    print(
+        f"  sandbox nodes: {summary['nodes']}, sessions re-attached: {summary['reattached']}, "
+        f"stale sandboxes removed: {summary['removed']}"
+    )
+    print(f"  API docs: {handle.url}/docs    health: {handle.url}/healthz")
+    print("press Ctrl-C to stop (removes the sandboxes this server started)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        print("stopping: removing sandboxes and shutting Ray Serve down ...", flush=True)
+        stop_server(settings=settings)
+        (settings.home / "server.json").unlink(missing_ok=True)
+        print("stopped")
+    return 0
+
+
+def _ensure_image(tag: str) -> None:
+    from sandbox.image import build_image
+
+    build_image(tag, progress=lambda line: print(f"  [image] {line}", flush=True))
+
+
+def _down(args: argparse.Namespace) -> int:
+    path = _home(args) / "server.json"
+    if not path.exists():
+        print("no running toolserver found (no server.json in the state directory)")
+        return 1
+    pid = int(json.loads(path.read_text())["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        print("the server was not running; cleaned up its state file")
+        return 0
+    for _ in range(240):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("stopped")
+            return 0
+        time.sleep(0.25)
+    print(f"server (pid {pid}) did not stop within 60 s", file=sys.stderr)
+    return 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    from toolserver.client import Client
+
+    if args.home:
+        os.environ["TOOLSERVER_HOME"] = args.home
+    with Client() as client:
+        try:
+            health = client.health()
+        except Exception as exc:
+            print(f"toolserver at {client.url} is not answering: {exc}")
+            return 1
+    print(json.dumps(health, indent=2))
+    return 0
+
+
+def _image_build(args: argparse.Namespace) -> int:
+    from sandbox.config import DEFAULT_IMAGE
+    from sandbox.image import build_image
+
+    build_image(args.tag or DEFAULT_IMAGE, base_image=args.base, force=args.force)
+    return 0
+
+
+def _image_status(args: argparse.Namespace) -> int:
+    from sandbox.config import DEFAULT_IMAGE
+    from sandbox.image import image_status
+
+    print(json.dumps(image_status(args.tag or DEFAULT_IMAGE), indent=2, default=str))
+    return 0

@@ -1,0 +1,83 @@
+"""Server settings, read from `TOOLSERVER_*` environment variables; every one has a one-machine default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sandbox.base import Limits
+from sandbox.config import DEFAULT_IMAGE, SandboxConfig
+
+__all__ = ["Settings"]
+
+
+def _default_home() -> Path:
+    return Path(os.path.expanduser("~/.toolserver"))
+
+
+class Settings(BaseSettings):
+    """Everything `toolserver up` needs; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLSERVER_", extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=_default_home, description="state directory (keys, database, caches)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in home")
+    api_key: str | None = Field(None, description="admin API key; default: generated into home/admin.key")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ray_address: str | None = Field(None, description="Ray cluster to join; the CLI also reads RAY_ADDRESS")
+    replicas: int = 1
+    sandbox_image: str = DEFAULT_IMAGE
+    pool_size: int = 2
+    default_memory_mb: int = 1024
+    default_cpus: float = 1.0
+    default_pids: int = 256
+    default_disk_mb: int = 512
+    max_memory_mb: int = 8192
+    max_cpus: float = 4.0
+    max_pids: int = 4096
+    max_disk_mb: int = 8192
+    allow_network: bool = True
+    session_ttl_s: float = 3600.0
+    output_limit: int = 64 * 1024
+    max_file_mb: int = 64
+    max_body_mb: int = 80
+    max_code_kb: int = 1024
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'toolserver.db'}"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.home / "admin.key"
+
+    def sandbox_config(self, *, instance_id: str, node_id: str) -> SandboxConfig:
+        return SandboxConfig(
+            image=self.sandbox_image,
+            default_limits=Limits(
+                memory_mb=self.default_memory_mb,
+                cpus=self.default_cpus,
+                pids=self.default_pids,
+                disk_mb=self.default_disk_mb,
+            ),
+            max_limits=Limits(
+                memory_mb=self.max_memory_mb,
+                cpus=self.max_cpus,
+                pids=self.max_pids,
+                disk_mb=self.max_disk_mb,
+                nofile=65536,
+                tmp_mb=1024,
+            ),
+            pool_size=self.pool_size,
+            output_limit=self.output_limit,
+            max_file_bytes=self.max_file_mb * 1024 * 1024,
+            max_code_bytes=self.max_code_kb * 1024,
+            instance_id=instance_id,
+            node_id=node_id,
+            allow_network=self.allow_network,
+            default_ttl_s=self.session_ttl_s,
+        )

@@ -1,0 +1,155 @@
+"""Sandbox managers as Ray actors: one per node, pinned there, found by name from any node."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from toolserver.config import Settings
+from toolserver.errors import ToolServerError, Unavailable
+from toolserver.nodes.base import NodeClient, NodeDirectory
+
+__all__ = ["RAY_NAMESPACE", "RayNodes", "SandboxNodeActor", "start_node_actors"]
+
+RAY_NAMESPACE = "toolserver"
+_PREFIX = "sandbox-node-"
+
+
+class SandboxNodeActor:
+    """Wraps this node's SandboxManager; every method is async, so one actor serves many sessions."""
+
+    def __init__(self, settings: dict[str, Any], instance_id: str) -> None:
+        from sandbox.manager import SandboxManager
+
+        self.settings = Settings(**settings)
+        self.node_id = ray.get_runtime_context().get_node_id()
+        config = self.settings.sandbox_config(instance_id=instance_id, node_id=self.node_id)
+        self.manager = SandboxManager(config, on_expired=self._expired)
+        self._on_expired: Callable[[str], Coroutine[Any, Any, None]] | None = None
+
+    async def start(self, live_sessions: dict[str, float], adopt_from: list[str]) -> dict[str, list[str]]:
+        from toolserver.session_expiry import mark_expired_callback
+
+        self._on_expired = mark_expired_callback(self.settings)
+        return await self.manager.start(live_sessions, set(adopt_from))
+
+    async def _expired(self, session_id: str) -> None:
+        if self._on_expired is not None:
+            await self._on_expired(session_id)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        return await getattr(self.manager, method)(*args)
+
+    async def shutdown(self) -> None:
+        await self.manager.shutdown()
+
+
+class _RayNodeClient:
+    """Forwards NodeClient calls to a node's actor and turns Ray failures into our errors."""
+
+    def __init__(self, handle: Any, node_id: str) -> None:
+        self._handle = handle
+        self.node_id = node_id
+
+    def __getattr__(self, method: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+        async def call(*args: Any) -> Any:
+            try:
+                return await self._handle.call.remote(method, *args)
+            except RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, ToolServerError):
+                    raise cause from None
+                raise
+            except (ActorDiedError, ActorUnavailableError) as exc:
+                raise Unavailable(
+                    f"sandbox node {self.node_id[:12]} is lost: {type(exc).__name__}", node_id=self.node_id
+                ) from None
+
+        return call
+
+
+class RayNodes(NodeDirectory):
+    """Finds node actors by name in the `toolserver` Ray namespace."""
+
+    def __init__(self, cache_s: float = 2.0) -> None:
+        self._clients: dict[str, _RayNodeClient] = {}
+        self._ids: list[str] = []
+        self._ids_at = 0.0
+        self._cache_s = cache_s
+
+    async def node(self, node_id: str) -> NodeClient:
+        client = self._clients.get(node_id)
+        if client is None:
+            try:
+                handle = ray.get_actor(_PREFIX + node_id, namespace=RAY_NAMESPACE)
+            except ValueError:
+                raise Unavailable(f"sandbox node {node_id[:12]} is not available", node_id=node_id) from None
+            client = self._clients[node_id] = _RayNodeClient(handle, node_id)
+        return client  # type: ignore[return-value]
+
+    async def node_ids(self) -> list[str]:
+        if time.monotonic() - self._ids_at > self._cache_s:
+            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+            names = ray.util.list_named_actors(all_namespaces=True)
+            found = [
+                entry["name"][len(_PREFIX) :]
+                for entry in names
+                if entry.get("namespace") == RAY_NAMESPACE and entry["name"].startswith(_PREFIX)
+            ]
+            self._ids = sorted(n for n in found if n in alive)
+            self._ids_at = time.monotonic()
+            for gone in set(self._clients) - set(self._ids):
+                self._clients.pop(gone, None)
+        return list(self._ids)
+
+
+def start_node_actors(
+    settings: Settings,
+    instance_id: str,
+    live_sessions: dict[str, dict[str, float]],
+    adopt: dict[str, set[str]] | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """Start (or find) the sandbox manager actor of every alive node and reconcile it.
+
+    `live_sessions` maps node id -> {session id -> ttl} of sessions the registry holds as alive;
+    `adopt` maps node id -> vanished nodes whose containers that node takes over.
+    """
+    adopt = adopt or {}
+    remote_cls = ray.remote(SandboxNodeActor)
+    handles = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        node_id = node["NodeID"]
+        handles[node_id] = remote_cls.options(  # type: ignore[attr-defined]
+            name=_PREFIX + node_id,
+            namespace=RAY_NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=1000,
+            max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+        ).remote(settings.model_dump(mode="json"), instance_id)  # type: ignore[attr-defined]
+    reports = ray.get(
+        [h.start.remote(live_sessions.get(n, {}), sorted(adopt.get(n, set()))) for n, h in handles.items()]  # type: ignore[attr-defined]
+    )
+    return dict(zip(handles, reports, strict=True))
+
+
+def stop_node_actors() -> None:
+    """Shut every node manager down (removing its sandboxes) and kill the actors."""
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry.get("namespace") != RAY_NAMESPACE or not entry["name"].startswith(_PREFIX):
+            continue
+        try:
+            handle = ray.get_actor(entry["name"], namespace=RAY_NAMESPACE)
+            ray.get(handle.shutdown.remote(), timeout=60)
+            ray.kill(handle)
+        except Exception:
+            continue

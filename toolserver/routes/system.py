@@ -1,0 +1,94 @@
+"""Health, metrics, API keys, secrets and the call audit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ray
+from fastapi import APIRouter, Depends, Response
+
+from toolserver.api_models import KeyCreate, SecretPut
+from toolserver.routes.deps import caller, services
+from toolserver.service.principal import Principal
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+async def healthz(svc: Any = Depends(services)) -> Any:
+    nodes = await svc.nodes.stats()
+    return {
+        "status": "ok" if nodes else "degraded",
+        "version": svc.version,
+        "ray_nodes": len([n for n in ray.nodes() if n.get("Alive")]) if ray.is_initialized() else 0,
+        "sandboxes_running": sum(n["sandboxes_running"] for n in nodes),
+        "pool_size": sum(n["pool_ready"] for n in nodes),
+        "nodes": nodes,
+    }
+
+
+@router.get("/metrics")
+async def metrics(svc: Any = Depends(services)) -> Response:
+    return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.post("/v1/keys", status_code=201)
+async def create_key(body: KeyCreate, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    svc.auth.require_admin(who)
+    record, secret = await asyncio.to_thread(
+        lambda: svc.keys.create(body.namespace, body.name, admin=body.admin)
+    )
+    return {
+        "id": record.id,
+        "namespace": record.namespace,
+        "name": record.name,
+        "admin": record.is_admin,
+        "key": secret,
+    }
+
+
+@router.get("/v1/keys")
+async def list_keys(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    svc.auth.require_admin(who)
+    records = await asyncio.to_thread(svc.keys.list, None)
+    return {
+        "keys": [
+            {
+                "id": r.id,
+                "namespace": r.namespace,
+                "name": r.name,
+                "prefix": r.prefix,
+                "admin": r.is_admin,
+                "revoked": r.revoked_at is not None,
+            }
+            for r in records
+        ]
+    }
+
+
+@router.delete("/v1/keys/{key_id}", status_code=204)
+async def revoke_key(key_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
+    svc.auth.require_admin(who)
+    await asyncio.to_thread(svc.keys.revoke, key_id)
+    svc.auth._cache.clear()
+    return Response(status_code=204)
+
+
+@router.put("/v1/secrets/{name}", status_code=204)
+async def put_secret(
+    name: str, body: SecretPut, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Response:
+    await asyncio.to_thread(svc.secrets.put, who.namespace, name, body.value)
+    return Response(status_code=204)
+
+
+@router.get("/v1/secrets")
+async def list_secrets(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    return {"secrets": sorted(await asyncio.to_thread(svc.secrets.list, who.namespace))}
+
+
+@router.get("/v1/audit")
+async def audit(limit: int = 100, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    records = await asyncio.to_thread(lambda: svc.audit.list(who.namespace, limit=min(max(limit, 1), 1000)))
+    return {"calls": [r.model_dump() if hasattr(r, "model_dump") else r.__dict__ for r in records]}

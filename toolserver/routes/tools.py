@@ -1,0 +1,76 @@
+"""/v1/tools: registration, listing in three formats, search, and calls."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+
+from toolserver.api_models import OpenAPIImport, ToolCall, ToolCreate
+from toolserver.routes.deps import caller, services
+from toolserver.service.principal import Principal
+from toolserver.tools.formats import render
+
+router = APIRouter(prefix="/v1/tools", tags=["tools"])
+
+
+@router.get("")
+async def list_tools(
+    format: str = Query("native", pattern="^(native|openai|mcp)$"),
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+) -> Any:
+    return {"tools": await svc.tools.list(who, format)}
+
+
+@router.get("/search")
+async def search_tools(
+    q: str = Query(..., min_length=1, max_length=1000),
+    k: int = Query(10, ge=1, le=100),
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+) -> Any:
+    return {"results": await svc.tools.search(who, q, k)}
+
+
+@router.post("", status_code=201)
+async def register_tool(
+    body: ToolCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    return await svc.tools.register(who, body)
+
+
+@router.post("/import/openapi", status_code=201)
+async def import_openapi(
+    body: OpenAPIImport, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    return {"tools": await svc.tools.import_openapi(who, body.document, body.base_url, body.prefix)}
+
+
+@router.get("/{name}")
+async def get_tool(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    spec = await svc.tools.get(who, name)
+    return {**render([spec], "native")[0], "config": _public_config(asdict(spec)["config"])}
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_tool(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
+    await svc.tools.delete(who, name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/call")
+async def call_tool(
+    name: str, body: ToolCall, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    result = await svc.tools.call(who, name, body.arguments, body.session_id)
+    if result.get("status") == "waiting_human":
+        return JSONResponse(result, status_code=202)
+    return result
+
+
+def _public_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A tool's config as shown to its owner: never secret values, only their names."""
+    return {k: v for k, v in config.items() if k not in ("secrets",)}

@@ -1,0 +1,161 @@
+"""The tool server on Ray Serve: the ingress deployment and the start/stop sequence of `toolserver up`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from fastapi import FastAPI
+from ray import serve
+
+from registry import Database, KeyStore, SessionStore
+from toolserver.config import Settings
+from toolserver.nodes.ray_actors import RAY_NAMESPACE, RayNodes, start_node_actors, stop_node_actors
+
+__all__ = ["APP_NAME", "ServerHandle", "build_asgi_app", "start_server", "stop_server"]
+
+APP_NAME = "toolserver"
+
+
+def build_asgi_app() -> FastAPI:
+    """Runs inside each ingress replica: settings come from the environment `start_server` set."""
+    from toolserver.app import build_services, create_app
+    from toolserver.deployments import DeploymentToolRunner
+
+    settings = Settings()
+    db = Database(settings.database)
+    services = build_services(settings, db, RayNodes(), {"deployment": DeploymentToolRunner()})
+    return create_app(services)
+
+
+@serve.deployment(name="ingress", max_ongoing_requests=256)
+@serve.ingress(build_asgi_app)
+class ToolServerIngress:
+    """The FastAPI ingress; all logic lives in the app the builder returns."""
+
+
+@dataclass(frozen=True)
+class ServerHandle:
+    url: str
+    admin_key: str
+    admin_key_source: str
+    instance_id: str
+    reconcile: dict[str, dict[str, list[str]]]
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"TOOLSERVER_{name.upper()}"] = str(value)
+    return env
+
+
+def _instance_id(settings: Settings) -> str:
+    """A stable id for this server's state directory; container labels carry it."""
+    path = settings.home / "instance_id"
+    if path.exists():
+        return path.read_text().strip()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    value = "ts" + secrets.token_hex(4)
+    path.write_text(value + "\n")
+    return value
+
+
+def _reattach_sessions(db: Database, settings: Settings, instance_id: str) -> dict[str, dict[str, list[str]]]:
+    """Start every node's manager; re-attach live sessions; mark the ones that could not be found lost."""
+    store = SessionStore(db)
+    live = store.list_all_live()
+    alive_nodes = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    by_node: dict[str, dict[str, float]] = defaultdict(dict)
+    vanished: set[str] = set()
+    head = ray.get_runtime_context().get_node_id()
+    for record in live:
+        node = record.node_id if record.node_id in alive_nodes else head
+        if record.node_id not in alive_nodes:
+            vanished.add(record.node_id)
+        by_node[node][record.id] = record.ttl_s or settings.session_ttl_s
+    # A restarted single-node server gets a new Ray node id; its head adopts the old node's containers.
+    adopt = {head: vanished} if not settings.ray_address else {}
+    reports = start_node_actors(settings, instance_id, dict(by_node), adopt)
+    attached = {sid: node for node, report in reports.items() for sid in report["attached"]}
+    for record in live:
+        if record.id in attached:
+            if attached[record.id] != record.node_id:
+                store.update_status(record.namespace, record.id, "running", node_id=attached[record.id])
+        else:
+            store.update_status(record.namespace, record.id, "lost")
+    return reports
+
+
+def start_server(settings: Settings) -> ServerHandle:
+    """Connect to (or start) Ray, reconcile sandboxes, and deploy the ingress on host:port."""
+    from toolserver.auth import ensure_admin_key
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized():
+        ray.init(
+            address=address or None,
+            namespace=RAY_NAMESPACE,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    db = Database(settings.database)
+    try:
+        admin_key, source = ensure_admin_key(KeyStore(db), settings.api_key, settings.admin_key_file)
+        instance_id = _instance_id(settings)
+        reports = _reattach_sessions(db, settings, instance_id)
+    finally:
+        db.close()
+    serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
+    env = _settings_env(settings)
+    app = ToolServerIngress.options(  # type: ignore[attr-defined]
+        num_replicas=settings.replicas,
+        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env}},
+    ).bind()
+    serve.run(app, name=APP_NAME, route_prefix="/")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return ServerHandle(
+        url=f"http://{host}:{settings.port}",
+        admin_key=admin_key,
+        admin_key_source=source,
+        instance_id=instance_id,
+        reconcile=reports,
+    )
+
+
+def stop_server(
+    *, settings: Settings | None = None, remove_sandboxes: bool = True, shutdown_ray: bool = True
+) -> None:
+    """Stop serving; with `remove_sandboxes`, every sandbox the node managers started goes too."""
+    try:
+        serve.shutdown()
+    except Exception:
+        pass
+    if remove_sandboxes:
+        stop_node_actors()
+        if settings is not None:
+            db = Database(settings.database)
+            try:
+                store = SessionStore(db)
+                for record in store.list_all_live():
+                    store.update_status(record.namespace, record.id, "deleted")
+            finally:
+                db.close()
+    if shutdown_ray and ray.is_initialized():
+        ray.shutdown()
+
+
+def node_reports_summary(reports: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
+    return {
+        "nodes": len(reports),
+        "reattached": sum(len(r["attached"]) for r in reports.values()),
+        "removed": sum(len(r["removed"]) for r in reports.values()),
+    }

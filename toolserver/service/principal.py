@@ -1,0 +1,14 @@
+"""Who is calling: the namespace an API key belongs to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    namespace: str
+    key_id: str
+    is_admin: bool = False

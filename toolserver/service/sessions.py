@@ -1,0 +1,147 @@
+"""Sessions: registry record + sandbox on the node that owns it; every call is tenant-checked."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from dataclasses import asdict
+from typing import Any
+
+from registry import SessionStore
+from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult
+from sandbox.errors import SandboxGone, SandboxNotFound
+from toolserver.api_models import SessionCreate
+from toolserver.errors import NotFound, Unavailable
+from toolserver.nodes.base import NodeClient, NodeDirectory
+from toolserver.service.principal import Principal
+
+__all__ = ["SessionService", "session_view"]
+
+_LIVE = ("running",)
+
+
+def session_view(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "node_id": record.node_id,
+        "status": record.status,
+        "created_at": record.created_at,
+        "last_used_at": record.last_used_at,
+        "image": record.image,
+        "limits": record.limits,
+        "network": record.network,
+        "ttl_s": record.ttl_s,
+        "expires_at": record.expires_at,
+    }
+
+
+class SessionService:
+    def __init__(self, store: SessionStore, nodes: NodeDirectory, default_limits: Limits) -> None:
+        self.store = store
+        self.nodes = nodes
+        self.default_limits = default_limits
+
+    async def create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
+        spec = SandboxSpec(
+            image=body.image,
+            limits=self._limits(body),
+            network=body.network,
+            owner=principal.namespace,
+        )
+        node_id = await self.nodes.choose()
+        node = await self.nodes.node(node_id)
+        info: SandboxInfo = await node.create(spec, body.ttl_s)
+        record = await asyncio.to_thread(
+            self.store.create,
+            principal.namespace,
+            session_id=info.session_id,
+            node_id=info.node_id,
+            container_id=info.container_id,
+            image=info.image,
+            limits=asdict(info.limits),
+            network=info.network,
+            status="running",
+            ttl_s=body.ttl_s,
+        )
+        return session_view(record)
+
+    async def list(self, principal: Principal) -> builtins.list[dict[str, Any]]:
+        records = await asyncio.to_thread(self.store.list, principal.namespace)
+        return [session_view(r) for r in records if r.status in _LIVE]
+
+    async def get(self, principal: Principal, session_id: str) -> dict[str, Any]:
+        return session_view(await self._record(principal, session_id))
+
+    async def delete(self, principal: Principal, session_id: str) -> None:
+        record = await self._record(principal, session_id)
+        try:
+            node = await self.nodes.node(record.node_id)
+            await node.destroy(session_id)
+        except Unavailable:
+            pass  # the node is gone, and its containers with it
+        await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "deleted")
+
+    async def shell(
+        self, principal: Principal, session_id: str, command: str, timeout_s: float
+    ) -> ShellResult:
+        result: ShellResult = await self._call(principal, session_id, "shell", command, timeout_s)
+        return result
+
+    async def python(
+        self, principal: Principal, session_id: str, code: str, timeout_s: float
+    ) -> PythonResult:
+        result: PythonResult = await self._call(principal, session_id, "python", code, timeout_s)
+        return result
+
+    async def restart_python(self, principal: Principal, session_id: str) -> None:
+        await self._call(principal, session_id, "restart_python")
+
+    async def write_file(self, principal: Principal, session_id: str, path: str, data: bytes) -> FileEntry:
+        entry: FileEntry = await self._call(principal, session_id, "write_file", path, data)
+        return entry
+
+    async def read_file(self, principal: Principal, session_id: str, path: str) -> bytes:
+        data: bytes = await self._call(principal, session_id, "read_file", path)
+        return data
+
+    async def list_files(self, principal: Principal, session_id: str, path: str) -> builtins.list[FileEntry]:
+        entries: builtins.list[FileEntry] = await self._call(principal, session_id, "list_files", path)
+        return entries
+
+    async def _record(self, principal: Principal, session_id: str) -> Any:
+        record = await asyncio.to_thread(self.store.get, principal.namespace, session_id)
+        if record.status not in _LIVE:
+            raise NotFound(f"session {session_id} is {record.status}", session_id=session_id)
+        return record
+
+    async def _node_for(self, principal: Principal, session_id: str) -> tuple[Any, NodeClient]:
+        record = await self._record(principal, session_id)
+        try:
+            return record, await self.nodes.node(record.node_id)
+        except Unavailable:
+            await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
+            raise Unavailable(
+                f"session {session_id} lived on node {record.node_id[:12]}, which is lost",
+                session_id=session_id,
+            ) from None
+
+    async def _call(self, principal: Principal, session_id: str, method: str, *args: Any) -> Any:
+        _, node = await self._node_for(principal, session_id)
+        try:
+            result = await getattr(node, method)(session_id, *args)
+        except SandboxNotFound:
+            await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
+            raise SandboxGone(
+                f"the sandbox of session {session_id} no longer exists", session_id=session_id
+            ) from None
+        except Unavailable as exc:
+            if exc.details.get("node_id"):
+                await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
+            raise
+        await asyncio.to_thread(self.store.touch, principal.namespace, session_id)
+        return result
+
+    def _limits(self, body: SessionCreate) -> Limits:
+        given = body.limits.model_dump(exclude_none=True) if body.limits else {}
+        merged = {**asdict(self.default_limits), **given}
+        return Limits(**merged)
