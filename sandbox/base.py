@@ -169,9 +169,6 @@ class SandboxBackend(abc.ABC):
     async def close(self) -> None:
         """Remove every sandbox this backend owns."""
 
-    def check_spec(self, spec: SandboxSpec) -> None:  # noqa: B027 - optional hook
-        """Refuse a spec this backend cannot honour (limits over the maxima, network not allowed)."""
-
     async def check_alive(self, session_id: str) -> None:  # noqa: B027 - optional hook
         """Raise SandboxGone when the session's sandbox has died; a no-op where that cannot happen."""
 

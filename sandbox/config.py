@@ -7,7 +7,9 @@ import tempfile
 from dataclasses import dataclass, field
 
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
-from sandbox.base import Limits
+from sandbox.base import Limits, SandboxSpec
+from sandbox.errors import LimitsExceeded
+from toolserver.errors import UserError
 
 __all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
 
@@ -41,3 +43,16 @@ class SandboxConfig:
     default_ttl_s: float = 3600.0
     max_ttl_s: float = 7 * 24 * 3600.0
     reap_interval_s: float = 5.0
+
+    def check_spec(self, spec: SandboxSpec) -> None:
+        """Refuse limits above the server maxima and network the server does not allow."""
+        over = spec.limits.within(self.max_limits)
+        if over:
+            raise LimitsExceeded(
+                f"limits out of range (must be positive and at most the server maximum): {', '.join(over)}",
+                field="limits." + over[0],
+            )
+        if spec.network not in ("none", "bridge"):
+            raise UserError("network must be 'none' or 'bridge'", field="network")
+        if spec.network != "none" and not self.allow_network:
+            raise LimitsExceeded("this server does not allow network access for sandboxes", field="network")

@@ -33,7 +33,6 @@ from sandbox.base import (
 )
 from sandbox.config import SandboxConfig
 from sandbox.errors import (
-    LimitsExceeded,
     SandboxGone,
     SandboxNotFound,
     SandboxUnavailable,
@@ -205,23 +204,10 @@ class DockerBackend(SandboxBackend):
                 raise SandboxUnavailable(f"cannot reach the Docker engine: {exc}") from exc
         return self._client
 
-    def check_spec(self, spec: SandboxSpec) -> None:
-        """Refuse limits above the server maxima and network the server does not allow."""
-        over = spec.limits.within(self.config.max_limits)
-        if over:
-            raise LimitsExceeded(
-                f"limits out of range (must be positive and at most the server maximum): {', '.join(over)}",
-                field="limits." + over[0],
-            )
-        if spec.network not in ("none", "bridge"):
-            raise UserError("network must be 'none' or 'bridge'", field="network")
-        if spec.network != "none" and not self.config.allow_network:
-            raise LimitsExceeded("this server does not allow network access for sandboxes", field="network")
-
     async def create(
         self, spec: SandboxSpec, session_id: str | None = None, *, pooled: bool = False
     ) -> DockerSandbox:
-        self.check_spec(spec)
+        self.config.check_spec(spec)
         session_id = session_id or new_session_id()
         host_dir = self._make_host_dir(session_id)
         info = SandboxInfo(

@@ -51,7 +51,7 @@ class SandboxPool:
 
     async def acquire(self, spec: SandboxSpec) -> Sandbox:
         """A ready sandbox for `spec`, from the pool when it matches, else freshly created."""
-        self.backend.check_spec(spec)
+        self.config.check_spec(spec)
         if self.size and self.matches(spec):
             while self._ready:
                 sandbox = self._ready.popleft()

@@ -1,0 +1,184 @@
+"""The HTTP app in-process: auth, tenancy, validation, size caps, tools — over a fake sandbox backend."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from registry import Database, KeyStore
+from sandbox.base import ShellResult
+from sandbox.config import SandboxConfig
+from sandbox.fake import FakeBackend, FakeSandbox
+from sandbox.manager import SandboxManager
+from toolserver.app import build_services, create_app
+from toolserver.config import Settings
+from toolserver.nodes.local import LocalNodes
+
+
+def _shell(command: str) -> ShellResult:
+    return ShellResult(
+        exit_code=0, output=f"ran: {command}", timed_out=False, truncated=False, cwd="/workspace"
+    )
+
+
+@pytest.fixture
+async def server(tmp_path):
+    settings = Settings(home=tmp_path, max_body_mb=1, pool_size=0)
+    db = Database(settings.database)
+    backend = FakeBackend("node-a", sandbox_factory=lambda info: FakeSandbox(info, shell=_shell))
+    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="node-a"), backend=backend)
+    services = build_services(settings, db, LocalNodes({"node-a": manager}))
+    admin, _ = KeyStore(db).create("default", "admin", admin=True)
+    _, admin_secret = admin, None
+    record, admin_secret = KeyStore(db).create("ops", "admin", admin=True)
+    _, key_a = KeyStore(db).create("team-a", "a")
+    _, key_b = KeyStore(db).create("team-b", "b")
+    app = create_app(services)
+    transport = httpx.ASGITransport(app=app)
+    clients = {}
+    for name, key in (("admin", admin_secret), ("a", key_a), ("b", key_b), ("anon", None)):
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        clients[name] = httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers)
+    yield clients
+    for client in clients.values():
+        await client.aclose()
+    await manager.shutdown()
+    db.close()
+
+
+async def test_missing_or_wrong_key_is_401(server):
+    response = await server["anon"].get("/v1/sessions")
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "unauthorized"
+    wrong = await server["anon"].get("/v1/tools", headers={"Authorization": "Bearer tsk_nope"})
+    assert wrong.status_code == 401
+
+
+async def test_tenant_cannot_see_or_touch_another_tenants_session(server):
+    created = await server["a"].post("/v1/sessions", json={})
+    assert created.status_code == 201
+    sid = created.json()["id"]
+    assert [s["id"] for s in (await server["a"].get("/v1/sessions")).json()["sessions"]] == [sid]
+    assert (await server["b"].get("/v1/sessions")).json()["sessions"] == []
+    for method, path, body in (
+        ("GET", f"/v1/sessions/{sid}", None),
+        ("POST", f"/v1/sessions/{sid}/shell", {"command": "id"}),
+        ("POST", f"/v1/sessions/{sid}/python", {"code": "1"}),
+        ("GET", f"/v1/sessions/{sid}/files", None),
+        ("DELETE", f"/v1/sessions/{sid}", None),
+    ):
+        response = await server["b"].request(method, path, json=body)
+        assert response.status_code == 404, (method, path, response.text)
+    still = await server["a"].post(f"/v1/sessions/{sid}/shell", json={"command": "echo hi"})
+    assert still.status_code == 200 and still.json()["output"] == "ran: echo hi"
+
+
+async def test_validation_errors_name_the_field(server):
+    response = await server["a"].post("/v1/sessions", json={"limits": {"memory_mb": -5}})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "body.limits.memory_mb"
+    response = await server["a"].post("/v1/sessions", json={"limits": {"memory_mb": 10**7}})
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "limits_exceeded"
+
+
+async def test_bad_json_is_400_and_oversized_body_is_413(server):
+    bad = await server["a"].post(
+        "/v1/sessions", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "bad_json"
+    big = await server["a"].post(
+        "/v1/tools", content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}
+    )
+    assert big.status_code == 413 and big.json()["error"]["type"] == "payload_too_large"
+
+
+async def test_python_tool_schema_is_derived_and_listed_in_three_formats(server):
+    source = '''
+def add(a: int, b: int = 2) -> int:
+    """Add two numbers.
+
+    Args:
+        a: the first number
+        b: the second number
+    """
+    return a + b
+'''
+    created = await server["a"].post("/v1/tools", json={"name": "add", "kind": "python", "source": source})
+    assert created.status_code == 201, created.text
+    params = created.json()["parameters"]
+    assert params["required"] == ["a"] and params["properties"]["b"]["default"] == 2
+    openai = (await server["a"].get("/v1/tools", params={"format": "openai"})).json()["tools"]
+    assert {
+        "type": "function",
+        "function": {"name": "add", "description": "Add two numbers.", "parameters": params},
+    } in openai
+    mcp = (await server["a"].get("/v1/tools", params={"format": "mcp"})).json()["tools"]
+    assert any(t["name"] == "add" and t["inputSchema"] == params for t in mcp)
+    # another tenant does not see it
+    names_b = {t["name"] for t in (await server["b"].get("/v1/tools")).json()["tools"]}
+    assert "add" not in names_b and "shell" in names_b
+    assert (await server["b"].get("/v1/tools/add")).status_code == 404
+    assert (await server["b"].delete("/v1/tools/add")).status_code == 404
+    assert (await server["b"].post("/v1/tools/add/call", json={"arguments": {"a": 1}})).status_code == 404
+
+
+async def test_tool_arguments_are_validated_before_anything_runs(server):
+    sid = (await server["a"].post("/v1/sessions", json={})).json()["id"]
+    response = await server["a"].post(
+        "/v1/tools/shell/call", json={"arguments": {"command": 5}, "session_id": sid}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "arguments.command"
+    ok = await server["a"].post(
+        "/v1/tools/shell/call", json={"arguments": {"command": "ls"}, "session_id": sid}
+    )
+    body = ok.json()
+    assert ok.status_code == 200 and body["ok"] is True and body["result"]["output"] == "ran: ls"
+    audit = (await server["a"].get("/v1/audit")).json()["calls"]
+    assert [c["status"] for c in audit[:2]] == ["ok", "rejected"]
+    assert (await server["b"].get("/v1/audit")).json()["calls"] == []
+
+
+async def test_search_ranks_by_name_and_description(server):
+    await server["a"].post(
+        "/v1/tools",
+        json={
+            "name": "weather",
+            "kind": "http",
+            "url": "http://127.0.0.1:9/w",
+            "description": "Current weather for a city",
+        },
+    )
+    results = (await server["a"].get("/v1/tools/search", params={"q": "weather city", "k": 3})).json()[
+        "results"
+    ]
+    assert results[0]["name"] == "weather"
+
+
+async def test_keys_need_admin(server):
+    denied = await server["a"].post("/v1/keys", json={"namespace": "x"})
+    assert denied.status_code == 403
+    made = await server["admin"].post("/v1/keys", json={"namespace": "team-c"})
+    assert made.status_code == 201
+    key = made.json()["key"]
+    who = await server["anon"].get("/v1/sessions", headers={"Authorization": f"Bearer {key}"})
+    assert who.status_code == 200
+
+
+async def test_builtin_tools_cannot_be_replaced_or_removed(server):
+    response = await server["a"].post(
+        "/v1/tools", json={"name": "shell", "kind": "http", "url": "http://127.0.0.1:9"}
+    )
+    assert response.status_code == 422
+    assert (await server["a"].delete("/v1/tools/shell")).status_code == 403
+
+
+async def test_error_body_shape_never_has_a_stack_trace(server):
+    response = await server["a"].get("/v1/sessions/ses_doesnotexist")
+    body = response.json()
+    assert response.status_code == 404
+    assert set(body) == {"error"} and {"type", "message"} <= set(body["error"])
+    assert "Traceback" not in json.dumps(body)
