@@ -1,0 +1,110 @@
+"""The agent core: LLM clients, the function-calling loop, strategies, and run checkpoints.
+
+Everything here is pure asyncio: no server, no database. The server hosts it, stores the steps it
+emits and the `RunState` checkpoints it returns, and resumes runs that wait for a human.
+"""
+
+from __future__ import annotations
+
+from agent_core.errors import (
+    AgentError,
+    AttemptsExhausted,
+    InvalidRunState,
+    InvalidToolSchema,
+    LLMConfigError,
+    LLMError,
+    MalformedCall,
+    MaxStepsExceeded,
+    PlanningFailed,
+    RepairBudgetExceeded,
+    RunNotResumable,
+    ScriptExhausted,
+    UnknownStrategy,
+)
+from agent_core.llm import (
+    AssistantTurn,
+    LLMClient,
+    Message,
+    OpenAICompatibleClient,
+    ScriptedModel,
+    ToolCall,
+    Usage,
+    call,
+    calls,
+    reply,
+    tool_call,
+)
+from agent_core.loop import AgentLoop
+from agent_core.state import PendingCall, RunState, RunStatus, Step, StepHandler, StepKind
+from agent_core.strategies import (
+    CritiqueMemory,
+    InMemoryCritiqueMemory,
+    PlanAndExecute,
+    Reflection,
+    Strategy,
+    StrategyName,
+    build_strategy,
+)
+from agent_core.tools import (
+    ASK_HUMAN_PARAMETERS,
+    ASK_HUMAN_TOOL,
+    ArgumentChecker,
+    HumanWait,
+    LocalTool,
+    LocalToolExecutor,
+    ToolExecutor,
+    ToolOutcome,
+    ask_human_tool,
+    openai_tool_schema,
+)
+
+__all__ = [
+    "ASK_HUMAN_PARAMETERS",
+    "ASK_HUMAN_TOOL",
+    "AgentError",
+    "AgentLoop",
+    "ArgumentChecker",
+    "AssistantTurn",
+    "AttemptsExhausted",
+    "CritiqueMemory",
+    "HumanWait",
+    "InMemoryCritiqueMemory",
+    "InvalidRunState",
+    "InvalidToolSchema",
+    "LLMClient",
+    "LLMConfigError",
+    "LLMError",
+    "LocalTool",
+    "LocalToolExecutor",
+    "MalformedCall",
+    "MaxStepsExceeded",
+    "Message",
+    "OpenAICompatibleClient",
+    "PendingCall",
+    "PlanAndExecute",
+    "PlanningFailed",
+    "Reflection",
+    "RepairBudgetExceeded",
+    "RunNotResumable",
+    "RunState",
+    "RunStatus",
+    "ScriptExhausted",
+    "ScriptedModel",
+    "Step",
+    "StepHandler",
+    "StepKind",
+    "Strategy",
+    "StrategyName",
+    "ToolCall",
+    "ToolExecutor",
+    "ToolOutcome",
+    "UnknownStrategy",
+    "Usage",
+    "ask_human_tool",
+    "build_strategy",
+    "call",
+    "calls",
+    "openai_tool_schema",
+    "reply",
+    "tool_call",
+]
