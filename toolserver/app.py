@@ -45,7 +45,10 @@ def build_services(
     """Wire the stores and services over one database and one node directory."""
     keys, secrets, audit = KeyStore(db), SecretStore(db), AuditStore(db)
     session_service = SessionService(
-        SessionStore(db), nodes, settings.sandbox_config(instance_id="", node_id="").default_limits
+        SessionStore(db),
+        nodes,
+        settings.sandbox_config(instance_id="", node_id="").default_limits,
+        settings.session_ttl_s,
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),

@@ -36,10 +36,13 @@ def session_view(record: Any) -> dict[str, Any]:
 
 
 class SessionService:
-    def __init__(self, store: SessionStore, nodes: NodeDirectory, default_limits: Limits) -> None:
+    def __init__(
+        self, store: SessionStore, nodes: NodeDirectory, default_limits: Limits, default_ttl_s: float
+    ) -> None:
         self.store = store
         self.nodes = nodes
         self.default_limits = default_limits
+        self.default_ttl_s = default_ttl_s
 
     async def create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
         spec = SandboxSpec(
@@ -50,7 +53,8 @@ class SessionService:
         )
         node_id = await self.nodes.choose()
         node = await self.nodes.node(node_id)
-        info: SandboxInfo = await node.create(spec, body.ttl_s)
+        ttl_s = body.ttl_s or self.default_ttl_s
+        info: SandboxInfo = await node.create(spec, ttl_s)
         record = await asyncio.to_thread(
             self.store.create,
             principal.namespace,
@@ -61,7 +65,7 @@ class SessionService:
             limits=asdict(info.limits),
             network=info.network,
             status="running",
-            ttl_s=body.ttl_s,
+            ttl_s=ttl_s,
         )
         return session_view(record)
 
