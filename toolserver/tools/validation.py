@@ -1,0 +1,121 @@
+"""Check tool schemas at registration and call arguments against them (JSON Schema Draft 2020-12)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.exceptions import ValidationError as _SchemaViolation
+from referencing.exceptions import Unresolvable
+
+from toolserver.errors import PayloadTooLarge, ValidationFailed
+
+__all__ = ["MAX_ARGUMENT_BYTES", "check_schema", "validate_arguments"]
+
+MAX_ARGUMENT_BYTES = 1024 * 1024
+_MAX_MESSAGE_CHARS = 300
+_DATA_KEYWORDS = {"enum", "const", "default", "examples", "example"}  # values, not subschemas
+
+
+def check_schema(schema: object) -> dict[str, Any]:
+    """Return `schema` if it is a valid Draft 2020-12 object schema usable as tool parameters."""
+    if not isinstance(schema, dict):
+        raise ValidationFailed("parameters must be a JSON Schema object", field="parameters")
+    if schema.get("type") != "object":
+        raise ValidationFailed('parameters must be a schema of "type": "object"', field="parameters")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        raise ValidationFailed(
+            f"parameters is not a valid JSON Schema{f' at {where}' if where else ''}: {_short(exc.message)}",
+            field="parameters",
+        ) from None
+    for ref in _refs(schema):
+        if not ref.startswith("#"):
+            raise ValidationFailed(f"parameters may only use local $refs, not {ref!r}", field="parameters")
+        if ref.startswith("#/") and not _points_into(schema, ref):
+            raise ValidationFailed(f"$ref {ref!r} does not resolve inside the schema", field="parameters")
+    return schema
+
+
+def validate_arguments(
+    schema: dict[str, Any], arguments: object, *, max_bytes: int = MAX_ARGUMENT_BYTES
+) -> dict[str, Any]:
+    """Return `arguments` if they satisfy `schema`; raise ValidationFailed naming the first failing field."""
+    if not isinstance(arguments, dict):
+        raise ValidationFailed("arguments must be a JSON object", field="arguments")
+    try:
+        size = len(json.dumps(arguments, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed(f"arguments are not JSON: {exc}", field="arguments") from None
+    if size > max_bytes:
+        raise PayloadTooLarge(f"arguments are {size} bytes, over the cap of {max_bytes}", field="arguments")
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    try:
+        error = best_match(validator.iter_errors(arguments))
+    except Unresolvable as exc:
+        raise ValidationFailed(
+            f"the tool's schema has an unresolvable $ref: {exc}", field="parameters"
+        ) from None
+    if error is not None:
+        field = _field(error)
+        raise ValidationFailed(f"{field}: {_short(error.message)}", field=field)
+    return dict(arguments)
+
+
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _field(error: _SchemaViolation) -> str:
+    path = ["arguments", *(str(p) for p in error.absolute_path)]
+    instance, rule = error.instance, error.validator
+    if rule == "required" and isinstance(instance, dict) and isinstance(error.validator_value, list):
+        missing = [name for name in error.validator_value if name not in instance]
+        path.extend(missing[:1])
+    elif rule == "additionalProperties" and isinstance(instance, dict) and isinstance(error.schema, dict):
+        known = error.schema.get("properties", {})
+        patterns = error.schema.get("patternProperties", {})
+        extra = [k for k in instance if k not in known and not any(re.search(p, k) for p in patterns)]
+        path.extend(extra[:1])
+    return ".".join(path)
+
+
+def _short(message: str) -> str:
+    # jsonschema quotes the whole failing instance, which can be megabytes.
+    if len(message) <= _MAX_MESSAGE_CHARS:
+        return message
+    return message[: _MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def _refs(node: Any) -> Iterable[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            elif key not in _DATA_KEYWORDS:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _points_into(schema: dict[str, Any], ref: str) -> bool:
+    node: Any = schema
+    for raw in urllib.parse.unquote(ref[2:]).split("/"):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
