@@ -1,0 +1,125 @@
+"""API keys: create, verify, revoke. Only the sha256 of a secret is stored."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import re
+import secrets
+import time
+
+from sqlmodel import col, select
+
+from registry._store import not_found
+from registry.db import Database
+from registry.errors import WriteConflict
+from registry.models import ApiKey
+from toolserver.errors import Conflict, ValidationFailed
+
+__all__ = ["KEY_PREFIX", "KeyStore", "hash_secret"]
+
+KEY_PREFIX = "tsk_"
+_NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _display_prefix(secret: str) -> str:
+    # Enough to tell keys apart in a listing, never enough to matter for a short, user-chosen secret.
+    return secret[: min(12, len(secret) // 4)]
+
+
+class KeyStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, namespace: str, name: str = "", *, admin: bool = False) -> tuple[ApiKey, str]:
+        """A new key for `namespace`; returns the record and the plaintext secret (shown once, never stored)."""
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ValidationFailed(
+                "namespace must be 1-63 characters of a-z, 0-9, '_', '.', '-' starting with a letter or digit",
+                field="namespace",
+            )
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        record = ApiKey(
+            namespace=namespace,
+            name=name,
+            key_hash=hash_secret(secret),
+            prefix=_display_prefix(secret),
+            is_admin=admin,
+        )
+        with self._db.session() as session:
+            session.add(record)
+        return record, secret
+
+    def verify(self, secret: str) -> ApiKey | None:
+        """The live key with this secret, or None (unknown, revoked or empty)."""
+        if not secret:
+            return None
+        digest = hash_secret(secret)
+        with self._db.session(write=False) as session:
+            record = session.exec(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+        if record is None or not hmac.compare_digest(record.key_hash, digest):
+            return None
+        return None if record.revoked_at is not None else record
+
+    def get(self, key_id: str) -> ApiKey:
+        with self._db.session(write=False) as session:
+            record = session.get(ApiKey, key_id)
+        if record is None:
+            raise not_found("api key", key_id)
+        return record
+
+    def list(self, namespace: str | None = None, *, include_revoked: bool = False) -> builtins.list[ApiKey]:
+        """Keys of one namespace, or of all namespaces when `namespace` is None (admin listing)."""
+        query = select(ApiKey).order_by(col(ApiKey.created_at), col(ApiKey.id))
+        if namespace is not None:
+            query = query.where(ApiKey.namespace == namespace)
+        if not include_revoked:
+            query = query.where(col(ApiKey.revoked_at).is_(None))
+        with self._db.session(write=False) as session:
+            return builtins.list(session.exec(query).all())
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key (idempotent); it stops verifying at once."""
+        with self._db.session() as session:
+            record = session.get(ApiKey, key_id)
+            if record is None:
+                raise not_found("api key", key_id)
+            if record.revoked_at is None:
+                record.revoked_at = time.time()
+                session.add(record)
+        return record
+
+    def ensure_admin(self, secret: str, *, namespace: str = "default", name: str = "admin") -> ApiKey:
+        """Store a given admin secret (from `TOOLSERVER_API_KEY` or the key file) if it is not stored yet."""
+        if not secret:
+            raise ValidationFailed("the admin key must not be empty", field="secret")
+        digest = hash_secret(secret)
+        for _ in range(2):
+            with self._db.session(write=False) as session:
+                existing = session.exec(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+            if existing is not None:
+                if existing.revoked_at is not None or not existing.is_admin:
+                    raise Conflict(
+                        f"the configured admin key ({existing.prefix}...) was revoked or is not an admin key; "
+                        "configure a new one"
+                    )
+                return existing
+            try:
+                record = ApiKey(
+                    namespace=namespace,
+                    name=name,
+                    key_hash=digest,
+                    prefix=_display_prefix(secret),
+                    is_admin=True,
+                )
+                with self._db.session() as session:
+                    session.add(record)
+                return record
+            except WriteConflict:
+                continue  # another process stored it between our read and our write: read theirs
+        raise Conflict("could not store the admin key")
