@@ -1,0 +1,211 @@
+"""Host side of the guest daemon's protocol (`sandbox/_guest/sbxd.py`): one request per unix-socket connection.
+
+A frame is a 4-byte big-endian header length, a UTF-8 JSON header, then `header["payload"]` raw bytes.
+The daemon runs inside a container its user controls, so every reply is treated as untrusted input:
+sizes are capped, types are checked, and the socket path must really be a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import os
+import stat
+import struct
+import time
+from typing import Any
+
+from sandbox._output import DEFAULT_OUTPUT_LIMIT
+from sandbox._paths import workspace_relative
+from sandbox.base import FileEntry, ShellResult
+from sandbox.errors import (
+    FileTooLarge,
+    InvalidPath,
+    SandboxError,
+    SandboxGone,
+    SandboxUnavailable,
+    WorkspaceFileNotFound,
+)
+
+__all__ = ["GuestClient"]
+
+MAX_REPLY_HEADER = 64 << 20
+SHELL_MARGIN_S = 15.0  # the daemon's own recovery after a timeout: grace, kill, fresh sentinel, restart
+KERNEL_OPS = ("start", "restart", "interrupt", "status")
+
+_ERRORS: dict[str, type[Exception]] = {
+    "invalid_path": InvalidPath,
+    "not_found": WorkspaceFileNotFound,
+    "too_large": FileTooLarge,
+    "is_directory": InvalidPath,
+}
+
+
+class GuestClient:
+    """Talks to one sandbox's guest daemon through `<sandbox dir>/sbxd.sock`."""
+
+    def __init__(self, socket_path: str, *, io_timeout_s: float = 60.0) -> None:
+        self.socket_path = socket_path
+        self.io_timeout_s = io_timeout_s
+
+    async def ping(self) -> dict[str, Any]:
+        reply, _ = await self._call({"op": "ping"})
+        return reply
+
+    async def shell(self, command: str, timeout_s: float, limit: int = DEFAULT_OUTPUT_LIMIT) -> ShellResult:
+        request = {"op": "shell", "command": command, "timeout": timeout_s, "limit": limit}
+        # JSON may spell each output byte as a 6-character escape.
+        reply, _ = await self._call(
+            request, timeout_s=timeout_s + SHELL_MARGIN_S, max_header=6 * limit + (1 << 20)
+        )
+        try:
+            return ShellResult(
+                exit_code=_typed(reply.get("exit_code"), int, optional=True),
+                output=_typed(reply["output"], str),
+                timed_out=_typed(reply["timed_out"], bool),
+                truncated=_typed(reply["truncated"], bool),
+                cwd=_typed(reply["cwd"], str),
+                shell_restarted=_typed(reply.get("shell_restarted", False), bool),
+            )
+        except (KeyError, TypeError) as exc:
+            raise SandboxError(f"malformed shell reply from the guest daemon: {exc}") from None
+
+    async def write(self, path: str, data: bytes, max_bytes: int) -> FileEntry:
+        path = workspace_relative(path)
+        if len(data) > max_bytes:
+            raise FileTooLarge(f"{len(data)} bytes is over the {max_bytes} byte cap", path=path)
+        reply, _ = await self._call({"op": "write", "path": path, "max_bytes": max_bytes}, data)
+        return _entry(reply | {"is_dir": False})
+
+    async def read(self, path: str, max_bytes: int) -> bytes:
+        path = workspace_relative(path)
+        _, payload = await self._call(
+            {"op": "read", "path": path, "max_bytes": max_bytes}, max_payload=max_bytes
+        )
+        return payload
+
+    async def list(self, path: str = "") -> builtins.list[FileEntry]:
+        path = workspace_relative(path, allow_root=True)
+        reply, _ = await self._call({"op": "list", "path": path})
+        entries = reply.get("entries")
+        if not isinstance(entries, builtins.list):
+            raise SandboxError("malformed list reply from the guest daemon")
+        return [_entry(entry) for entry in entries]
+
+    async def kernel(self, op: str) -> dict[str, Any]:
+        """Kernel supervision: `op` is start, restart, interrupt or status; the reply has alive, pid, restarts."""
+        name = op.removeprefix("kernel_")
+        if name not in KERNEL_OPS:
+            raise ValueError(f"unknown kernel op {op!r}; expected one of {KERNEL_OPS}")
+        reply, _ = await self._call({"op": f"kernel_{name}"})
+        return reply
+
+    async def wait_ready(self, timeout_s: float) -> dict[str, Any]:
+        """Wait for the daemon's socket to appear and answer a ping; returns the ping reply."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.002
+        while True:
+            try:
+                reply, _ = await self._call({"op": "ping"}, timeout_s=max(0.05, deadline - time.monotonic()))
+                return reply
+            except SandboxUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise SandboxUnavailable(
+                        f"guest daemon not ready after {timeout_s:g}s: {exc.message}", socket=self.socket_path
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _call(
+        self,
+        header: dict[str, Any],
+        payload: bytes = b"",
+        *,
+        timeout_s: float | None = None,
+        max_header: int = MAX_REPLY_HEADER,
+        max_payload: int = 0,
+    ) -> tuple[dict[str, Any], bytes]:
+        """One request, one reply: (reply header, reply payload); error replies raise."""
+        timeout_s = self.io_timeout_s if timeout_s is None else timeout_s
+        if payload:
+            header = header | {"payload": len(payload)}
+        try:
+            reply, data = await asyncio.wait_for(
+                self._exchange(header, payload, max_header, max_payload), timeout_s
+            )
+        except asyncio.TimeoutError:
+            raise SandboxUnavailable(
+                f"guest daemon did not answer {header['op']} within {timeout_s:g}s", socket=self.socket_path
+            ) from None
+        except (ConnectionError, FileNotFoundError, asyncio.IncompleteReadError) as exc:
+            raise SandboxGone(f"guest daemon connection lost: {exc}", socket=self.socket_path) from None
+        except OSError as exc:
+            raise SandboxUnavailable(f"guest daemon unreachable: {exc}", socket=self.socket_path) from None
+        if reply.get("ok") is True:
+            return reply, data
+        error: dict[str, Any] = reply["error"] if isinstance(reply.get("error"), dict) else {}
+        kind, message = str(error.get("type", "internal")), str(error.get("message", "no message"))[:2000]
+        details = {"path": header["path"]} if "path" in header else {}
+        raise _ERRORS.get(kind, SandboxError)(message, **details)
+
+    async def _exchange(
+        self, header: dict[str, Any], payload: bytes, max_header: int, max_payload: int
+    ) -> tuple[dict[str, Any], bytes]:
+        self._check_socket()
+        reader, writer = await asyncio.open_unix_connection(self.socket_path)
+        try:
+            data = json.dumps(header).encode("utf-8")
+            writer.write(struct.pack(">I", len(data)) + data)
+            writer.write(payload)
+            try:
+                await writer.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the daemon refused the payload early; its reply, if any, is still readable
+            (size,) = struct.unpack(">I", await reader.readexactly(4))
+            if size > max_header:
+                raise SandboxError(f"guest daemon reply header of {size} bytes is over the {max_header} cap")
+            try:
+                reply = json.loads(await reader.readexactly(size))
+            except ValueError:
+                raise SandboxError("guest daemon sent a reply that is not JSON") from None
+            if not isinstance(reply, dict):
+                raise SandboxError("guest daemon sent a reply that is not a JSON object")
+            length = reply.get("payload", 0)
+            if not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= max_payload:
+                raise SandboxError(
+                    f"guest daemon reply payload of {length!r} bytes is over the {max_payload} cap"
+                )
+            return reply, await reader.readexactly(length) if length else b""
+        finally:
+            writer.close()
+
+    def _check_socket(self) -> None:
+        # A hostile container could swap the socket for a symlink to a socket of the host.
+        try:
+            mode = os.lstat(self.socket_path).st_mode
+        except FileNotFoundError:
+            raise SandboxGone("guest daemon socket is missing", socket=self.socket_path) from None
+        if not stat.S_ISSOCK(mode):
+            raise SandboxUnavailable("guest daemon socket path is not a socket", socket=self.socket_path)
+
+
+def _typed(value: Any, kind: type, *, optional: bool = False, int_ok: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    accepted = (kind, int) if int_ok else (kind,)
+    if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _entry(raw: Any) -> FileEntry:
+    try:
+        return FileEntry(
+            path=workspace_relative(_typed(raw["path"], str)),
+            size=_typed(raw["size"], int),
+            is_dir=_typed(raw["is_dir"], bool),
+            mtime=float(_typed(raw["mtime"], float, int_ok=True)),
+        )
+    except (KeyError, TypeError, InvalidPath) as exc:
+        raise SandboxError(f"malformed file entry from the guest daemon: {exc}") from None
