@@ -7,27 +7,22 @@ re-run here with a `db_url` that points at a fresh PostgreSQL schema per test.
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pg
 import pytest
 
 from registry import Database, KeyStore, RegistryUnavailable, SessionStore
+from tests.integration import pg
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
 def _load_shared_cases() -> ModuleType:
-    # Imported by name (not from a file spec) so that pytest's assertion rewriting applies to it too; when
-    # pytest collects the unit file in the same session, this is the very module it collected.
-    unit_dir = str(Path(__file__).resolve().parent.parent / "unit")
-    if unit_dir not in sys.path:
-        sys.path.append(unit_dir)
-    return importlib.import_module("test_registry")
+    # Imported by name so that pytest's assertion rewriting applies to it too; when pytest collects the
+    # unit file in the same session, this is the very module it collected.
+    return importlib.import_module("tests.unit.test_registry")
 
 
 cases: Any = _load_shared_cases()  # a module of test classes, typed loosely on purpose

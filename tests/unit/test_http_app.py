@@ -30,9 +30,7 @@ async def server(tmp_path):
     backend = FakeBackend("node-a", sandbox_factory=lambda info: FakeSandbox(info, shell=_shell))
     manager = SandboxManager(SandboxConfig(pool_size=0, node_id="node-a"), backend=backend)
     services = build_services(settings, db, LocalNodes({"node-a": manager}))
-    admin, _ = KeyStore(db).create("default", "admin", admin=True)
-    _, admin_secret = admin, None
-    record, admin_secret = KeyStore(db).create("ops", "admin", admin=True)
+    _, admin_secret = KeyStore(db).create("ops", "admin", admin=True)
     _, key_a = KeyStore(db).create("team-a", "a")
     _, key_b = KeyStore(db).create("team-b", "b")
     app = create_app(services)

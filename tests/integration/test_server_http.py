@@ -1,0 +1,360 @@
+"""The tool server for real: `toolserver up` on Ray Serve, real HTTP, real Docker, a SQLite file.
+
+One server process serves the module; the last tests crash and restart it to check persistence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Header, Request
+
+from tests.integration.serverproc import ServerProcess, free_port
+from toolserver.client import ApiError, AsyncClient, Client
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sandbox_image):
+    home = tmp_path_factory.mktemp("tshome")
+    proc = ServerProcess(home, env={"TOOLSERVER_POOL_SIZE": "1", "TOOLSERVER_MAX_FILE_MB": "2"})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(server):
+    with Client(server.url, server.admin_key) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tenants(server, admin):
+    keys = {name: admin.create_key(f"team-{name}", name)["key"] for name in ("a", "b")}
+    clients = {name: Client(server.url, key) for name, key in keys.items()}
+    yield clients
+    for client in clients.values():
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """A loopback HTTP service for http and OpenAPI tools."""
+    app = FastAPI()
+
+    @app.get("/weather/{city}")
+    async def weather(city: str, units: str = "metric", x_api_key: str | None = Header(None)) -> dict:
+        return {"city": city, "units": units, "key_seen": x_api_key}
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict:
+        return {"received": await request.json()}
+
+    @app.get("/fail")
+    async def fail() -> dict:
+        raise ValueError("upstream broke")
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_health_reports_nodes_and_pool(server):
+    health = httpx.get(server.url + "/healthz").json()
+    assert health["status"] == "ok"
+    assert health["ray_nodes"] == 1 and len(health["nodes"]) == 1
+    assert health["nodes"][0]["pool_size"] == 1
+
+
+def test_missing_and_wrong_keys_are_401(server):
+    assert httpx.get(server.url + "/v1/tools").status_code == 401
+    wrong = httpx.get(server.url + "/v1/tools", headers={"Authorization": "Bearer tsk_wrong"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "unauthorized"
+
+
+def test_session_shell_keeps_state_and_survives_a_timeout(tenants, docker_engine):
+    a = tenants["a"]
+    session = a.create_session(ttl_s=600)
+    sid = session["id"]
+    assert session["status"] == "running" and session["network"] == "none"
+    assert a.session(sid)["id"] == sid
+    assert sid in [s["id"] for s in a.sessions()["sessions"]]
+    first = a.shell(
+        sid, "mkdir -p /workspace/w && cd /workspace/w && export GREETING=hi && f() { echo fn-$1; }"
+    )
+    assert first["exit_code"] == 0 and first["cwd"] == "/workspace/w"
+    second = a.shell(sid, "echo $GREETING; f x; pwd")
+    assert second["output"].split() == ["hi", "fn-x", "/workspace/w"]
+    slow = a.shell(sid, "sleep 30", timeout_s=1)
+    assert slow["timed_out"] is True
+    after = a.shell(sid, "echo $GREETING; exit 3")
+    assert after["output"].startswith("hi") and after["exit_code"] == 3
+    labels = docker_engine.containers.list(filters={"label": f"toolserver.session={sid}"})[0].labels
+    assert labels["toolserver.managed"] == "true"
+    a.delete_session(sid)
+    with pytest.raises(ApiError) as gone:
+        a.session(sid)
+    assert gone.value.status_code == 404
+    assert docker_engine.containers.list(all=True, filters={"label": f"toolserver.session={sid}"}) == []
+
+
+def test_python_state_timeout_rich_output_and_restart(tenants):
+    a = tenants["a"]
+    sid = a.create_session()["id"]
+    assert a.python(sid, "x = 20")["status"] == "ok"
+    assert a.python(sid, "x * 2 + 2")["result"] == "42"
+    timed = a.python(sid, "import time; time.sleep(30)", timeout_s=1)
+    assert timed["status"] == "timeout"
+    assert a.python(sid, "x")["result"] == "20"
+    plot = a.python(sid, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+    pngs = [d for d in plot["display"] if d["mime"] == "image/png"]
+    assert pngs and base64.b64decode(pngs[0]["data"]).startswith(b"\x89PNG")
+    err = a.python(sid, "1 / 0")
+    assert err["status"] == "error" and err["error"]["ename"] == "ZeroDivisionError"
+    crashed = a.python(sid, "import os; os._exit(1)")
+    assert crashed["status"] == "error" and crashed["error"]["ename"] == "KernelDied"
+    assert a.python(sid, "1 + 1")["result"] == "2"  # a fresh kernel replaced the dead one
+    a.python(sid, "y = 5")
+    a.restart_python(sid)
+    assert a.python(sid, "y")["error"]["ename"] == "NameError"
+    a.delete_session(sid)
+
+
+def test_files_round_trip_and_traversal_is_refused(server, tenants):
+    a = tenants["a"]
+    sid = a.create_session()["id"]
+    blob = bytes(range(256)) * 100
+    assert a.upload(sid, "data/blob.bin", blob)["size"] == len(blob)
+    assert a.download(sid, "data/blob.bin") == blob
+    assert [e["path"] for e in a.list_files(sid, "data")["entries"]] == ["data/blob.bin"]
+    assert "blob.bin" in a.shell(sid, "ls data")["output"]
+    headers = {"Authorization": f"Bearer {a.api_key}"}
+    for path in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "data%2F..%2F..%2F..%2Fetc%2Fshadow"):
+        response = httpx.get(f"{server.url}/v1/sessions/{sid}/files/{path}", headers=headers)
+        assert response.status_code in (400, 404), (path, response.status_code)
+        assert "root:" not in response.text
+    a.shell(sid, "ln -s /etc/passwd leak")
+    with pytest.raises(ApiError) as refused:
+        a.download(sid, "leak")
+    assert refused.value.error_type == "invalid_path"
+    too_big = httpx.put(
+        f"{server.url}/v1/sessions/{sid}/files/big.bin", content=b"x" * (3 * 1024 * 1024), headers=headers
+    )
+    assert too_big.status_code == 413
+    a.delete_session(sid)
+
+
+def test_validation_bad_json_and_oversized_bodies(server, tenants):
+    headers = {"Authorization": f"Bearer {tenants['a'].api_key}", "content-type": "application/json"}
+    bad = httpx.post(f"{server.url}/v1/sessions", content=b"{nope", headers=headers)
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "bad_json"
+    invalid = httpx.post(f"{server.url}/v1/sessions", json={"limits": {"pids": "many"}}, headers=headers)
+    assert invalid.status_code == 422 and invalid.json()["error"]["field"] == "body.limits.pids"
+    huge = httpx.post(f"{server.url}/v1/tools", content=b"[" * (100 * 1024 * 1024), headers=headers)
+    assert huge.status_code == 413
+    call = httpx.post(f"{server.url}/v1/tools/shell/call", json={"arguments": {"cmd": "ls"}}, headers=headers)
+    assert call.status_code == 422 and call.json()["error"]["field"].startswith("arguments")
+
+
+def test_python_tool_runs_in_the_callers_sandbox(tenants):
+    a = tenants["a"]
+    source = '''
+def note(text: str, path: str = "note.txt") -> dict:
+    """Write a note into the workspace and report its size.
+
+    Args:
+        text: what to write
+        path: where, relative to the workspace
+    """
+    import os
+    with open(path, "w") as fh:
+        fh.write(text)
+    return {"bytes": os.path.getsize(path), "uid": os.getuid()}
+'''
+    tool = a.register_tool(name="note", kind="python", source=source)
+    assert tool["parameters"]["required"] == ["text"]
+    assert tool["parameters"]["properties"]["path"]["description"] == "where, relative to the workspace"
+    sid = a.create_session()["id"]
+    called = a.call_tool("note", {"text": "hello"}, sid)
+    assert called["ok"] is True and called["result"] == {"bytes": 5, "uid": 1000}
+    assert a.download(sid, "note.txt") == b"hello"
+    without_session = a.call_tool("note", {"text": "tool sandbox"})
+    assert without_session["ok"] is True
+    failing = a.register_tool(
+        name="boom", kind="python", source="def boom() -> int:\n    raise RuntimeError('nope')\n"
+    )
+    assert failing["name"] == "boom"
+    result = a.call_tool("boom", {}, sid)
+    assert result["ok"] is False and "nope" in result["error"]["message"]
+    openai_tools = a.tools("openai")["tools"]
+    assert {
+        "type": "function",
+        "function": {"name": "note", "description": tool["description"], "parameters": tool["parameters"]},
+    } in openai_tools
+    assert any(t["name"] == "note" for t in a.tools("mcp")["tools"])
+    assert a.search_tools("write a note into the workspace", 3)["results"][0]["name"] == "note"
+    a.delete_session(sid)
+
+
+def test_http_tool_and_openapi_import(tenants, upstream):
+    a = tenants["a"]
+    a.put_secret("weather-key", "s3cret")
+    a.register_tool(
+        name="weather",
+        kind="http",
+        url=upstream + "/weather/{city}",
+        method="GET",
+        query=["units"],
+        secret_headers={"X-Api-Key": "weather-key"},
+        parameters={
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "units": {"type": "string"}},
+            "required": ["city"],
+        },
+    )
+    result = a.call_tool("weather", {"city": "Paris", "units": "imperial"})
+    assert result["ok"] is True
+    assert result["result"]["body"] == {"city": "Paris", "units": "imperial", "key_seen": "s3cret"}
+    document = {
+        "openapi": "3.0.3",
+        "info": {"title": "echo", "version": "1"},
+        "servers": [{"url": upstream}],
+        "paths": {
+            "/echo": {
+                "post": {
+                    "operationId": "echoBody",
+                    "summary": "Echo a JSON body",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"word": {"type": "string"}},
+                                    "required": ["word"],
+                                }
+                            }
+                        }
+                    },
+                }
+            },
+            "/fail": {"get": {"operationId": "alwaysFails", "summary": "Fails"}},
+        },
+    }
+    imported = a.import_openapi(document)["tools"]
+    names = {t["name"] for t in imported}
+    assert {"echoBody", "alwaysFails"} <= names
+    echoed = a.call_tool("echoBody", {"word": "hi"})
+    assert echoed["ok"] is True and echoed["result"]["body"] == {"received": {"word": "hi"}}
+    failed = a.call_tool("alwaysFails", {})
+    assert failed["ok"] is False and failed["error"]["status_code"] == 500
+
+
+def test_deployment_tool_is_its_own_serve_application(admin, tenants):
+    body = {
+        "name": "count_words",
+        "kind": "deployment",
+        "import_path": "toolserver.examples.deployment_tools:word_count",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        "num_replicas": 1,
+    }
+    with pytest.raises(ApiError) as denied:
+        tenants["a"].register_tool(**body)
+    assert denied.value.status_code == 403
+    admin.register_tool(**body)
+    assert admin.call_tool("count_words", {"text": "one two three"})["result"] == {
+        "words": 3,
+        "characters": 13,
+    }
+    admin.delete_tool("count_words")
+    with pytest.raises(ApiError):
+        admin.tool("count_words")
+
+
+def test_tenants_cannot_see_or_touch_each_other(tenants):
+    a, b = tenants["a"], tenants["b"]
+    sid = a.create_session()["id"]
+    a.register_tool(name="private_tool", kind="python", source="def private_tool() -> str:\n    return 'a'\n")
+    assert sid not in [s["id"] for s in b.sessions()["sessions"]]
+    assert "private_tool" not in [t["name"] for t in b.tools()["tools"]]
+    for attempt in (
+        lambda: b.session(sid),
+        lambda: b.shell(sid, "id"),
+        lambda: b.python(sid, "1"),
+        lambda: b.download(sid, "anything"),
+        lambda: b.delete_session(sid),
+        lambda: b.call_tool("private_tool", {}),
+        lambda: b.call_tool("shell", {"command": "id"}, sid),
+        lambda: b.tool("private_tool"),
+        lambda: b.delete_tool("private_tool"),
+    ):
+        with pytest.raises(ApiError) as denied:
+            attempt()
+        assert denied.value.status_code == 404
+    assert a.shell(sid, "echo still-mine")["output"].strip() == "still-mine"
+    assert all(call["tool"] != "private_tool" for call in b.audit()["calls"])
+    a.delete_session(sid)
+
+
+def test_concurrent_calls_on_one_session(server, tenants):
+    sid = tenants["a"].create_session()["id"]
+
+    async def run() -> tuple[list[dict], list[dict]]:
+        async with AsyncClient(server.url, tenants["a"].api_key) as client:
+            shells = [client.shell(sid, f"echo call-{i}") for i in range(16)]
+            cells = [client.python(sid, f"{i} * 3") for i in range(16)]
+            results = await asyncio.gather(*shells, *cells)
+            return results[:16], results[16:]
+
+    shells, cells = asyncio.run(run())
+    assert [r["output"].strip() for r in shells] == [f"call-{i}" for i in range(16)]
+    assert [r["result"] for r in cells] == [str(i * 3) for i in range(16)]
+    tenants["a"].delete_session(sid)
+
+
+def test_metrics_count_requests(server):
+    text = httpx.get(server.url + "/metrics").text
+    assert (
+        'toolserver_http_requests_total{method="POST",route="/v1/sessions/{session_id}/shell",status="200"}'
+        in text
+    )
+
+
+def test_restart_keeps_tools_keys_audit_and_live_sessions(server, tenants):
+    a = tenants["a"]
+    sid = a.create_session()["id"]
+    a.shell(sid, "cd /tmp && export KEPT=yes")
+    a.python(sid, "kept = 7")
+    audit_before = len(a.audit()["calls"])
+    server.crash()
+    server.start()
+    with Client(server.url, a.api_key) as again:
+        assert "note" in [t["name"] for t in again.tools()["tools"]]
+        assert len(again.audit()["calls"]) >= audit_before
+        state = again.shell(sid, "echo $KEPT; pwd")
+        assert state["output"].split() == ["yes", "/tmp"]
+        assert again.python(sid, "kept")["result"] == "7"
+        assert again.session(sid)["status"] == "running"
+
+
+def test_clean_stop_removes_every_sandbox(server, docker_engine):
+    instance = (server.home / "instance_id").read_text().strip()
+    assert docker_engine.containers.list(all=True, filters={"label": f"toolserver.instance={instance}"})
+    server.stop()
+    assert docker_engine.containers.list(all=True, filters={"label": f"toolserver.instance={instance}"}) == []

@@ -1,0 +1,1 @@
+"""Small trusted tools shipped with the server, usable as `deployment` tools and in the docs."""
