@@ -17,6 +17,7 @@ apt_install() {
 
 say "python package (pip install -e .[dev])"
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi  # put the `toolserver` command on PATH
 
 if ! docker info >/dev/null 2>&1; then
   if ! command -v dockerd >/dev/null 2>&1; then
@@ -40,4 +41,4 @@ if ! command -v debootstrap >/dev/null 2>&1; then
 fi
 
 say "sandbox image"
-toolserver image build
+python3 -m toolserver.cli image build

@@ -469,7 +469,9 @@ class Kernel:
             if not os.path.isfile(self.connection_file):
                 raise RequestError("internal", f"no kernel connection file at {self.connection_file}")
             argv = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file]
-            self.proc = spawn(argv, self.cwd, subprocess.DEVNULL, None)
+            # The shell keeps the image's headless Agg backend; the kernel shows figures inline.
+            env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+            self.proc = spawn(argv, self.cwd, subprocess.DEVNULL, env)
             self.exited = threading.Event()
             watch_exit(self.proc, self.exited)
             return self.status()
