@@ -77,7 +77,10 @@ async def pair(docker_engine: docker.DockerClient, sandbox_image: str) -> AsyncI
         for container in leftovers:
             container.remove(force=True)
         assert not leftovers, f"backend.close() left {[c.name for c in leftovers]}"
-        assert not os.path.exists(os.path.join(config.runtime_dir, config.instance_id, "n1"))
+        instance_dir = os.path.join(config.runtime_dir, config.instance_id)
+        assert not os.path.exists(os.path.join(instance_dir, "n1"))
+        if os.path.isdir(instance_dir):  # close() removes its node's directory, not the instance's
+            os.rmdir(instance_dir)
 
 
 async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
