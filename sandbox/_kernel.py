@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -38,8 +39,13 @@ _KERNEL_DIED = PythonError(
 )
 
 
-def write_connection_files(host_dir: str, container_dir: str = "/sbx") -> str:
-    """Write `kernel.json` (the container's view) into `host_dir`; return the path of the host's view."""
+def write_connection_files(
+    host_dir: str, container_dir: str = "/sbx", *, private_dir: str | None = None
+) -> str:
+    """Write `kernel.json` (the container's view) into the shared `host_dir`; return the host's view.
+
+    The host's view goes to `private_dir` (default: `host_dir`), where the sandbox cannot replace it.
+    """
     info: dict[str, Any] = {
         "transport": "ipc",
         "ip": f"{container_dir.rstrip('/')}/kernel",
@@ -53,7 +59,7 @@ def write_connection_files(host_dir: str, container_dir: str = "/sbx") -> str:
         "hb_port": 5,
     }
     _write_readable(os.path.join(host_dir, CONNECTION_FILE), info)
-    host_path = os.path.join(host_dir, HOST_CONNECTION_FILE)
+    host_path = os.path.join(private_dir or host_dir, HOST_CONNECTION_FILE)
     _write_readable(host_path, {**info, "ip": f"{host_dir.rstrip('/')}/kernel"})
     return host_path
 
@@ -64,6 +70,44 @@ def _write_readable(path: str, info: dict[str, Any]) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(info, f, indent=1)
     os.chmod(path, 0o644)
+
+
+_CONTEXT: zmq.asyncio.Context | None = None
+
+
+def _context() -> zmq.asyncio.Context:
+    """A ZeroMQ context whose sockets never reconnect on their own.
+
+    The socket files live where the sandbox can replace them (say, by a symlink to a host socket);
+    every connection is made only after `_wait_for_sockets` checked the paths.
+    """
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = zmq.asyncio.Context()
+        _CONTEXT.setsockopt(zmq.RECONNECT_IVL, -1)
+    return _CONTEXT
+
+
+async def _wait_for_sockets(client: AsyncKernelClient, timeout_s: float) -> None:
+    """Wait until the kernel's shell and iopub endpoints exist, and refuse anything but a socket there."""
+    if client.transport != "ipc":
+        return
+    paths = [f"{client.ip}-{port}" for port in (client.shell_port, client.iopub_port)]
+    deadline = time.monotonic() + timeout_s
+    for path in paths:
+        while True:
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise SandboxUnavailable(
+                        f"the kernel did not open {os.path.basename(path)} in time"
+                    ) from None
+                await asyncio.sleep(0.01)
+                continue
+            if not stat.S_ISSOCK(mode):
+                raise SandboxUnavailable(f"refusing to connect: {os.path.basename(path)} is not a socket")
+            break
 
 
 class _CappedText:
@@ -193,8 +237,9 @@ class KernelConnection:
     @classmethod
     async def connect(cls, host_connection_file: str, ready_timeout_s: float) -> KernelConnection:
         """Open the channels and wait until the kernel answers a kernel_info request."""
-        client = AsyncKernelClient(context=zmq.asyncio.Context.instance())
+        client = AsyncKernelClient(context=_context())
         client.load_connection_file(host_connection_file)
+        await _wait_for_sockets(client, ready_timeout_s)
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
         conn = cls(client)
         try:

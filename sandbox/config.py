@@ -43,6 +43,7 @@ class SandboxConfig:
     default_ttl_s: float = 3600.0
     max_ttl_s: float = 7 * 24 * 3600.0
     reap_interval_s: float = 5.0
+    shared_dir_mb: int = 4  # tmpfs cap of each sandbox's /sbx (applied when the server runs as root)
 
     def check_spec(self, spec: SandboxSpec) -> None:
         """Refuse limits above the server maxima and network the server does not allow."""

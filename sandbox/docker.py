@@ -11,12 +11,11 @@ import asyncio
 import builtins
 import json
 import os
-import shutil
 import time
 from dataclasses import replace
 from typing import Any
 
-from sandbox import _labels
+from sandbox import _hostdirs, _labels
 from sandbox._guest_client import GuestClient
 from sandbox._ids import new_session_id
 from sandbox._kernel import KernelConnection, write_connection_files
@@ -50,9 +49,9 @@ class DockerSandbox(Sandbox):
 
     def __init__(self, info: SandboxInfo, host_dir: str, config: SandboxConfig) -> None:
         self._info = info
-        self.host_dir = host_dir
+        self.host_dir = host_dir  # the private directory; the container sees only its `sbx` child
         self._config = config
-        self._guest = GuestClient(os.path.join(host_dir, "sbxd.sock"))
+        self._guest = GuestClient(os.path.join(_hostdirs.shared_dir(host_dir), "sbxd.sock"))
         self._kernel: KernelConnection | None = None
         self._kernel_lock = asyncio.Lock()
         self._kernel_dead = False
@@ -173,11 +172,11 @@ def _read_meta(host_dir: str) -> dict[str, Any]:
         return {}
 
 
-def _mount_source(container: Any) -> str | None:
-    """The host directory mounted at the container's /sbx."""
+def _private_dir(container: Any) -> str | None:
+    """The private host directory of a container: the parent of what is mounted at its /sbx."""
     for mount in container.attrs.get("Mounts", []):
         if mount.get("Destination") == _GUEST_DIR:
-            return str(mount.get("Source"))
+            return os.path.dirname(str(mount.get("Source")))
     return None
 
 
@@ -221,7 +220,7 @@ class DockerBackend(SandboxBackend):
             created_at=time.time(),
         )
         try:
-            write_connection_files(host_dir, _GUEST_DIR)
+            write_connection_files(_hostdirs.shared_dir(host_dir), _GUEST_DIR, private_dir=host_dir)
             _write_meta(host_dir, info)
             container = await asyncio.to_thread(self._run_container, info, host_dir, pooled)
             info = replace(info, container_id=container.id)
@@ -229,7 +228,7 @@ class DockerBackend(SandboxBackend):
             await sandbox.connect()
         except BaseException:
             await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
-            shutil.rmtree(host_dir, ignore_errors=True)
+            _hostdirs.remove_dirs(host_dir)
             raise
         self._sandboxes[session_id] = sandbox
         return sandbox
@@ -258,7 +257,7 @@ class DockerBackend(SandboxBackend):
             host_dir = sandbox.host_dir
             await sandbox.close()
         await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
-        shutil.rmtree(host_dir, ignore_errors=True)
+        _hostdirs.remove_dirs(host_dir)
 
     async def list(self) -> builtins.list[SandboxInfo]:
         return [s.info for s in self._sandboxes.values()]
@@ -268,7 +267,12 @@ class DockerBackend(SandboxBackend):
             await self.destroy(session_id)
         for container in await asyncio.to_thread(self._owned_containers, set()):
             await asyncio.to_thread(self._remove_container, container.id)
-        shutil.rmtree(self._root, ignore_errors=True)
+        self._remove_stray_dirs()
+        for path in (self._root, os.path.dirname(self._root)):
+            try:
+                os.rmdir(path)  # only when empty: other nodes of the instance may share the parent
+            except OSError:
+                pass
 
     async def reconcile(
         self, live_session_ids: set[str], adopt_from: set[str] | None = None
@@ -293,15 +297,13 @@ class DockerBackend(SandboxBackend):
             if session_id in self._sandboxes:
                 continue
             await asyncio.to_thread(self._remove_container, container.id)
-            shutil.rmtree(
-                _mount_source(container) or os.path.join(self._root, session_id), ignore_errors=True
-            )
+            _hostdirs.remove_dirs(_private_dir(container) or os.path.join(self._root, session_id))
             removed.append(session_id)
         self._remove_stray_dirs()
         return {"attached": attached, "removed": removed}
 
     async def _attach(self, container: Any, session_id: str) -> None:
-        host_dir = _mount_source(container) or os.path.join(self._root, session_id)
+        host_dir = _private_dir(container) or os.path.join(self._root, session_id)
         meta = _read_meta(host_dir)
         labels = container.labels
         host_config = container.attrs.get("HostConfig", {})
@@ -325,21 +327,14 @@ class DockerBackend(SandboxBackend):
         self._sandboxes[session_id] = sandbox
 
     def _make_host_dir(self, session_id: str) -> str:
-        # The instance root is private to the server user; the per-session directory must be
-        # writable by the sandbox's uid, which only ever sees it as its own /sbx.
-        os.makedirs(self._root, mode=0o700, exist_ok=True)
-        os.chmod(self._root, 0o700)
-        host_dir = os.path.join(self._root, session_id)
-        os.makedirs(host_dir, exist_ok=False)
-        os.chmod(host_dir, 0o777)
-        return host_dir
+        return _hostdirs.make_dirs(self._root, session_id, self.config.shared_dir_mb)
 
     def _remove_stray_dirs(self) -> None:
         if not os.path.isdir(self._root):
             return
         for name in os.listdir(self._root):
             if name not in self._sandboxes:
-                shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
+                _hostdirs.remove_dirs(os.path.join(self._root, name))
 
     def _run_container(self, info: SandboxInfo, host_dir: str, pooled: bool) -> Any:
         import docker.types
@@ -366,8 +361,10 @@ class DockerBackend(SandboxBackend):
             tmpfs={
                 "/workspace": f"size={limits.disk_mb}m,mode=0700,{tmpfs_opts}",
                 "/tmp": f"size={limits.tmp_mb}m,mode=1777,{tmpfs_opts}",
+                # The guest daemon's own scratch space, so a full /tmp cannot stop the shell.
+                "/run/sbxd": f"size=4m,mode=0700,{tmpfs_opts}",
             },
-            volumes={host_dir: {"bind": _GUEST_DIR, "mode": "rw"}},
+            volumes={_hostdirs.shared_dir(host_dir): {"bind": _GUEST_DIR, "mode": "rw"}},
             mem_limit=f"{limits.memory_mb}m",
             memswap_limit=f"{limits.memory_mb}m",
             nano_cpus=int(limits.cpus * 1e9),

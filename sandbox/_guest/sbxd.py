@@ -141,6 +141,13 @@ def kill_session(sid: int) -> None:
             pass
 
 
+def _scratch_dir() -> str:
+    """Where command scripts go: the daemon's own tmpfs when the host gave one, so a full /tmp does no harm."""
+    own = "/run/sbxd"
+    base = own if os.path.isdir(own) and os.access(own, os.W_OK) else None
+    return tempfile.mkdtemp(prefix=".sbxd-", dir=base)
+
+
 def spawn(argv: list[str], cwd: str, stdio: int, env: dict | None) -> subprocess.Popen:
     """Start `argv` in a session (and so a process group) of its own, with all three stdio on `stdio`."""
     return subprocess.Popen(
@@ -237,7 +244,7 @@ class Shell:
     def __init__(self, workspace: str) -> None:
         self.workspace = workspace
         self.lock = threading.Lock()
-        self.scripts = tempfile.mkdtemp(prefix=".sbxd-")
+        self.scripts = _scratch_dir()
         self._start()
 
     def _start(self) -> None:
@@ -356,7 +363,7 @@ class Shell:
 
     def _write_script(self, nonce: str, command: str) -> str:
         if not os.path.isdir(self.scripts):  # the user may have removed it
-            self.scripts = tempfile.mkdtemp(prefix=".sbxd-")
+            self.scripts = _scratch_dir()
         path = os.path.join(self.scripts, f"{nonce}.sh")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with open(fd, "w", encoding="utf-8", errors="replace") as f:
@@ -468,6 +475,7 @@ class Kernel:
                 return self.status()
             if not os.path.isfile(self.connection_file):
                 raise RequestError("internal", f"no kernel connection file at {self.connection_file}")
+            self._remove_stale_endpoints()
             argv = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file]
             # The shell keeps the image's headless Agg backend; the kernel shows figures inline.
             env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
@@ -475,6 +483,21 @@ class Kernel:
             self.exited = threading.Event()
             watch_exit(self.proc, self.exited)
             return self.status()
+
+    def _remove_stale_endpoints(self) -> None:
+        """Delete a dead kernel's socket files, so the host connects only once the new kernel listens."""
+        try:
+            with open(self.connection_file, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            return
+        if info.get("transport") != "ipc":
+            return
+        for key in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+            try:
+                os.unlink(f"{info['ip']}-{info[key]}")
+            except (OSError, KeyError):
+                pass
 
     def stop(self) -> None:
         with self.lock:

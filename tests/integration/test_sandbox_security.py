@@ -24,7 +24,7 @@ import docker.errors
 import pytest
 import pytest_asyncio
 
-from sandbox import _labels
+from sandbox import _hostdirs, _labels
 from sandbox.base import Limits, PythonResult, SandboxSpec, ShellResult
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend, DockerSandbox
@@ -32,6 +32,12 @@ from sandbox.errors import FileTooLarge, InvalidPath, SandboxError, SandboxGone,
 from toolserver.errors import PayloadTooLarge, ToolServerError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+
+def shared(sandbox: DockerSandbox) -> str:
+    """The host directory the container sees as /sbx (a child of its private directory)."""
+    return _hostdirs.shared_dir(sandbox.host_dir)
+
 
 # Small limits make the attacks fast; nofile differs from the default so the test sees *our* value.
 ATTACK_LIMITS = Limits(memory_mb=256, pids=64, disk_mb=64, tmp_mb=16, nofile=512)
@@ -229,7 +235,7 @@ async def test_no_docker_socket_and_no_host_mount_but_sbx(pair: Pair) -> None:
         # Host files: only /sbx may be writable; Docker's own /etc/hosts, /etc/hostname, /etc/resolv.conf and
         # its init binary are read-only binds of files, never of a host directory tree.
         if point == "/sbx":
-            assert root == pair.a.host_dir, (point, root)
+            assert root == shared(pair.a), (point, root)
             continue
         assert "ro" in options, f"{point} ({root}) is a writable host mount"
         assert point in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/usr/sbin/docker-init"), point
@@ -237,7 +243,7 @@ async def test_no_docker_socket_and_no_host_mount_but_sbx(pair: Pair) -> None:
     attrs = pair.attrs(pair.a)
     assert len(attrs["Mounts"]) == 1, attrs["Mounts"]
     (mount,) = attrs["Mounts"]
-    assert (mount["Type"], mount["Destination"], mount["Source"]) == ("bind", "/sbx", pair.a.host_dir)
+    assert (mount["Type"], mount["Destination"], mount["Source"]) == ("bind", "/sbx", shared(pair.a))
     assert attrs["HostConfig"]["Privileged"] is False
     assert attrs["HostConfig"]["PidMode"] in ("", "private")
     assert not attrs["HostConfig"].get("Devices")
@@ -390,16 +396,22 @@ async def test_other_sessions_files_and_processes_are_invisible(pair: Pair) -> N
     with pytest.raises(WorkspaceFileNotFound):
         await pair.b.read_file(f"secret-{token}.txt")
     # B's /sbx is B's own directory: its daemon socket is not A's (different host inode).
-    b_socket = await py(pair.b, "import os; os.stat('/sbx/sbxd.sock').st_ino")
-    assert b_socket.result == str(os.stat(os.path.join(pair.b.host_dir, "sbxd.sock")).st_ino)
-    assert b_socket.result != str(os.stat(os.path.join(pair.a.host_dir, "sbxd.sock")).st_ino)
-    a_dir_from_b = await py(pair.b, f"import os; os.path.exists({pair.a.host_dir!r})")
+    # (device, inode): each /sbx may be its own tmpfs, where inode numbers repeat.
+    b_socket = await py(pair.b, "import os; st = os.stat('/sbx/sbxd.sock'); f'{st.st_dev}:{st.st_ino}'")
+
+    def identity(path: str) -> str:
+        st = os.stat(path)
+        return repr(f"{st.st_dev}:{st.st_ino}")
+
+    assert b_socket.result == identity(os.path.join(shared(pair.b), "sbxd.sock"))
+    assert b_socket.result != identity(os.path.join(shared(pair.a), "sbxd.sock"))
+    a_dir_from_b = await py(pair.b, f"import os; os.path.exists({shared(pair.a)!r})")
     assert a_dir_from_b.result == "False"
 
-    assert pair.a.host_dir != pair.b.host_dir
-    assert os.path.commonpath([pair.a.host_dir, pair.b.host_dir]) not in (pair.a.host_dir, pair.b.host_dir)
-    assert os.path.exists(os.path.join(pair.a.host_dir, f"secret-{token}"))
-    assert not os.path.exists(os.path.join(pair.b.host_dir, f"secret-{token}"))
+    assert shared(pair.a) != shared(pair.b)
+    assert os.path.commonpath([shared(pair.a), shared(pair.b)]) not in (shared(pair.a), shared(pair.b))
+    assert os.path.exists(os.path.join(shared(pair.a), f"secret-{token}"))
+    assert not os.path.exists(os.path.join(shared(pair.b), f"secret-{token}"))
     await sh(pair.a, f"pkill -f secret-{token}-sleeper; rm -f /tmp/secret-{token} /sbx/secret-{token}")
     assert await pair.a.read_file(f"secret-{token}.txt") == b"the secret of A"
     await sh(pair.a, f"rm -f /workspace/secret-{token}.txt")
@@ -512,10 +524,10 @@ async def test_sbx_is_not_a_way_around_the_disk_cap(pair: Pair) -> None:
         result = await sh(
             pair.a, f"dd if=/dev/zero of=/sbx/fill bs=1M count={count}; echo rc=$?", timeout_s=30
         )
-        on_host = os.path.getsize(os.path.join(pair.a.host_dir, "fill"))
+        on_host = os.path.getsize(os.path.join(shared(pair.a), "fill"))
     finally:
         try:
-            os.remove(os.path.join(pair.a.host_dir, "fill"))
+            os.remove(os.path.join(shared(pair.a), "fill"))
         except FileNotFoundError:
             pass
     await assert_unharmed(pair)
@@ -720,17 +732,24 @@ async def test_sandbox_cannot_redirect_the_hosts_kernel_connection(pair: Pair) -
     forged = await py(
         pair.a,
         "import json, os\n"
-        "info = json.load(open('/sbx/kernel.host.json'))\n"
+        "info = json.load(open('/sbx/kernel.json'))\n"
         f"info.update(transport='tcp', ip='127.0.0.1', shell_port={port}, iopub_port={port},\n"
         f"            stdin_port={port}, control_port={port}, hb_port={port})\n"
-        "try:\n"
-        "    os.unlink('/sbx/kernel.host.json')\n"
-        "    with open('/sbx/kernel.host.json', 'w') as f:\n"
-        "        json.dump(info, f)\n"
-        "    print('forged')\n"
-        "except OSError as exc:\n"
-        "    print('refused', exc.errno)\n",
+        "outcomes = []\n"
+        "for name in ('kernel.json', 'kernel.host.json'):\n"
+        "    try:\n"
+        "        if os.path.exists('/sbx/' + name):\n"
+        "            os.unlink('/sbx/' + name)\n"
+        "        with open('/sbx/' + name, 'w') as f:\n"
+        "            json.dump(info, f)\n"
+        "        outcomes.append(name + ':forged')\n"
+        "    except OSError as exc:\n"
+        "        outcomes.append(f'{name}:refused')\n"
+        "print(' '.join(outcomes))\n",
     )
+    assert forged.status == "ok", forged
+    # The server's own file in the sticky /sbx cannot be replaced; a planted host-view file is ignored.
+    assert "kernel.json:refused" in forged.stdout, forged
     print("forging the host's connection file:", forged.stdout.strip())
     died = await py(pair.a, "import os; os.kill(os.getpid(), 9)")
     assert died.error is not None and died.error.ename == "KernelDied", died
