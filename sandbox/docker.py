@@ -12,7 +12,7 @@ import builtins
 import json
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from sandbox import _hostdirs, _labels
@@ -156,7 +156,12 @@ def _timeout(timeout_s: float) -> float:
 
 
 def _write_meta(host_dir: str, info: SandboxInfo) -> None:
-    meta = {"session_id": info.session_id, "owner": info.owner, "created_at": info.created_at}
+    meta = {
+        "session_id": info.session_id,
+        "owner": info.owner,
+        "created_at": info.created_at,
+        "limits": asdict(info.limits),
+    }
     tmp = os.path.join(host_dir, _META_FILE + ".tmp")
     with open(tmp, "w") as fh:
         json.dump(meta, fh)
@@ -307,11 +312,14 @@ class DockerBackend(SandboxBackend):
         meta = _read_meta(host_dir)
         labels = container.labels
         host_config = container.attrs.get("HostConfig", {})
-        limits = Limits(
-            memory_mb=int(host_config.get("Memory", 0) // (1024 * 1024)) or Limits().memory_mb,
-            cpus=(host_config.get("NanoCpus", 0) or 1e9) / 1e9,
-            pids=int(host_config.get("PidsLimit") or Limits().pids),
-        )
+        try:
+            limits = Limits(**meta["limits"])
+        except (KeyError, TypeError):  # metadata of an older server: what the engine knows
+            limits = Limits(
+                memory_mb=int(host_config.get("Memory", 0) // (1024 * 1024)) or Limits().memory_mb,
+                cpus=(host_config.get("NanoCpus", 0) or 1e9) / 1e9,
+                pids=int(host_config.get("PidsLimit") or Limits().pids),
+            )
         info = SandboxInfo(
             session_id=session_id,
             container_id=container.id,

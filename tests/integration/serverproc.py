@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -66,13 +67,21 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"toolserver up exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if self._started_by_us():
+                try:
+                    if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
             time.sleep(0.5)
         raise TimeoutError(f"toolserver did not come up in {timeout_s} s:\n{self.tail()}")
+
+    def _started_by_us(self) -> bool:
+        """`toolserver up` writes server.json once start-up is complete."""
+        try:
+            return json.loads((self.home / "server.json").read_text()).get("pid") == self.proc.pid  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            return False
 
     def crash(self) -> None:
         """SIGKILL the server and every process of its session (Ray included): no cleanup runs."""

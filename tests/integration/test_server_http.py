@@ -308,7 +308,10 @@ def test_tenants_cannot_see_or_touch_each_other(tenants):
             attempt()
         assert denied.value.status_code == 404
     assert a.shell(sid, "echo still-mine")["output"].strip() == "still-mine"
-    assert all(call["tool"] != "private_tool" for call in b.audit()["calls"])
+    audit_a, audit_b = a.audit()["calls"], b.audit()["calls"]
+    assert {c["namespace"] for c in audit_a} == {"team-a"} and {c["namespace"] for c in audit_b} == {"team-b"}
+    assert not {c["id"] for c in audit_a} & {c["id"] for c in audit_b}
+    assert {c["status"] for c in audit_b if c["tool"] == "private_tool"} == {"rejected"}
     a.delete_session(sid)
 
 

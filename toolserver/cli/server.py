@@ -77,15 +77,30 @@ def _up(args: argparse.Namespace) -> int:
     from toolserver.serve_app import node_reports_summary, start_server, stop_server
 
     settings = _settings(args)
+    stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+
+    # Installed before start-up so an early Ctrl-C still cleans up, and again after, because
+    # starting Ray installs handlers of its own.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     if not args.no_image_build:
         _ensure_image(settings.sandbox_image)
     print(f"starting toolserver (state in {settings.home}) ...", flush=True)
     started = time.monotonic()
-    handle = start_server(settings)
+    try:
+        handle = start_server(settings)
+    except BaseException:
+        stop_server(settings=settings)
+        raise
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     summary = node_reports_summary(handle.reconcile)
     state = {"url": handle.url, "pid": os.getpid(), "instance_id": handle.instance_id}
     (settings.home / "server.json").write_text(json.dumps(state) + "\n")
-    print(f"toolserver is up at {handle.url}  ({time.monotonic() - started:.1f} s)")
+    print(f"toolserver is up at {handle.url}  ({time.monotonic() - started:.1f} s)", flush=True)
     print(f"  admin key: {handle.admin_key_source}")
     print(
         f"  sandbox nodes: {summary['nodes']}, sessions re-attached: {summary['reattached']}, "
@@ -93,9 +108,6 @@ def _up(args: argparse.Namespace) -> int:
     )
     print(f"  API docs: {handle.url}/docs    health: {handle.url}/healthz")
     print("press Ctrl-C to stop (removes the sandboxes this server started)", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     try:
         while not stop.wait(1.0):
             pass
