@@ -86,3 +86,25 @@ class KeyCreate(_Body):
 
 class SecretPut(_Body):
     value: str = Field(..., max_length=16384)
+
+
+class AgentCreate(_Body):
+    name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    system_prompt: str = Field("You are a helpful agent.", max_length=65536)
+    tools: list[str] = Field(default_factory=list, max_length=128)
+    llm: dict[str, Any] = Field(..., description="{provider: openai|scripted, base_url, model, ...}")
+    memory_scope: str | None = Field(None, max_length=200)
+    max_steps: int = Field(20, ge=1, le=500)
+    strategy: Literal["function_calling", "plan_execute", "reflection"] = "function_calling"
+    human_timeout_s: float | None = Field(None, gt=0)
+    on_human_timeout: Literal["continue", "fail"] = "continue"
+
+
+class RunCreate(_Body):
+    agent: str = Field(..., max_length=64)
+    task: str = Field(..., min_length=1, max_length=262144)
+    session_id: str | None = None
+
+
+class HumanAnswer(_Body):
+    answer: str = Field(..., max_length=65536)

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI
 
-from registry import AuditStore, Database, KeyStore, SecretStore, SessionStore, ToolStore
+from registry import (
+    AgentStore,
+    AuditStore,
+    Database,
+    HumanRequestStore,
+    KeyStore,
+    RunStore,
+    SecretStore,
+    SessionStore,
+    ToolStore,
+)
 from toolserver import __version__
 from toolserver.auth import Authenticator
 from toolserver.body_limit import BodyLimit
@@ -14,7 +25,9 @@ from toolserver.config import Settings
 from toolserver.http_errors import install_error_handlers
 from toolserver.metrics import Metrics, MetricsMiddleware
 from toolserver.nodes.base import NodeDirectory
-from toolserver.routes import sessions, system, tools
+from toolserver.routes import agents, sessions, system, tools
+from toolserver.runs.scheduler import RunScheduler
+from toolserver.service.agents import AgentService
 from toolserver.service.sessions import SessionService
 from toolserver.service.tools import ToolService
 from toolserver.tools.base import ToolRunner
@@ -35,14 +48,23 @@ class Services:
     auth: Authenticator
     sessions: SessionService
     tools: ToolService
+    agents: AgentService
     metrics: Metrics = field(default_factory=Metrics)
     version: str = __version__
 
 
 def build_services(
-    settings: Settings, db: Database, nodes: NodeDirectory, extra_runners: dict[str, ToolRunner] | None = None
+    settings: Settings,
+    db: Database,
+    nodes: NodeDirectory,
+    extra_runners: dict[str, ToolRunner] | None = None,
+    scheduler: Any = None,
 ) -> Services:
-    """Wire the stores and services over one database and one node directory."""
+    """Wire the stores and services over one database and one node directory.
+
+    `scheduler` drives agent runs: a client of the server's scheduler actor, or (default) an
+    in-process RunScheduler.
+    """
     keys, secrets, audit = KeyStore(db), SecretStore(db), AuditStore(db)
     session_service = SessionService(
         SessionStore(db),
@@ -55,7 +77,11 @@ def build_services(
         "http": HttpToolRunner(),
         **(extra_runners or {}),
     }
-    tool_service = ToolService(ToolStore(db), secrets, audit, session_service, runners)
+    humans = HumanRequestStore(db)
+    tool_service = ToolService(ToolStore(db), secrets, audit, session_service, runners, humans)
+    if scheduler is None:
+        scheduler = RunScheduler(db, tool_service)
+    agent_service = AgentService(AgentStore(db), RunStore(db), humans, session_service, scheduler)
     return Services(
         settings=settings,
         db=db,
@@ -66,6 +92,7 @@ def build_services(
         auth=Authenticator(keys),
         sessions=session_service,
         tools=tool_service,
+        agents=agent_service,
     )
 
 
@@ -77,7 +104,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (system, sessions, tools):
+    for module in (system, sessions, tools, agents):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_mb * 1024 * 1024)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)

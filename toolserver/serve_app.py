@@ -26,10 +26,17 @@ def build_asgi_app() -> FastAPI:
     """Runs inside each ingress replica: settings come from the environment `start_server` set."""
     from toolserver.app import build_services, create_app
     from toolserver.deployments import DeploymentToolRunner
+    from toolserver.runs.ray_actor import scheduler_client
 
     settings = Settings()
     db = Database(settings.database)
-    services = build_services(settings, db, RayNodes(), {"deployment": DeploymentToolRunner()})
+    services = build_services(
+        settings,
+        db,
+        RayNodes(),
+        {"deployment": DeploymentToolRunner()},
+        scheduler=scheduler_client(RAY_NAMESPACE),
+    )
     return create_app(services)
 
 
@@ -46,6 +53,7 @@ class ServerHandle:
     admin_key_source: str
     instance_id: str
     reconcile: dict[str, dict[str, list[str]]]
+    runs: dict[str, int]
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
@@ -114,6 +122,9 @@ def start_server(settings: Settings) -> ServerHandle:
         reports = _reattach_sessions(db, settings, instance_id)
     finally:
         db.close()
+    from toolserver.runs.ray_actor import start_scheduler
+
+    runs = start_scheduler(settings, RAY_NAMESPACE)
     serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
     env = _settings_env(settings)
     app = ToolServerIngress.options(  # type: ignore[attr-defined]
@@ -128,6 +139,7 @@ def start_server(settings: Settings) -> ServerHandle:
         admin_key_source=source,
         instance_id=instance_id,
         reconcile=reports,
+        runs=runs,
     )
 
 
@@ -139,6 +151,9 @@ def stop_server(
         serve.shutdown()
     except Exception:
         pass
+    from toolserver.runs.ray_actor import stop_scheduler
+
+    stop_scheduler(RAY_NAMESPACE)
     if remove_sandboxes:
         stop_node_actors()
         if settings is not None:

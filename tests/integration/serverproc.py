@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,9 +16,16 @@ import httpx
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the kernel's ephemeral range, where Ray's own random ports do not land."""
+    for _ in range(200):
+        port = random.randrange(20000, 30000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 30000")
 
 
 def _session_members(sid: int) -> list[int]:
@@ -53,7 +61,18 @@ class ServerProcess:
     def admin_key(self) -> str:
         return (self.home / "admin.key").read_text().strip()
 
-    def start(self, timeout_s: float = 180.0) -> None:
+    def start(self, timeout_s: float = 180.0, attempts: int = 3) -> None:
+        """Start and wait until healthy; a port lost to another process is replaced by a new one."""
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout_s)
+                return
+            except RuntimeError:
+                if attempt == attempts - 1 or "Failed to bind" not in self.tail(200):
+                    raise
+                self.port = free_port()
+
+    def _start_once(self, timeout_s: float) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(

@@ -106,6 +106,7 @@ def _up(args: argparse.Namespace) -> int:
         f"  sandbox nodes: {summary['nodes']}, sessions re-attached: {summary['reattached']}, "
         f"stale sandboxes removed: {summary['removed']}"
     )
+    print(f"  agent runs resumed: {handle.runs['resumed']}, waiting for a human: {handle.runs['waiting']}")
     print(f"  API docs: {handle.url}/docs    health: {handle.url}/healthz")
     print("press Ctrl-C to stop (removes the sandboxes this server started)", flush=True)
     try:

@@ -7,11 +7,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from toolserver.actor_client import ActorClient
 from toolserver.config import Settings
-from toolserver.errors import ToolServerError, Unavailable
+from toolserver.errors import Unavailable
 from toolserver.nodes.base import NodeClient, NodeDirectory
 
 __all__ = ["RAY_NAMESPACE", "RayNodes", "SandboxNodeActor", "start_node_actors"]
@@ -49,35 +49,11 @@ class SandboxNodeActor:
         await self.manager.shutdown()
 
 
-class _RayNodeClient:
-    """Forwards NodeClient calls to a node's actor and turns Ray failures into our errors."""
-
-    def __init__(self, handle: Any, node_id: str) -> None:
-        self._handle = handle
-        self.node_id = node_id
-
-    def __getattr__(self, method: str) -> Callable[..., Coroutine[Any, Any, Any]]:
-        async def call(*args: Any) -> Any:
-            try:
-                return await self._handle.call.remote(method, *args)
-            except RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, ToolServerError):
-                    raise cause from None
-                raise
-            except (ActorDiedError, ActorUnavailableError) as exc:
-                raise Unavailable(
-                    f"sandbox node {self.node_id[:12]} is lost: {type(exc).__name__}", node_id=self.node_id
-                ) from None
-
-        return call
-
-
 class RayNodes(NodeDirectory):
     """Finds node actors by name in the `toolserver` Ray namespace."""
 
     def __init__(self, cache_s: float = 2.0) -> None:
-        self._clients: dict[str, _RayNodeClient] = {}
+        self._clients: dict[str, ActorClient] = {}
         self._ids: list[str] = []
         self._ids_at = 0.0
         self._cache_s = cache_s
@@ -89,7 +65,9 @@ class RayNodes(NodeDirectory):
                 handle = ray.get_actor(_PREFIX + node_id, namespace=RAY_NAMESPACE)
             except ValueError:
                 raise Unavailable(f"sandbox node {node_id[:12]} is not available", node_id=node_id) from None
-            client = self._clients[node_id] = _RayNodeClient(handle, node_id)
+            client = self._clients[node_id] = ActorClient(
+                handle, f"sandbox node {node_id[:12]}", node_id=node_id
+            )
         return client  # type: ignore[return-value]
 
     async def node_ids(self) -> list[str]:

@@ -6,6 +6,7 @@ import base64
 from dataclasses import asdict
 from typing import Any
 
+from agent_core.tools import ASK_HUMAN_PARAMETERS, ASK_HUMAN_TOOL
 from toolserver.errors import UserError
 from toolserver.tools.base import CallContext, ToolRunner, ToolSpec
 
@@ -48,6 +49,12 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             },
             ["path", "content"],
         ),
+    ),
+    ToolSpec(
+        name=ASK_HUMAN_TOOL,
+        description="Ask a human for help or a decision. Called directly, it answers 202 with a request id "
+        "to long-poll at /v1/human-requests/{id}?wait_s=; inside an agent run, the run pauses until answered.",
+        parameters=ASK_HUMAN_PARAMETERS,
     ),
     ToolSpec(
         name="list_files",

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from registry import AuditStore, SecretStore, ToolStore
+from agent_core.tools import ASK_HUMAN_TOOL
+from registry import AuditStore, HumanRequestStore, SecretStore, ToolStore
 from sandbox.base import SandboxInfo
 from toolserver.api_models import SessionCreate, ToolCreate
 from toolserver.errors import Forbidden, NotFound, ToolServerError, UserError, ValidationFailed
@@ -50,8 +51,10 @@ class ToolService:
         audit: AuditStore,
         sessions: SessionService,
         runners: dict[str, ToolRunner],
+        humans: HumanRequestStore,
     ) -> None:
         self.tools = tools
+        self.humans = humans
         self.secrets = secrets
         self.audit = audit
         self.sessions = sessions
@@ -203,6 +206,16 @@ class ToolService:
         try:
             spec = await self.get(principal, name)
             arguments = validate_arguments(spec.parameters, arguments)
+            if spec.name == ASK_HUMAN_TOOL:
+                request = await asyncio.to_thread(
+                    self.humans.create,
+                    principal.namespace,
+                    arguments["question"],
+                    context={"context": arguments.get("context"), "session_id": session_id},
+                )
+                status = "waiting_human"
+                response = {"ok": True, "status": "waiting_human", "request_id": request.id, "result": None}
+                return response
             context = await self._context(principal, spec, session_id)
             try:
                 result = await self.runners[spec.kind].run(spec, arguments, context)

@@ -1,0 +1,97 @@
+"""/v1/agents, /v1/runs (with an SSE stream of steps) and /v1/human-requests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from toolserver.api_models import AgentCreate, HumanAnswer, RunCreate
+from toolserver.routes.deps import caller, services
+from toolserver.service.principal import Principal
+
+router = APIRouter(tags=["agents"])
+
+
+@router.post("/v1/agents", status_code=201)
+async def define_agent(
+    body: AgentCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    return await svc.agents.define(who, body)
+
+
+@router.get("/v1/agents")
+async def list_agents(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    return {"agents": await svc.agents.list_agents(who)}
+
+
+@router.get("/v1/agents/{name}")
+async def get_agent(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    return await svc.agents.get_agent(who, name)
+
+
+@router.post("/v1/runs", status_code=201)
+async def start_run(body: RunCreate, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    return await svc.agents.start_run(who, body)
+
+
+@router.get("/v1/runs")
+async def list_runs(
+    status: str | None = Query(None, pattern="^(running|waiting_human|succeeded|failed)$"),
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+) -> Any:
+    return {"runs": await svc.agents.list_runs(who, status)}
+
+
+@router.get("/v1/runs/{run_id}")
+async def get_run(run_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    return await svc.agents.get_run(who, run_id)
+
+
+@router.get("/v1/runs/{run_id}/events")
+async def run_events(
+    run_id: str, after: int = -1, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> StreamingResponse:
+    events = svc.agents.events(who, run_id, after)
+    first = await anext(events)  # a missing or foreign run fails here, as a normal 404
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield _sse(*first)
+        async for event, data in events:
+            yield _sse(event, data)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/v1/human-requests")
+async def human_requests(
+    status: str | None = Query(None, pattern="^(pending|answered|expired)$"),
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+) -> Any:
+    return {"requests": await svc.agents.human_requests(who, status)}
+
+
+@router.get("/v1/human-requests/{request_id}")
+async def human_request(
+    request_id: str,
+    wait_s: float = Query(0.0, ge=0, le=300),
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+) -> Any:
+    return await svc.agents.human_request(who, request_id, wait_s)
+
+
+@router.post("/v1/human-requests/{request_id}/answer")
+async def answer(
+    request_id: str, body: HumanAnswer, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    return await svc.agents.answer(who, request_id, body.answer)
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()

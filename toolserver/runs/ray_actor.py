@@ -1,0 +1,68 @@
+"""The run scheduler as one named Ray actor: every replica submits to it, and it recovers runs on start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from toolserver.actor_client import ActorClient
+from toolserver.config import Settings
+
+__all__ = ["SCHEDULER_NAME", "RunSchedulerActor", "scheduler_client", "start_scheduler"]
+
+SCHEDULER_NAME = "run-scheduler"
+
+
+class RunSchedulerActor:
+    """Hosts a RunScheduler with its own services (tools reach sandboxes through the node actors)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from registry import Database
+        from toolserver.app import build_services
+        from toolserver.deployments import DeploymentToolRunner
+        from toolserver.nodes.ray_actors import RayNodes
+        from toolserver.runs.scheduler import RunScheduler
+
+        self.settings = Settings(**settings)
+        db = Database(self.settings.database)
+        services = build_services(
+            self.settings, db, RayNodes(), {"deployment": DeploymentToolRunner()}, scheduler=_Unused()
+        )
+        self.scheduler = RunScheduler(db, services.tools)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        return await getattr(self.scheduler, method)(*args)
+
+
+class _Unused:
+    """The scheduler actor's own services never schedule runs themselves."""
+
+
+def start_scheduler(settings: Settings, namespace: str) -> dict[str, int]:
+    """Start (or find) the scheduler actor and let it resume what a previous server left unfinished."""
+    handle = (
+        ray.remote(RunSchedulerActor)
+        .options(  # type: ignore[attr-defined]
+            name=SCHEDULER_NAME,
+            namespace=namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=1000,
+        )
+        .remote(settings.model_dump(mode="json"))
+    )
+    report: dict[str, int] = ray.get(handle.call.remote("recover"))  # type: ignore[attr-defined,assignment]
+    return report
+
+
+def scheduler_client(namespace: str) -> ActorClient:
+    return ActorClient(ray.get_actor(SCHEDULER_NAME, namespace=namespace), "the run scheduler")
+
+
+def stop_scheduler(namespace: str) -> None:
+    try:
+        ray.kill(ray.get_actor(SCHEDULER_NAME, namespace=namespace))
+    except ValueError:
+        pass
