@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,38 @@ class Endpoints:
     def audit(limit: int = 100) -> Call:
         return Call("GET", "/v1/audit", params={"limit": limit})
 
+    @staticmethod
+    def define_agent(**agent: Any) -> Call:
+        return Call("POST", "/v1/agents", json=agent)
+
+    @staticmethod
+    def agents() -> Call:
+        return Call("GET", "/v1/agents")
+
+    @staticmethod
+    def start_run(agent: str, task: str, session_id: str | None = None) -> Call:
+        return Call("POST", "/v1/runs", json={"agent": agent, "task": task, "session_id": session_id})
+
+    @staticmethod
+    def run(run_id: str) -> Call:
+        return Call("GET", f"/v1/runs/{run_id}")
+
+    @staticmethod
+    def runs(status: str | None = None) -> Call:
+        return Call("GET", "/v1/runs", params={"status": status} if status else {})
+
+    @staticmethod
+    def human_requests(status: str | None = "pending") -> Call:
+        return Call("GET", "/v1/human-requests", params={"status": status} if status else {})
+
+    @staticmethod
+    def human_request(request_id: str, wait_s: float = 0.0) -> Call:
+        return Call("GET", f"/v1/human-requests/{request_id}", params={"wait_s": wait_s})
+
+    @staticmethod
+    def answer_human(request_id: str, answer: str) -> Call:
+        return Call("POST", f"/v1/human-requests/{request_id}/answer", json={"answer": answer})
+
 
 def default_connection(url: str | None = None, api_key: str | None = None) -> tuple[str, str | None]:
     """URL and key from arguments, else the environment, else the state directory of `toolserver up`."""
@@ -198,6 +231,21 @@ class Client:
     def __getattr__(self, name: str) -> Any:
         build = getattr(Endpoints, name)
         return lambda *args, **kwargs: self.send(build(*args, **kwargs))
+
+    def run_events(self, run_id: str, after: int = -1) -> Iterator[tuple[str, Any]]:
+        """(event, data) pairs of a run as they happen: `step`, `status`, and finally `end`."""
+        with self._http.stream(
+            "GET", f"/v1/runs/{run_id}/events", params={"after": after}, timeout=None
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                _decode(Call("GET", ""), response)
+            event = None
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event:
+                    yield event, json.loads(line.removeprefix("data: "))
 
     def close(self) -> None:
         self._http.close()

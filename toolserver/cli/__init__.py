@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toolserver.cli import remote, server
+from toolserver.cli import agents, remote, server
 
 __all__ = ["main"]
 
@@ -17,6 +17,8 @@ examples:
   toolserver sessions create                     a sandbox; then: toolserver sessions exec ID 'ls -la'
   toolserver tools register --kind python --file add.py
   toolserver tools call add --args '{"a": 1, "b": 2}'
+  toolserver demo                                an offline agent run (scripted model) end to end
+  toolserver agent run --agent NAME "task"       steps live; answer its questions at the prompt
 
 The CLI finds the server and the admin key in TOOLSERVER_HOME (default ~/.toolserver), or uses
 TOOLSERVER_URL and TOOLSERVER_API_KEY.
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     server.add_commands(commands)
     remote.add_commands(commands)
+    agents.add_commands(commands)
     return parser
 
 
