@@ -1,0 +1,155 @@
+"""Agent runs on the real server: a pause for a human survives a crash; a real OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+
+from tests.integration.serverproc import ServerProcess, free_port
+from toolserver.client import Client
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sandbox_image):
+    proc = ServerProcess(tmp_path_factory.mktemp("tshome-agents"), env={"TOOLSERVER_POOL_SIZE": "1"})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with Client(server.url, server.admin_key) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def fake_llm():
+    """An OpenAI-compatible chat-completions server on loopback: one tool call, then an answer."""
+    app = FastAPI()
+    seen: list[dict] = []
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request) -> dict:
+        body = await request.json()
+        seen.append(body)
+        tool_results = [m for m in body["messages"] if m["role"] == "tool"]
+        if not tool_results:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_a",
+                        "type": "function",
+                        "function": {"name": "python", "arguments": '{"code": "print(6 * 7)"}'},
+                    }
+                ],
+            }
+            finish = "tool_calls"
+        else:
+            message = {
+                "role": "assistant",
+                "content": f"The sandbox said: {tool_results[-1]['content'][:200]}",
+            }
+            finish = "stop"
+        return {
+            "id": "cmpl-1",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        }
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1", seen
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def _wait(client: Client, run_id: str, status: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = client.run(run_id)
+        if run["status"] == status:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} is {run['status']}, expected {status}")
+
+
+def test_a_run_against_a_real_openai_compatible_server(client, fake_llm):
+    base_url, seen = fake_llm
+    client.define_agent(
+        name="remote-llm",
+        tools=["python"],
+        llm={"provider": "openai", "base_url": base_url, "model": "tiny", "api_key": "sk-test"},
+    )
+    session = client.create_session()["id"]
+    run_id = client.start_run("remote-llm", "compute six times seven", session)["id"]
+    run = _wait(client, run_id, "succeeded")
+    assert "42" in run["result"]
+    assert seen[0]["model"] == "tiny" and seen[0]["tools"][0]["function"]["name"] == "python"
+    model_steps = [s for s in run["steps"] if s["kind"] == "model"]
+    assert model_steps[0]["usage"] == {"prompt_tokens": 11, "completion_tokens": 7}
+    assert client.agents()["agents"][0]["llm"]["api_key"] == "***"
+
+
+def test_waiting_run_survives_a_crash_and_resumes_on_answer(server, client):
+    replies = [
+        {"tool_calls": [{"name": "python", "arguments": {"code": "progress = 'half done'"}}]},
+        {"tool_calls": [{"name": "ask_human", "arguments": {"question": "Continue with the second half?"}}]},
+        {"tool_calls": [{"name": "python", "arguments": {"code": "progress + ' then finished'"}}]},
+        "Both halves are done.",
+    ]
+    client.define_agent(name="patient", tools=["python"], llm={"provider": "scripted", "replies": replies})
+    session = client.create_session()["id"]
+    run_id = client.start_run("patient", "do the work in two halves", session)["id"]
+    _wait(client, run_id, "waiting_human")
+    events = [event for event, _ in _take(client.run_events(run_id), until="waiting_human")]
+    assert "step" in events
+
+    server.crash()
+    server.start()
+    with Client(server.url, server.admin_key) as again:
+        pending = [r for r in again.human_requests("pending")["requests"] if r["run_id"] == run_id]
+        assert [r["question"] for r in pending] == ["Continue with the second half?"]
+        again.answer_human(pending[0]["id"], "yes")
+        run = _wait(again, run_id, "succeeded")
+        assert run["result"] == "Both halves are done."
+        # the kernel state from before the crash was still there for the resumed run
+        last_tool = [s for s in run["steps"] if s["kind"] == "tool"][-1]
+        assert "half done then finished" in last_tool["content"]["content"]
+
+
+def test_demo_command_end_to_end(server):
+    env = {**os.environ, "TOOLSERVER_URL": server.url, "TOOLSERVER_API_KEY": server.admin_key}
+    done = subprocess.run(
+        [sys.executable, "-m", "toolserver.cli", "demo", "--yes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "succeeded" in done.stdout and "report.txt: mean=3.875 median=3.5" in done.stdout
+
+
+def _take(events, until: str):
+    for event, data in events:
+        yield event, data
+        if event == "status" and data["status"] == until:
+            return
