@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -337,6 +341,35 @@ def test_metrics_count_requests(server):
         'toolserver_http_requests_total{method="POST",route="/v1/sessions/{session_id}/shell",status="200"}'
         in text
     )
+
+
+def _cli(server, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TOOLSERVER_URL": server.url, "TOOLSERVER_API_KEY": key or server.admin_key}
+    return subprocess.run(
+        [sys.executable, "-m", "toolserver.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_against_the_server(server, tmp_path):
+    status = _cli(server, "status")
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "ok"
+    key = json.loads(_cli(server, "keys", "create", "--namespace", "cli-team").stdout)["key"]
+    created = _cli(server, "sessions", "create", key=key)
+    sid = json.loads(created.stdout)["id"]
+    assert _cli(server, "sessions", "exec", sid, "cd /tmp && export V=7", key=key).returncode == 0
+    shown = _cli(server, "sessions", "exec", sid, "echo $V; pwd; exit 4", key=key)
+    assert shown.stdout.split() == ["7", "/tmp"] and shown.returncode == 4
+    source = tmp_path / "triple.py"
+    source.write_text('def triple(x: int) -> int:\n    """Three times x."""\n    return 3 * x\n')
+    registered = _cli(server, "tools", "register", "--kind", "python", "--file", str(source), key=key)
+    assert registered.returncode == 0, registered.stderr
+    called = _cli(server, "tools", "call", "triple", "--args", '{"x": 5}', "--session", sid, key=key)
+    assert json.loads(called.stdout)["result"] == 15
+    listed = json.loads(_cli(server, "tools", "list", "--format", "openai", key=key).stdout)
+    assert any(t["function"]["name"] == "triple" for t in listed["tools"])
+    denied = _cli(server, "keys", "create", "--namespace", "x", key=key)
+    assert denied.returncode == 1 and "403" in denied.stderr
+    assert _cli(server, "sessions", "rm", sid, key=key).returncode == 0
 
 
 def test_restart_keeps_tools_keys_audit_and_live_sessions(server, tenants):
