@@ -8,7 +8,7 @@ from typing import Any
 
 from registry import AgentStore, HumanRequestStore, RunStore
 from toolserver.api_models import AgentCreate, RunCreate
-from toolserver.errors import Conflict, NotFound
+from toolserver.errors import Conflict
 from toolserver.runs.llm import build_llm
 from toolserver.runs.scheduler import human_view, run_view
 from toolserver.service.principal import Principal
@@ -118,6 +118,3 @@ def _agent_view(record: Any) -> dict[str, Any]:
     config["llm"] = llm
     return {"name": record.name, **config, "created_at": record.created_at, "updated_at": record.updated_at}
 
-
-def not_found_run(run_id: str) -> NotFound:
-    return NotFound(f"no run {run_id!r}", run_id=run_id)
