@@ -153,3 +153,53 @@ def _take(events, until: str):
         yield event, data
         if event == "status" and data["status"] == until:
             return
+
+
+def test_agent_run_asks_at_the_terminal(server, client):
+    """`toolserver agent run` on a real terminal: the question appears, the typed answer resumes the run."""
+    import pty
+    import select
+
+    replies = [
+        {"tool_calls": [{"name": "ask_human", "arguments": {"question": "Which colour?"}}]},
+        "You chose the colour.",
+    ]
+    client.define_agent(name="asker", tools=[], llm={"provider": "scripted", "replies": replies})
+    env = {**os.environ, "TOOLSERVER_URL": server.url, "TOOLSERVER_API_KEY": server.admin_key}
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolserver.cli", "agent", "run", "--agent", "asker", "pick a colour"],
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        close_fds=True,
+    )
+    os.close(secondary)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(primary, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not answered and b"> " in seen and b"Which colour?" in seen:
+                os.write(primary, b"blue\n")
+                answered = True
+            if proc.poll() is not None and not ready:
+                break
+        assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(primary)
+    text = seen.decode(errors="replace")
+    assert "the agent asks: Which colour?" in text
+    assert "human answered: blue" in text and "succeeded: You chose the colour." in text
