@@ -1,0 +1,201 @@
+"""Async access to memory: `MemoryService` over a local store, and a Ray actor any node can reach by name.
+
+service = MemoryService(SqlMemoryStore(db))              # in the server: one store per process
+handle = start_memory_actor("postgresql://...")          # once per cluster: the named actor `memory`
+memory = memory_client()                                 # on any node: the same async methods
+await memory.add("team-a", "shared:notes", "the build cache lives in /srv/cache")
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from agent_core.memory.base import Embedder, MemoryItem, MemoryStore
+from toolserver.errors import ToolServerError, Unavailable
+
+__all__ = [
+    "MEMORY_ACTOR_NAME",
+    "AsyncMemory",
+    "RAY_NAMESPACE",
+    "MemoryActor",
+    "MemoryService",
+    "RayMemoryClient",
+    "memory_client",
+    "start_memory_actor",
+    "stop_memory_actor",
+]
+
+MEMORY_ACTOR_NAME = "memory"
+RAY_NAMESPACE = "toolserver"  # the same namespace as toolserver.nodes.ray_actors
+
+
+class AsyncMemory(Protocol):
+    """What agents and routes use: `MemoryService` (local store) and `RayMemoryClient` (the actor) both fit."""
+
+    async def add(
+        self, namespace: str, scope: str, text: str, metadata: dict[str, Any] | None = None
+    ) -> MemoryItem: ...
+
+    async def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]: ...
+
+    async def recent(self, namespace: str, scope: str, k: int = 20) -> list[MemoryItem]: ...
+
+    async def get(self, namespace: str, scope: str, id: str) -> MemoryItem: ...
+
+    async def delete(self, namespace: str, scope: str, id: str) -> None: ...
+
+    async def clear(self, namespace: str, scope: str) -> int: ...
+
+
+class MemoryService:
+    """The async face of a `MemoryStore`: every call runs in a worker thread, off the event loop."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    async def add(
+        self, namespace: str, scope: str, text: str, metadata: dict[str, Any] | None = None
+    ) -> MemoryItem:
+        return await asyncio.to_thread(self.store.add, namespace, scope, text, metadata)
+
+    async def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]:
+        return await asyncio.to_thread(self.store.search, namespace, scope, query, k)
+
+    async def recent(self, namespace: str, scope: str, k: int = 20) -> list[MemoryItem]:
+        return await asyncio.to_thread(self.store.recent, namespace, scope, k)
+
+    async def get(self, namespace: str, scope: str, id: str) -> MemoryItem:
+        return await asyncio.to_thread(self.store.get, namespace, scope, id)
+
+    async def delete(self, namespace: str, scope: str, id: str) -> None:
+        await asyncio.to_thread(self.store.delete, namespace, scope, id)
+
+    async def clear(self, namespace: str, scope: str) -> int:
+        return await asyncio.to_thread(self.store.clear, namespace, scope)
+
+
+class MemoryActor:
+    """A `SqlMemoryStore` in a Ray actor; its methods are plain calls, run by the actor's thread pool."""
+
+    def __init__(self, database_url: str, embedder: Embedder | None = None) -> None:
+        from agent_core.memory.sql import SqlMemoryStore
+        from registry import Database
+
+        self._db = Database(database_url)
+        self._store = SqlMemoryStore(self._db, embedder)
+
+    def call(self, method: str, *args: Any) -> Any:
+        if method not in _METHODS:
+            raise ValueError(f"no memory method {method!r}")
+        return getattr(self._store, method)(*args)
+
+    def node_id(self) -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
+
+_METHODS = frozenset({"add", "search", "recent", "get", "delete", "clear"})
+
+
+class RayMemoryClient:
+    """`MemoryService`'s methods, forwarded to the `memory` actor; Ray failures become our errors."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def add(
+        self, namespace: str, scope: str, text: str, metadata: dict[str, Any] | None = None
+    ) -> MemoryItem:
+        result: MemoryItem = await self._call("add", namespace, scope, text, metadata)
+        return result
+
+    async def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]:
+        result: list[MemoryItem] = await self._call("search", namespace, scope, query, k)
+        return result
+
+    async def recent(self, namespace: str, scope: str, k: int = 20) -> list[MemoryItem]:
+        result: list[MemoryItem] = await self._call("recent", namespace, scope, k)
+        return result
+
+    async def get(self, namespace: str, scope: str, id: str) -> MemoryItem:
+        result: MemoryItem = await self._call("get", namespace, scope, id)
+        return result
+
+    async def delete(self, namespace: str, scope: str, id: str) -> None:
+        await self._call("delete", namespace, scope, id)
+
+    async def clear(self, namespace: str, scope: str) -> int:
+        result: int = await self._call("clear", namespace, scope)
+        return result
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+
+        try:
+            return await self._handle.call.remote(method, *args)
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ToolServerError):
+                raise cause from None
+            raise
+        except (ActorDiedError, ActorUnavailableError) as exc:
+            raise Unavailable(f"the memory service is unavailable: {type(exc).__name__}") from None
+
+
+def start_memory_actor(
+    database_url: str,
+    embedder: Embedder | None = None,
+    *,
+    node_id: str | None = None,
+    max_concurrency: int = 16,
+) -> Any:
+    """Start the detached actor `memory` (namespace `toolserver`), or return the running one.
+
+    It is placed on `node_id` (default: the calling node) — strictly for a SQLite file, which only that
+    machine can open; for a server database the placement is a preference and Ray may restart it elsewhere.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from sqlalchemy.engine import make_url
+
+    is_file = make_url(database_url).get_backend_name() == "sqlite"
+    target = node_id or ray.get_runtime_context().get_node_id()
+    remote_cls: Any = ray.remote(MemoryActor)
+    handle = remote_cls.options(
+        name=MEMORY_ACTOR_NAME,
+        namespace=RAY_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=max_concurrency,
+        max_restarts=-1,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=target, soft=not is_file),
+    ).remote(database_url, embedder)
+    # Wait until it is up, so that a broken database URL fails here and not on the first call.
+    ray.get(handle.node_id.remote())
+    return handle
+
+
+def memory_client() -> RayMemoryClient:
+    """A client of the running `memory` actor, from any node of the cluster (driver, task or actor)."""
+    import ray
+
+    try:
+        handle = ray.get_actor(MEMORY_ACTOR_NAME, namespace=RAY_NAMESPACE)
+    except ValueError:
+        raise Unavailable("the memory service is not running (start it with start_memory_actor)") from None
+    return RayMemoryClient(handle)
+
+
+def stop_memory_actor() -> bool:
+    """Kill the `memory` actor if it runs; True if there was one."""
+    import ray
+
+    try:
+        handle = ray.get_actor(MEMORY_ACTOR_NAME, namespace=RAY_NAMESPACE)
+    except ValueError:
+        return False
+    ray.kill(handle)
+    return True
