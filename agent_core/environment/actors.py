@@ -1,0 +1,246 @@
+"""The environment on Ray: the hub as a named async actor, agents as actors that send heartbeats.
+
+    hub = await start_hub_actor("team-a", "release", "sqlite:///...")  # once: the actor env-team-a-release
+    hub = hub_client("team-a", "release")                          # anywhere in the cluster
+    await hub.publish(Message("user", "hello", topic="general"))
+
+Actors live in the Ray namespace `toolserver` and are detached (they belong to the environment, not to
+the process that started them). Errors raised in an actor come back as themselves; a lost actor as
+`Unavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from agent_core.environment.agents import build_agent
+from agent_core.environment.base import EnvironmentAgent, HubAPI
+from agent_core.environment.hub import DEFAULT_INBOX_LIMIT, Hub
+from agent_core.environment.messages import Message
+from agent_core.environment.registry import AgentInfo
+from toolserver.errors import NotFound, ToolServerError, Unavailable, ValidationFailed
+
+__all__ = [
+    "RAY_NAMESPACE",
+    "AgentActor",
+    "HubActor",
+    "RemoteAgent",
+    "RemoteHub",
+    "agent_actor_name",
+    "hub_actor_name",
+    "hub_client",
+    "start_hub_actor",
+    "stop_hub_actor",
+]
+
+RAY_NAMESPACE = "toolserver"  # the same namespace as toolserver.nodes.ray_actors
+_HUB_METHODS = frozenset(name for name in dir(HubAPI) if not name.startswith("_"))
+
+
+def hub_actor_name(namespace: str, name: str) -> str:
+    return f"env-{namespace}-{name}"
+
+
+def agent_actor_name(namespace: str, environment: str, agent: str, incarnation: int) -> str:
+    return f"env-{namespace}-{environment}-agent-{agent}-{incarnation}"
+
+
+class HubActor:
+    """A `Hub` over the registry database at `database_url`; resumes its numbering and agents on start."""
+
+    def __init__(self, namespace: str, name: str, database_url: str, inbox_limit: int) -> None:
+        from agent_core.environment.store import SqlEnvironmentStore
+        from registry import Database
+
+        self.hub = Hub(namespace, name, SqlEnvironmentStore(Database(database_url)), inbox_limit=inbox_limit)
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method not in _HUB_METHODS:
+            raise ValidationFailed(f"the hub has no method {method!r}", field="method")
+        return await getattr(self.hub, method)(*args, **kwargs)
+
+    async def ready(self) -> str:
+        await self.hub.load()
+        return ray.get_runtime_context().get_node_id()
+
+
+class AgentActor:
+    """Hosts one agent (rebuilt from its config) and reports a heartbeat to the hub every `heartbeat_s`."""
+
+    def __init__(self, hub_name: str, config: dict[str, Any], incarnation: int, heartbeat_s: float) -> None:
+        self.agent = build_agent(config)
+        self.hub = ray.get_actor(hub_name, namespace=RAY_NAMESPACE)
+        self.incarnation = incarnation
+        self.heartbeat_s = heartbeat_s
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self._beats: asyncio.Task[None] | None = None
+
+    async def start(self) -> str:
+        """Send the first heartbeat and keep beating; returns the node this actor runs on."""
+        await self._beat()
+        if self._beats is None:
+            self._beats = asyncio.get_running_loop().create_task(self._keep_beating())
+        return self.node_id
+
+    async def act(self, inbox: list[Message]) -> list[Message]:
+        return await self.agent.act(inbox)
+
+    async def _beat(self) -> None:
+        await self.hub.call.remote("heartbeat", self.agent.name, self.node_id, self.incarnation)
+
+    async def _keep_beating(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await self._beat()
+            except Exception:
+                continue  # the hub is restarting or gone: keep trying, the next beat may land
+
+
+async def _remote(ref: Awaitable[Any], what: str, **details: Any) -> Any:
+    try:
+        return await ref
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, ToolServerError):
+            raise cause from None
+        raise
+    except RayActorError as exc:
+        raise Unavailable(f"{what} is lost: {type(exc).__name__}", **details) from None
+
+
+class RemoteHub(HubAPI):
+    """The hub API over a `HubActor` handle."""
+
+    def __init__(self, handle: Any, namespace: str, name: str) -> None:
+        self.handle, self.namespace, self.name = handle, namespace, name
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        ref = self.handle.call.remote(method, *args, **kwargs)
+        return await _remote(ref, f"the hub of environment {self.name!r}", environment=self.name)
+
+    async def register_agent(
+        self, name: str, role: str, *, node_id: str | None = None, config: Mapping[str, Any] | None = None
+    ) -> AgentInfo:
+        return await self._call("register_agent", name, role, node_id=node_id, config=config)  # type: ignore[no-any-return]
+
+    async def unregister_agent(self, name: str) -> list[Message]:
+        return await self._call("unregister_agent", name)  # type: ignore[no-any-return]
+
+    async def agents(self) -> list[AgentInfo]:
+        return await self._call("agents")  # type: ignore[no-any-return]
+
+    async def agent(self, name: str) -> AgentInfo:
+        return await self._call("agent", name)  # type: ignore[no-any-return]
+
+    async def heartbeat(
+        self, name: str, node_id: str | None = None, incarnation: int | None = None
+    ) -> AgentInfo:
+        return await self._call("heartbeat", name, node_id, incarnation)  # type: ignore[no-any-return]
+
+    async def set_status(self, name: str, status: str, error: str | None = None) -> AgentInfo:
+        return await self._call("set_status", name, status, error)  # type: ignore[no-any-return]
+
+    async def relocate(self, name: str, node_id: str) -> AgentInfo:
+        return await self._call("relocate", name, node_id)  # type: ignore[no-any-return]
+
+    async def dead(self, timeout_s: float) -> list[AgentInfo]:
+        return await self._call("dead", timeout_s)  # type: ignore[no-any-return]
+
+    async def subscribe(self, topic: str, *, agent: str | None = None, role: str | None = None) -> None:
+        await self._call("subscribe", topic, agent=agent, role=role)
+
+    async def unsubscribe(self, topic: str, *, agent: str | None = None, role: str | None = None) -> None:
+        await self._call("unsubscribe", topic, agent=agent, role=role)
+
+    async def subscribers(self, topic: str, *, exclude: str | None = None) -> list[str]:
+        return await self._call("subscribers", topic, exclude=exclude)  # type: ignore[no-any-return]
+
+    async def publish(self, message: Message, *, deliver_to: Sequence[str] | None = None) -> Message:
+        return await self._call("publish", message, deliver_to=deliver_to)  # type: ignore[no-any-return]
+
+    async def read(self, name: str, max_count: int | None = None) -> list[Message]:
+        return await self._call("read", name, max_count)  # type: ignore[no-any-return]
+
+    async def requeue(self, name: str, messages: Sequence[Message]) -> None:
+        await self._call("requeue", name, list(messages))
+
+    async def pending(self) -> dict[str, int]:
+        return await self._call("pending")  # type: ignore[no-any-return]
+
+    async def history(self, *, after: int = 0, limit: int = 100, topic: str | None = None) -> list[Message]:
+        return await self._call("history", after=after, limit=limit, topic=topic)  # type: ignore[no-any-return]
+
+    async def describe(self) -> dict[str, Any]:
+        return await self._call("describe")  # type: ignore[no-any-return]
+
+
+class RemoteAgent(EnvironmentAgent):
+    """An `AgentActor` seen as an EnvironmentAgent; `rebind` points it at a restarted actor."""
+
+    def __init__(self, name: str, role: str, config: dict[str, Any], handle: Any, node_id: str) -> None:
+        self.name, self.role, self._config = name, role, dict(config)
+        self.handle, self.node_id = handle, node_id
+
+    def rebind(self, handle: Any, node_id: str) -> None:
+        self.handle, self.node_id = handle, node_id
+
+    async def act(self, inbox: list[Message]) -> list[Message]:
+        ref = self.handle.act.remote(inbox)
+        return await _remote(ref, f"agent {self.name!r}", agent=self.name, node_id=self.node_id)  # type: ignore[no-any-return]
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+
+async def start_hub_actor(
+    namespace: str,
+    name: str,
+    database_url: str,
+    *,
+    node_id: str | None = None,
+    inbox_limit: int = DEFAULT_INBOX_LIMIT,
+) -> RemoteHub:
+    """Start (or find) the environment's hub actor, pinned to `node_id` if given, and wait until it is ready."""
+    Hub(namespace, name, inbox_limit=inbox_limit)  # validates the names before anything starts
+    strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False) if node_id else None
+    handle = (
+        ray.remote(HubActor)
+        .options(  # type: ignore[attr-defined]
+            name=hub_actor_name(namespace, name),
+            namespace=RAY_NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=1000,
+            max_restarts=0,
+            scheduling_strategy=strategy,
+        )
+        .remote(namespace, name, database_url, inbox_limit)
+    )
+    await _remote(handle.ready.remote(), f"the hub of environment {name!r}", environment=name)  # type: ignore[attr-defined]
+    return RemoteHub(handle, namespace, name)
+
+
+def hub_client(namespace: str, name: str) -> RemoteHub:
+    """The running hub of an environment; NotFound when there is none."""
+    try:
+        handle = ray.get_actor(hub_actor_name(namespace, name), namespace=RAY_NAMESPACE)
+    except ValueError:
+        raise NotFound(f"no running environment {name!r}", environment=name) from None
+    return RemoteHub(handle, namespace, name)
+
+
+def stop_hub_actor(namespace: str, name: str) -> bool:
+    """Kill the hub actor (its history stays in the database); False if it was not running."""
+    try:
+        ray.kill(ray.get_actor(hub_actor_name(namespace, name), namespace=RAY_NAMESPACE))
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,148 @@
+"""One environment on a Ray cluster: its hub actor, its agent actors, and moving agents off lost nodes.
+
+env = await RayEnvironment.start("team-a", "release", "sqlite:///...", hub_node_id=head)
+await env.add_agent({"kind": "echo", "name": "a1", "role": "worker"}, "spread")
+center = TaskCenter(env.hub, env.agents, "broadcast")       # env.agents follows restarts
+for info in await env.hub.dead(timeout_s=3):
+    await env.restart_agent_elsewhere(info.name)            # from its config in the database
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from agent_core.environment.actors import (
+    RAY_NAMESPACE,
+    AgentActor,
+    RemoteAgent,
+    RemoteHub,
+    _remote,
+    agent_actor_name,
+    hub_actor_name,
+    start_hub_actor,
+    stop_hub_actor,
+)
+from agent_core.environment.agents import build_agent
+from agent_core.environment.errors import UnknownAgent
+from agent_core.environment.hub import DEFAULT_INBOX_LIMIT
+from agent_core.environment.placement import Placement, choose_node
+from agent_core.environment.registry import AgentInfo
+from agent_core.environment.store import SqlEnvironmentStore
+
+__all__ = ["RayEnvironment", "alive_nodes"]
+
+
+def alive_nodes() -> list[str]:
+    """Ids of the alive Ray nodes, in the order Ray lists them."""
+    return [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+
+
+class RayEnvironment:
+    """Starts and tracks the actors of one environment; `agents` maps names to stable proxies."""
+
+    def __init__(
+        self, hub: RemoteHub, database_url: str, hub_node_id: str, *, heartbeat_s: float = 1.0
+    ) -> None:
+        self.hub = hub
+        self.namespace, self.name = hub.namespace, hub.name
+        self.database_url = database_url
+        self.hub_node_id = hub_node_id
+        self.heartbeat_s = heartbeat_s
+        self.agents: dict[str, RemoteAgent] = {}
+        self._store: SqlEnvironmentStore | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        namespace: str,
+        name: str,
+        database_url: str,
+        *,
+        hub_node_id: str | None = None,
+        heartbeat_s: float = 1.0,
+        inbox_limit: int = DEFAULT_INBOX_LIMIT,
+    ) -> RayEnvironment:
+        """Start (or find) the hub actor, on `hub_node_id` if given."""
+        hub = await start_hub_actor(
+            namespace, name, database_url, node_id=hub_node_id, inbox_limit=inbox_limit
+        )
+        node = await _remote(hub.handle.ready.remote(), "the hub")
+        return cls(hub, database_url, node, heartbeat_s=heartbeat_s)
+
+    async def add_agent(self, config: dict[str, Any], placement: str | Placement = "spread") -> RemoteAgent:
+        """Register the agent with the hub and start its actor where `placement` says."""
+        agent = build_agent(config)  # a bad config fails here, before anything is registered
+        chosen = choose_node(
+            Placement.parse(placement), alive_nodes(), await self._load(), home=self.hub_node_id
+        )
+        info = await self.hub.register_agent(agent.name, agent.role, node_id=chosen, config=config)
+        return await self._launch(info, chosen)
+
+    async def restart_agent_elsewhere(self, name: str) -> RemoteAgent:
+        """Recreate `name` from its stored config on a living node other than its last one (if any)."""
+        stored = {a.name: a for a in await asyncio.to_thread(self._agents_in_store)}
+        if name not in stored:
+            raise UnknownAgent(name, self.name)
+        info = stored[name]
+        alive = alive_nodes()
+        avoid = {info.node_id} if info.node_id and any(n != info.node_id for n in alive) else set()
+        chosen = choose_node(Placement("spread"), alive, await self._load(), exclude=avoid)
+        self._kill(agent_actor_name(self.namespace, self.name, name, info.incarnation))
+        moved = await self.hub.relocate(name, chosen)
+        return await self._launch(moved, chosen)
+
+    async def shutdown(self, *, stop_hub: bool = True) -> None:
+        """Kill the agent actors (and the hub actor); the history stays in the database."""
+        for info in await self.hub.agents():
+            self._kill(agent_actor_name(self.namespace, self.name, info.name, info.incarnation))
+        self.agents.clear()
+        if self._store is not None:
+            self._store.db.close()
+            self._store = None
+        if stop_hub:
+            stop_hub_actor(self.namespace, self.name)
+
+    async def _launch(self, info: AgentInfo, node_id: str) -> RemoteAgent:
+        handle = (
+            ray.remote(AgentActor)
+            .options(  # type: ignore[attr-defined]
+                name=agent_actor_name(self.namespace, self.name, info.name, info.incarnation),
+                namespace=RAY_NAMESPACE,
+                lifetime="detached",
+                num_cpus=0,
+                max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+            )
+            .remote(
+                hub_actor_name(self.namespace, self.name), info.config, info.incarnation, self.heartbeat_s
+            )
+        )
+        where = await _remote(handle.start.remote(), f"agent {info.name!r}", agent=info.name)  # type: ignore[attr-defined]
+        proxy = self.agents.get(info.name)
+        if proxy is None:
+            proxy = self.agents[info.name] = RemoteAgent(info.name, info.role, info.config, handle, where)
+        else:
+            proxy.rebind(handle, where)
+        return proxy
+
+    async def _load(self) -> Counter[str]:
+        return Counter(a.node_id for a in await self.hub.agents() if a.node_id and a.status != "failed")
+
+    def _agents_in_store(self) -> list[AgentInfo]:
+        if self._store is None:
+            from registry import Database
+
+            self._store = SqlEnvironmentStore(Database(self.database_url))
+        return self._store.agents(self.namespace, self.name)
+
+    @staticmethod
+    def _kill(actor_name: str) -> None:
+        try:
+            ray.kill(ray.get_actor(actor_name, namespace=RAY_NAMESPACE))
+        except Exception:
+            pass  # already gone with its node, or never started

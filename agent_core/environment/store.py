@@ -1,0 +1,266 @@
+"""Where an environment's history and agents persist: tables in the registry database, or memory (tests).
+
+The hub appends every accepted message in one transaction per batch and pages the history back by
+position; agents (role, node, status, config) are upserted on every change except heartbeats.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+from sqlalchemy import JSON, Column, Table, Text, UniqueConstraint, func
+from sqlmodel import Field, SQLModel, col, select
+
+from agent_core.environment.messages import Message
+from agent_core.environment.registry import AgentInfo
+from registry import Database, RegistryError
+from registry.db import translate_errors
+
+__all__ = [
+    "ENV_TABLES",
+    "EnvAgentRecord",
+    "EnvMessageRecord",
+    "EnvironmentStore",
+    "InMemoryEnvironmentStore",
+    "SqlEnvironmentStore",
+    "ensure_tables",
+]
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class EnvMessageRecord(SQLModel, table=True):
+    """One accepted message; `position` orders an environment's history, `seq` a sender's messages."""
+
+    __tablename__ = "env_messages"
+    __table_args__ = (
+        UniqueConstraint("namespace", "environment", "sender", "seq", name="uq_env_messages_sender_seq"),
+        UniqueConstraint("namespace", "environment", "id", name="uq_env_messages_id"),
+    )
+
+    namespace: str = Field(primary_key=True)
+    environment: str = Field(primary_key=True)
+    position: int = Field(primary_key=True)
+    id: str
+    sender: str
+    seq: int
+    topic: str
+    recipients: list[str] = _json(list)
+    delivered_to: list[str] = _json(list)
+    content: str = Field(default="", sa_column=Column(Text, nullable=False))
+    meta: dict[str, Any] = _json(dict)
+    created_at: float = Field(default_factory=time.time)
+
+
+class EnvAgentRecord(SQLModel, table=True):
+    """One agent of an environment; `config` is what `build_agent` rebuilds it from on another node."""
+
+    __tablename__ = "env_agents"
+
+    namespace: str = Field(primary_key=True)
+    environment: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    role: str
+    status: str = "idle"
+    node_id: str | None = None
+    config: dict[str, Any] = _json(dict)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    incarnation: int = 0
+    last_heartbeat: float = 0.0
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+
+ENV_TABLES: list[Table] = [
+    cast(Table, EnvMessageRecord.__table__),  # type: ignore[attr-defined]
+    cast(Table, EnvAgentRecord.__table__),  # type: ignore[attr-defined]
+]
+
+
+def ensure_tables(db: Database) -> None:
+    """Create `env_messages` and `env_agents` if missing; safe to call from several processes at once."""
+    for attempt in range(3):
+        try:
+            with translate_errors():
+                SQLModel.metadata.create_all(db.engine, tables=ENV_TABLES)
+            return
+        except RegistryError:
+            if attempt == 2:  # another process may have created them between check and create
+                raise
+
+
+class EnvironmentStore(Protocol):
+    """Synchronous persistence; the hub calls it from a worker thread."""
+
+    def append(self, namespace: str, environment: str, messages: Sequence[Message]) -> None: ...
+
+    def history(
+        self, namespace: str, environment: str, *, after: int = 0, limit: int = 100, topic: str | None = None
+    ) -> list[Message]: ...
+
+    def counters(self, namespace: str, environment: str) -> tuple[int, dict[str, int]]:
+        """The last position and each sender's last sequence number."""
+        ...
+
+    def save_agent(self, namespace: str, environment: str, info: AgentInfo) -> None: ...
+
+    def delete_agent(self, namespace: str, environment: str, name: str) -> None: ...
+
+    def agents(self, namespace: str, environment: str) -> list[AgentInfo]: ...
+
+
+class SqlEnvironmentStore:
+    """The store in the registry database (SQLite file or PostgreSQL)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        ensure_tables(db)
+
+    def append(self, namespace: str, environment: str, messages: Sequence[Message]) -> None:
+        with self.db.session() as session:
+            session.add_all(_message_record(namespace, environment, m) for m in messages)
+
+    def history(
+        self, namespace: str, environment: str, *, after: int = 0, limit: int = 100, topic: str | None = None
+    ) -> list[Message]:
+        query = (
+            select(EnvMessageRecord)
+            .where(EnvMessageRecord.namespace == namespace, EnvMessageRecord.environment == environment)
+            .where(col(EnvMessageRecord.position) > after)
+        )
+        if topic is not None:
+            query = query.where(EnvMessageRecord.topic == topic)
+        query = query.order_by(col(EnvMessageRecord.position)).limit(limit)
+        with self.db.session(write=False) as session:
+            return [_message(r) for r in session.exec(query)]
+
+    def counters(self, namespace: str, environment: str) -> tuple[int, dict[str, int]]:
+        where = (EnvMessageRecord.namespace == namespace, EnvMessageRecord.environment == environment)
+        with self.db.session(write=False) as session:
+            last = session.exec(select(func.max(EnvMessageRecord.position)).where(*where)).one()
+            rows = session.exec(
+                select(EnvMessageRecord.sender, func.max(EnvMessageRecord.seq))
+                .where(*where)
+                .group_by(EnvMessageRecord.sender)
+            ).all()
+        return int(last or 0), {sender: int(seq) for sender, seq in rows}
+
+    def save_agent(self, namespace: str, environment: str, info: AgentInfo) -> None:
+        record = EnvAgentRecord(
+            namespace=namespace,
+            environment=environment,
+            name=info.name,
+            role=info.role,
+            status=info.status,
+            node_id=info.node_id,
+            config=info.config,
+            error=info.error,
+            incarnation=info.incarnation,
+            last_heartbeat=info.last_heartbeat,
+            created_at=info.created_at,
+            updated_at=time.time(),
+        )
+        with self.db.session() as session:
+            session.merge(record)
+
+    def delete_agent(self, namespace: str, environment: str, name: str) -> None:
+        with self.db.session() as session:
+            record = session.get(EnvAgentRecord, (namespace, environment, name))
+            if record is not None:
+                session.delete(record)
+
+    def agents(self, namespace: str, environment: str) -> list[AgentInfo]:
+        query = (
+            select(EnvAgentRecord)
+            .where(EnvAgentRecord.namespace == namespace, EnvAgentRecord.environment == environment)
+            .order_by(col(EnvAgentRecord.created_at), col(EnvAgentRecord.name))
+        )
+        with self.db.session(write=False) as session:
+            return [_agent(r) for r in session.exec(query)]
+
+
+class InMemoryEnvironmentStore:
+    """The same contract in process memory: for unit tests and throwaway environments."""
+
+    def __init__(self) -> None:
+        self._messages: dict[tuple[str, str], list[Message]] = {}
+        self._agents: dict[tuple[str, str], dict[str, AgentInfo]] = {}
+
+    def append(self, namespace: str, environment: str, messages: Sequence[Message]) -> None:
+        self._messages.setdefault((namespace, environment), []).extend(messages)
+
+    def history(
+        self, namespace: str, environment: str, *, after: int = 0, limit: int = 100, topic: str | None = None
+    ) -> list[Message]:
+        found = [
+            m
+            for m in self._messages.get((namespace, environment), [])
+            if m.position > after and (topic is None or m.topic == topic)
+        ]
+        return found[:limit]
+
+    def counters(self, namespace: str, environment: str) -> tuple[int, dict[str, int]]:
+        messages = self._messages.get((namespace, environment), [])
+        seqs: dict[str, int] = {}
+        for m in messages:
+            seqs[m.sender] = max(seqs.get(m.sender, 0), m.seq)
+        return (messages[-1].position if messages else 0), seqs
+
+    def save_agent(self, namespace: str, environment: str, info: AgentInfo) -> None:
+        self._agents.setdefault((namespace, environment), {})[info.name] = info
+
+    def delete_agent(self, namespace: str, environment: str, name: str) -> None:
+        self._agents.get((namespace, environment), {}).pop(name, None)
+
+    def agents(self, namespace: str, environment: str) -> list[AgentInfo]:
+        return list(self._agents.get((namespace, environment), {}).values())
+
+
+def _message_record(namespace: str, environment: str, m: Message) -> EnvMessageRecord:
+    return EnvMessageRecord(
+        namespace=namespace,
+        environment=environment,
+        position=m.position,
+        id=m.id,
+        sender=m.sender,
+        seq=m.seq,
+        topic=m.topic,
+        recipients=list(m.recipients),
+        delivered_to=list(m.delivered_to),
+        content=m.content,
+        meta=m.metadata,
+        created_at=m.created_at,
+    )
+
+
+def _message(r: EnvMessageRecord) -> Message:
+    return Message(
+        r.sender,
+        r.content,
+        recipients=tuple(r.recipients),
+        topic=r.topic,
+        metadata=dict(r.meta),
+        id=r.id,
+        created_at=r.created_at,
+        seq=r.seq,
+        position=r.position,
+        delivered_to=tuple(r.delivered_to),
+    )
+
+
+def _agent(r: EnvAgentRecord) -> AgentInfo:
+    return AgentInfo(
+        r.name,
+        r.role,
+        status=r.status,  # type: ignore[arg-type]
+        node_id=r.node_id,
+        config=dict(r.config),
+        last_heartbeat=r.last_heartbeat,
+        created_at=r.created_at,
+        error=r.error,
+        incarnation=r.incarnation,
+    )
