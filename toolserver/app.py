@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from agent_core.memory import AsyncMemory, MemoryService, SqlMemoryStore
 from registry import (
     AgentStore,
     AuditStore,
@@ -25,7 +26,7 @@ from toolserver.config import Settings
 from toolserver.http_errors import install_error_handlers
 from toolserver.metrics import Metrics, MetricsMiddleware
 from toolserver.nodes.base import NodeDirectory
-from toolserver.routes import agents, sessions, system, tools
+from toolserver.routes import agents, memory, sessions, system, tools
 from toolserver.runs.scheduler import RunScheduler
 from toolserver.service.agents import AgentService
 from toolserver.service.sessions import SessionService
@@ -49,6 +50,7 @@ class Services:
     sessions: SessionService
     tools: ToolService
     agents: AgentService
+    memory: AsyncMemory
     metrics: Metrics = field(default_factory=Metrics)
     version: str = __version__
 
@@ -79,8 +81,9 @@ def build_services(
     }
     humans = HumanRequestStore(db)
     tool_service = ToolService(ToolStore(db), secrets, audit, session_service, runners, humans)
+    memory_service = MemoryService(SqlMemoryStore(db))
     if scheduler is None:
-        scheduler = RunScheduler(db, tool_service)
+        scheduler = RunScheduler(db, tool_service, memory_service)
     agent_service = AgentService(AgentStore(db), RunStore(db), humans, session_service, scheduler)
     return Services(
         settings=settings,
@@ -93,6 +96,7 @@ def build_services(
         sessions=session_service,
         tools=tool_service,
         agents=agent_service,
+        memory=memory_service,
     )
 
 
@@ -104,7 +108,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (system, sessions, tools, agents):
+    for module in (system, sessions, tools, agents, memory):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_mb * 1024 * 1024)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)

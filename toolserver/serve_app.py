@@ -125,6 +125,9 @@ def start_server(settings: Settings) -> ServerHandle:
     from toolserver.runs.ray_actor import start_scheduler
 
     runs = start_scheduler(settings, RAY_NAMESPACE)
+    from agent_core.memory import start_memory_actor
+
+    start_memory_actor(settings.database)  # memory for agents that run as Ray tasks or actors on any node
     serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
     env = _settings_env(settings)
     app = ToolServerIngress.options(  # type: ignore[attr-defined]
@@ -154,6 +157,12 @@ def stop_server(
     from toolserver.runs.ray_actor import stop_scheduler
 
     stop_scheduler(RAY_NAMESPACE)
+    from agent_core.memory import stop_memory_actor
+
+    try:
+        stop_memory_actor()
+    except Exception:
+        pass
     if remove_sandboxes:
         stop_node_actors()
         if settings is not None:

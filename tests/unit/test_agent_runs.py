@@ -191,3 +191,27 @@ async def test_run_validation(env):
     foreign = (await b.post("/v1/sessions", json={})).json()["id"]
     response = await a.post("/v1/runs", json={"agent": "mine", "task": "t", "session_id": foreign})
     assert response.status_code == 404
+
+
+async def test_agents_remember_and_recall_across_runs(env):
+    a, b, scheduler, _ = env
+    first = [
+        {"tool_calls": [{"name": "remember", "arguments": {"text": "The user prefers the colour blue."}}]},
+        "noted",
+    ]
+    second = [{"tool_calls": [{"name": "recall", "arguments": {"query": "preferred colour"}}]}, "recalled"]
+    await a.post("/v1/agents", json=_agent("rememberer", first, memory_scope="agent:shared-notes"))
+    await a.post("/v1/agents", json=_agent("recaller", second, memory_scope="agent:shared-notes"))
+    run1 = (await a.post("/v1/runs", json={"agent": "rememberer", "task": "note the preference"})).json()[
+        "id"
+    ]
+    await _wait_status(a, run1, "succeeded", scheduler)
+    run2 = (
+        await a.post("/v1/runs", json={"agent": "recaller", "task": "what colour does the user prefer?"})
+    ).json()["id"]
+    run = await _wait_status(a, run2, "succeeded", scheduler)
+    recalled = next(s for s in run["steps"] if s["kind"] == "tool")["content"]["content"]
+    assert "blue" in recalled
+    found = (await a.get("/v1/memory/agent:shared-notes/search", params={"q": "colour"})).json()["items"]
+    assert [i["text"] for i in found] == ["The user prefers the colour blue."]
+    assert (await b.get("/v1/memory/agent:shared-notes/search", params={"q": "colour"})).json()["items"] == []

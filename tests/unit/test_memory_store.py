@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from agent_core.memory import MAX_TEXT_BYTES, MemoryItem, MemoryService, SqlMemoryStore
+from agent_core.memory import MAX_TEXT_BYTES, MemoryItem, SqlMemoryStore
 from registry import Database, KeyStore
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend
@@ -26,7 +26,6 @@ from toolserver.app import build_services, create_app
 from toolserver.config import Settings
 from toolserver.errors import NotFound, PayloadTooLarge, RuntimeFailure, ValidationFailed
 from toolserver.nodes.local import LocalNodes
-from toolserver.routes import memory as memory_routes
 
 OpenDb = Callable[..., Database]
 A, B = "team-a", "team-b"
@@ -479,9 +478,7 @@ async def http(tmp_path: Path) -> Any:
     db = Database(settings.database)
     manager = SandboxManager(SandboxConfig(pool_size=0, node_id="node-a"), backend=FakeBackend("node-a"))
     services = build_services(settings, db, LocalNodes({"node-a": manager}))
-    services.memory = MemoryService(SqlMemoryStore(db))  # type: ignore[attr-defined]
     app = create_app(services)
-    app.include_router(memory_routes.router)
     _, key_a = KeyStore(db).create(A, "a")
     _, key_b = KeyStore(db).create(B, "b")
     transport = httpx.ASGITransport(app=app)
