@@ -215,3 +215,21 @@ async def test_agents_remember_and_recall_across_runs(env):
     found = (await a.get("/v1/memory/agent:shared-notes/search", params={"q": "colour"})).json()["items"]
     assert [i["text"] for i in found] == ["The user prefers the colour blue."]
     assert (await b.get("/v1/memory/agent:shared-notes/search", params={"q": "colour"})).json()["items"] == []
+
+
+async def test_reflection_critiques_live_in_the_agents_memory_scope(tmp_path):
+    from agent_core.memory import MemoryService, SqlMemoryStore
+    from toolserver.runs.scheduler import _Critiques
+
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    memory = MemoryService(SqlMemoryStore(db))
+    critiques = _Critiques(memory, "team-a", "agent:solver")
+    await critiques.add("First attempt ignored the error message.")
+    await memory.add("team-a", "agent:solver", "An ordinary fact, not a critique.")
+    await critiques.add("Second attempt forgot to save the file.")
+    assert await critiques.recent(5) == [
+        "First attempt ignored the error message.",
+        "Second attempt forgot to save the file.",
+    ]
+    assert await _Critiques(memory, "team-b", "agent:solver").recent(5) == []
+    db.close()

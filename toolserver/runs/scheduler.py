@@ -214,13 +214,18 @@ class RunScheduler:
         async def on_step(step: Step) -> None:
             await self._step(namespace, run.id, step)
 
+        name = config.get("strategy", "function_calling")
+        options: dict[str, Any] = {}
+        if name == "reflection" and self.memory is not None and memory_scope:
+            options["memory"] = _Critiques(self.memory, namespace, memory_scope)
         strategy = build_strategy(
-            config.get("strategy", "function_calling"),
+            name,
             build_llm(config.get("llm", {})),
             executor,
             system_prompt=system_prompt,
             max_steps=int(config.get("max_steps", 20)),
             on_step=on_step,
+            **options,
         )
         if run.state is None:
             return await strategy.start(run.task)
@@ -301,3 +306,20 @@ class RunScheduler:
             return [r for r in self.humans.pending(namespace) if r.run_id == run_id]
         except NotFound:
             return []
+
+
+class _Critiques:
+    """Reflection's critiques kept in the agent's memory scope, so later runs learn from them too."""
+
+    def __init__(self, memory: Any, namespace: str, scope: str) -> None:
+        self.memory = memory
+        self.namespace = namespace
+        self.scope = scope
+
+    async def add(self, text: str) -> None:
+        await self.memory.add(self.namespace, self.scope, text, {"kind": "critique"})
+
+    async def recent(self, k: int) -> list[str]:
+        items = await self.memory.recent(self.namespace, self.scope, max(k * 4, k))
+        critiques = [i.text for i in items if i.metadata.get("kind") == "critique"][:k]
+        return list(reversed(critiques))  # oldest first
