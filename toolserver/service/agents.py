@@ -117,4 +117,3 @@ def _agent_view(record: Any) -> dict[str, Any]:
         llm["api_key"] = "***"
     config["llm"] = llm
     return {"name": record.name, **config, "created_at": record.created_at, "updated_at": record.updated_at}
-
