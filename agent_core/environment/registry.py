@@ -146,8 +146,12 @@ class AgentRegistry:
         return info
 
     def dead(self, timeout_s: float) -> list[AgentInfo]:
-        """Agents whose last heartbeat is more than `timeout_s` old."""
+        """Agents placed on a node whose last heartbeat is more than `timeout_s` old.
+
+        Agents without a node (in-process ones, or readers outside the cluster) send no heartbeats
+        and are never reported.
+        """
         if timeout_s <= 0:
             raise ValidationFailed("timeout_s must be > 0", field="timeout_s")
         cutoff = self.clock() - timeout_s
-        return [a for a in self._agents.values() if a.last_heartbeat < cutoff]
+        return [a for a in self._agents.values() if a.node_id and a.last_heartbeat < cutoff]

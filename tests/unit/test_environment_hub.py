@@ -284,8 +284,9 @@ class TestAgentRegistry:
     def test_heartbeats_and_dead_detection(self) -> None:
         clock = Clock()
         registry = AgentRegistry("room", clock=clock)
-        registry.register("alice", "dev")
-        registry.register("bob", "dev")
+        registry.register("alice", "dev", node_id="node-a")
+        registry.register("bob", "dev", node_id="node-a")
+        registry.register("local", "dev")  # no node: sends no heartbeats, never reported dead
         clock.now += 5
         registry.heartbeat("bob", node_id="node-b")
         clock.now += 5
