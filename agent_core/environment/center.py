@@ -48,7 +48,11 @@ class StepResult:
 
 
 class TaskCenter:
-    """Runs `agents` (local objects or `RemoteAgent` proxies) against `hub` with `router`."""
+    """Runs `agents` (local objects or `RemoteAgent` proxies) against `hub` with `router`.
+
+    `max_batch` caps the messages an agent takes per step; `act_timeout_s` fails an agent that does
+    not answer in time (its messages go back to its inbox), so a lost node cannot stall a step.
+    """
 
     def __init__(
         self,
@@ -57,8 +61,10 @@ class TaskCenter:
         router: Router | RouteFunction | Mapping[str, Any] | str = "send_to",
         *,
         max_batch: int | None = None,
+        act_timeout_s: float | None = None,
     ) -> None:
         self.hub = hub
+        self.act_timeout_s = act_timeout_s
         self.agents: Mapping[str, EnvironmentAgent] = (
             agents if isinstance(agents, Mapping) else {a.name: a for a in agents}
         )
@@ -150,11 +156,16 @@ class TaskCenter:
     async def _act(self, name: str, inbox: list[Message]) -> list[Message] | ToolServerError:
         await self.hub.set_status(name, "running")
         try:
-            replies = await self.agents[name].act(inbox)
+            replies = await asyncio.wait_for(self.agents[name].act(inbox), self.act_timeout_s)
             if not isinstance(replies, list) or not all(isinstance(r, Message) for r in replies):
                 raise TypeError(f"act() must return a list of Message, got {type(replies).__name__}")
         except Exception as exc:
-            error = exc if isinstance(exc, ToolServerError) else _failure(name, exc)
+            if isinstance(exc, ToolServerError):
+                error = exc
+            elif isinstance(exc, asyncio.TimeoutError) and self.act_timeout_s is not None:
+                error = AgentFailed(name, f"no answer within {self.act_timeout_s} s")
+            else:
+                error = AgentFailed(name, f"{type(exc).__name__}: {exc}")
             await self.hub.requeue(name, inbox)
             await self.hub.set_status(name, "failed", error.message)
             return error
@@ -174,7 +185,3 @@ class TaskCenter:
                 failed[draft.sender] = {**exc.to_dict(), "message_id": draft.id}
             self._outbox.pop(0)
         return published
-
-
-def _failure(name: str, exc: Exception) -> ToolServerError:
-    return AgentFailed(name, f"{type(exc).__name__}: {exc}")

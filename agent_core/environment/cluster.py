@@ -1,6 +1,7 @@
 """One environment on a Ray cluster: its hub actor, its agent actors, and moving agents off lost nodes.
 
 env = await RayEnvironment.start("team-a", "release", "sqlite:///...", hub_node_id=head)
+env = await RayEnvironment.attach("team-a", "release", "sqlite:///...")   # from another process
 await env.add_agent({"kind": "echo", "name": "a1", "role": "worker"}, "spread")
 center = TaskCenter(env.hub, env.agents, "broadcast")       # env.agents follows restarts
 for info in await env.hub.dead(timeout_s=3):
@@ -24,6 +25,7 @@ from agent_core.environment.actors import (
     _remote,
     agent_actor_name,
     hub_actor_name,
+    hub_client,
     start_hub_actor,
     stop_hub_actor,
 )
@@ -73,6 +75,24 @@ class RayEnvironment:
         )
         node = await _remote(hub.handle.ready.remote(), "the hub")
         return cls(hub, database_url, node, heartbeat_s=heartbeat_s)
+
+    @classmethod
+    async def attach(
+        cls, namespace: str, name: str, database_url: str, *, heartbeat_s: float = 1.0
+    ) -> RayEnvironment:
+        """The running environment seen from another process: its hub and its live agent actors."""
+        hub = hub_client(namespace, name)
+        env = cls(
+            hub, database_url, await _remote(hub.handle.ready.remote(), "the hub"), heartbeat_s=heartbeat_s
+        )
+        for info in await hub.agents():
+            actor = agent_actor_name(namespace, name, info.name, info.incarnation)
+            try:
+                handle = ray.get_actor(actor, namespace=RAY_NAMESPACE)
+            except ValueError:
+                continue  # not on Ray, or lost: restart_agent_elsewhere brings it back
+            env.agents[info.name] = RemoteAgent(info.name, info.role, info.config, handle, info.node_id or "")
+        return env
 
     async def add_agent(self, config: dict[str, Any], placement: str | Placement = "spread") -> RemoteAgent:
         """Register the agent with the hub and start its actor where `placement` says."""

@@ -72,6 +72,8 @@ class Hub:
 
     async def load(self) -> None:
         """Continue numbering after the stored history and restore stored agents (empty inboxes)."""
+        if self._loaded:
+            return
         async with self._load_lock:
             if self._loaded:
                 return

@@ -114,6 +114,8 @@ async def test_agents_spread_over_nodes_and_pinned_ones_stay_put(cluster: dict[s
         assert pinned.node_id == cluster["node_b"].node_id
         registered = {a.name: a.node_id for a in await env.hub.agents()}
         assert registered == {**{a.name: a.node_id for a in spread}, "pinned": pinned.node_id}
+        seen_elsewhere = await RayEnvironment.attach(TEAM, "spread", cluster["database"])
+        assert {n: a.node_id for n, a in seen_elsewhere.agents.items()} == registered
 
         center = TaskCenter(env.hub, {a.name: a for a in spread}, "broadcast")
         await center.start()
@@ -206,7 +208,8 @@ async def test_lost_node_agent_is_detected_and_restarted_elsewhere(cluster: dict
         agent = await env.add_agent(config, f"node:{node_a.node_id}")
         assert agent.node_id == node_a.node_id
         await env.hub.register_agent("boss", "manager")
-        center = TaskCenter(env.hub, env.agents, {"kind": "send_to", "follows": {"boss": ["worker"]}})
+        follows = {"kind": "send_to", "follows": {"boss": ["worker"]}}
+        center = TaskCenter(env.hub, env.agents, follows, act_timeout_s=30)
         await center.start()
         await center.post("job 1", recipients=["worker"])
         assert [m.content for m in (await center.step()).published] == ["done: job 1"]

@@ -20,7 +20,7 @@ from agent_core.environment import (
     SqlEnvironmentStore,
     UnknownAgent,
 )
-from registry import Database
+from registry import Database, RegistryUnavailable
 from toolserver.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 
 
@@ -167,6 +167,26 @@ class TestInboxes:
         await hub.read("bob", max_count=1)
         sent = await hub.publish(Message("alice", "now it fits", ("carol", "bob")))
         assert sent.seq == 4  # the refused message used no sequence number
+
+    async def test_a_message_the_store_refuses_fails_alone(self) -> None:
+        class PoisonStore(InMemoryEnvironmentStore):
+            def append(self, namespace: str, environment: str, messages) -> None:
+                if any(m.content == "poison" for m in messages):
+                    raise RegistryUnavailable("the disk is on fire")
+                super().append(namespace, environment, messages)
+
+        hub = await make_hub(("alice", "dev"), ("bob", "dev"), store=PoisonStore())
+        results = await asyncio.gather(
+            *(hub.publish(Message("alice", text, ("bob",))) for text in ("a", "poison", "b")),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], RegistryUnavailable)
+        assert [(m.content, m.seq, m.position) for m in results if isinstance(m, Message)] == [
+            ("a", 1, 1),
+            ("b", 2, 2),
+        ]
+        assert [m.content for m in await hub.read("bob")] == ["a", "b"]
+        assert [m.content for m in await hub.history()] == ["a", "b"]
 
     async def test_requeue_puts_messages_back_in_front(self) -> None:
         hub = await make_hub(("alice", "dev"), ("bob", "dev"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -292,6 +293,21 @@ class TestTaskCenter:
         step = await center.step()
         assert [m.content for m in step.published] == ["re: ping"] and step.waiting == 0
         assert [m.content for m in await tight.read("b")] == ["re: ping"]
+
+    async def test_an_agent_that_does_not_answer_in_time_fails(self) -> None:
+        class Stuck(EnvironmentAgent):
+            name, role = "stuck", "worker"
+
+            async def act(self, inbox: list[Message]) -> list[Message]:
+                await asyncio.sleep(3600)
+                return []
+
+        center = TaskCenter(hub(), [Stuck()], "send_to", act_timeout_s=0.05)
+        await center.start()
+        await center.post("hello?", recipients=["stuck"])
+        step = await center.step()
+        assert "no answer within 0.05 s" in step.failed["stuck"]["message"]
+        assert await center.hub.pending() == {"stuck": 1}
 
     async def test_the_sender_of_a_reply_is_the_agent(self) -> None:
         class Impostor(EnvironmentAgent):
