@@ -108,3 +108,23 @@ class RunCreate(_Body):
 
 class HumanAnswer(_Body):
     answer: str = Field(..., max_length=65536)
+
+
+class EnvironmentCreate(_Body):
+    name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    agents: list[dict[str, Any]] = Field(..., min_length=1, max_length=256)
+    router: str | dict[str, Any] = "send_to"
+    subscriptions: list[dict[str, str]] = Field(default_factory=list)
+    act_timeout_s: float = Field(120.0, gt=0, le=3600)
+
+
+class EnvironmentMessage(_Body):
+    content: str = Field(..., max_length=200_000)
+    sender: str = "user"
+    recipients: list[str] = Field(default_factory=list, max_length=256)
+    topic: str = "general"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class EnvironmentStep(_Body):
+    steps: int = Field(1, ge=1, le=100)

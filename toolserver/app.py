@@ -23,10 +23,11 @@ from toolserver import __version__
 from toolserver.auth import Authenticator
 from toolserver.body_limit import BodyLimit
 from toolserver.config import Settings
+from toolserver.environments import EnvironmentManager
 from toolserver.http_errors import install_error_handlers
 from toolserver.metrics import Metrics, MetricsMiddleware
 from toolserver.nodes.base import NodeDirectory
-from toolserver.routes import agents, memory, sessions, system, tools
+from toolserver.routes import agents, environments, memory, sessions, system, tools
 from toolserver.runs.scheduler import RunScheduler
 from toolserver.service.agents import AgentService
 from toolserver.service.sessions import SessionService
@@ -51,6 +52,7 @@ class Services:
     tools: ToolService
     agents: AgentService
     memory: AsyncMemory
+    environments: Any
     metrics: Metrics = field(default_factory=Metrics)
     version: str = __version__
 
@@ -61,11 +63,12 @@ def build_services(
     nodes: NodeDirectory,
     extra_runners: dict[str, ToolRunner] | None = None,
     scheduler: Any = None,
+    environments: Any = None,
 ) -> Services:
     """Wire the stores and services over one database and one node directory.
 
-    `scheduler` drives agent runs: a client of the server's scheduler actor, or (default) an
-    in-process RunScheduler.
+    `scheduler` drives agent runs and `environments` owns the multi-agent task centers: clients of
+    the server's actors, or (default) in-process objects.
     """
     keys, secrets, audit = KeyStore(db), SecretStore(db), AuditStore(db)
     session_service = SessionService(
@@ -97,6 +100,7 @@ def build_services(
         tools=tool_service,
         agents=agent_service,
         memory=memory_service,
+        environments=environments or EnvironmentManager(settings.database, use_ray=False),
     )
 
 
@@ -108,7 +112,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (system, sessions, tools, agents, memory):
+    for module in (system, sessions, tools, agents, memory, environments):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_mb * 1024 * 1024)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)

@@ -128,6 +128,9 @@ def start_server(settings: Settings) -> ServerHandle:
     from agent_core.memory import start_memory_actor
 
     start_memory_actor(settings.database)  # memory for agents that run as Ray tasks or actors on any node
+    from toolserver.environments import start_center
+
+    start_center(settings.database, RAY_NAMESPACE)
     serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
     env = _settings_env(settings)
     app = ToolServerIngress.options(  # type: ignore[attr-defined]
@@ -157,6 +160,12 @@ def stop_server(
     from toolserver.runs.ray_actor import stop_scheduler
 
     stop_scheduler(RAY_NAMESPACE)
+    from toolserver.environments import stop_center
+
+    try:
+        stop_center(RAY_NAMESPACE)
+    except Exception:
+        pass
     from agent_core.memory import stop_memory_actor
 
     try:

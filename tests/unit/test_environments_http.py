@@ -1,0 +1,125 @@
+"""/v1/environments in-process: create, post, step, watch, tenancy — with echo and scripted LLM agents."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from registry import Database, KeyStore
+from sandbox.config import SandboxConfig
+from sandbox.fake import FakeBackend
+from sandbox.manager import SandboxManager
+from toolserver.app import build_services, create_app
+from toolserver.config import Settings
+from toolserver.nodes.local import LocalNodes
+
+
+@pytest.fixture
+async def clients(tmp_path):
+    settings = Settings(home=tmp_path, pool_size=0)
+    db = Database(settings.database)
+    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="n"), backend=FakeBackend("n"))
+    services = build_services(settings, db, LocalNodes({"n": manager}))
+    _, key_a = KeyStore(db).create("team-a", "a")
+    _, key_b = KeyStore(db).create("team-b", "b")
+    transport = httpx.ASGITransport(app=create_app(services))
+    a = httpx.AsyncClient(
+        transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {key_a}"}
+    )
+    b = httpx.AsyncClient(
+        transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {key_b}"}
+    )
+    yield a, b
+    await services.environments.shutdown()
+    await a.aclose()
+    await b.aclose()
+    await manager.shutdown()
+    db.close()
+
+
+PIPELINE = {
+    "name": "pipeline",
+    "agents": [
+        {"kind": "loop", "name": "writer", "role": "writer", "llm": {"scripted": ["a draft about tides"]}},
+        {
+            "kind": "loop",
+            "name": "editor",
+            "role": "editor",
+            "llm": {"scripted": ["an edited draft about tides"]},
+        },
+    ],
+    "router": {"kind": "send_to", "follows": {"editor": ["writer"]}},
+}
+
+
+async def test_fixed_flow_pipeline_over_http(clients):
+    a, _ = clients
+    created = await a.post("/v1/environments", json=PIPELINE)
+    assert created.status_code == 201, created.text
+    assert {agent["name"] for agent in created.json()["agents"]} == {"writer", "editor"}
+    posted = await a.post(
+        "/v1/environments/pipeline/messages", json={"content": "write about tides", "recipients": ["writer"]}
+    )
+    assert posted.status_code == 201
+    steps = (await a.post("/v1/environments/pipeline/step", json={"steps": 5})).json()["steps"]
+    acted = [name for step in steps for name in step["acted"]]
+    assert acted[:2] == ["writer", "editor"]
+    history = (await a.get("/v1/environments/pipeline")).json()["history"]
+    assert [(m["sender"], m["content"]) for m in history] == [
+        ("user", "write about tides"),
+        ("writer", "a draft about tides"),
+        ("editor", "an edited draft about tides"),
+    ]
+
+
+async def test_round_robin_broadcast_events_and_tenancy(clients):
+    a, b = clients
+    spec = {
+        "name": "room",
+        "agents": [
+            {"kind": "echo", "name": "alice", "role": "member", "prefix": "alice heard: ", "max_replies": 1},
+            {"kind": "echo", "name": "bob", "role": "member", "prefix": "bob heard: ", "max_replies": 1},
+        ],
+        "router": "broadcast",
+    }
+    assert (await a.post("/v1/environments", json=spec)).status_code == 201
+    assert (await a.post("/v1/environments", json=spec)).status_code == 409
+    await a.post("/v1/environments/room/messages", json={"content": "hello"})
+    await a.post("/v1/environments/room/step", json={"steps": 3})
+    response = await a.get("/v1/environments/room/events", params={"follow": "false"})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [
+        json.loads(line.removeprefix("data: "))
+        for line in response.text.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert len(events) == 3
+    assert events[0]["content"] == "hello"
+    assert sorted(e["content"] for e in events[1:]) == ["alice heard: hello", "bob heard: hello"]
+    # another tenant sees none of it
+    assert (await b.get("/v1/environments")).json()["environments"] == []
+    assert (await b.get("/v1/environments/room")).status_code == 404
+    assert (await b.post("/v1/environments/room/messages", json={"content": "x"})).status_code == 404
+    assert (await a.delete("/v1/environments/room")).status_code == 204
+    assert (await a.get("/v1/environments/room")).status_code == 404
+
+
+async def test_bad_environment_specs_name_the_field(clients):
+    a, _ = clients
+    bad_kind = await a.post(
+        "/v1/environments", json={"name": "x", "agents": [{"kind": "robot", "name": "r", "role": "r"}]}
+    )
+    assert bad_kind.status_code == 422 and bad_kind.json()["error"]["field"].startswith("agents[0]")
+    bad_router = await a.post(
+        "/v1/environments",
+        json={
+            "name": "y",
+            "agents": [{"kind": "echo", "name": "e", "role": "r"}],
+            "router": {"kind": "teleport"},
+        },
+    )
+    assert bad_router.status_code == 422
+    empty = await a.post("/v1/environments", json={"name": "z", "agents": []})
+    assert empty.status_code == 422

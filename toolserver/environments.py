@@ -1,0 +1,187 @@
+"""Multi-agent environments on the server: one owner of every task center, in-process or as a Ray actor.
+
+A task center keeps router state (round-robin position, SOP state, an outbox) in memory, so exactly
+one process must own it: the named actor `environment-center`, which every ingress replica calls.
+With Ray, each environment's hub is its own actor and its agents are actors placed on the nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from agent_core.environment import Hub, Message, SqlEnvironmentStore, TaskCenter, build_agent, make_router
+from registry import Database
+from toolserver.errors import Conflict, NotFound, ValidationFailed
+
+__all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
+
+CENTER_NAME = "environment-center"
+
+
+@dataclass
+class _Environment:
+    hub: Any
+    center: TaskCenter
+    ray_env: Any = None  # a RayEnvironment when its agents are Ray actors
+
+
+class EnvironmentManager:
+    """Creates environments and drives their task centers; `use_ray` puts hubs and agents on Ray."""
+
+    def __init__(self, database_url: str, *, use_ray: bool) -> None:
+        self.database_url = database_url
+        self.use_ray = use_ray
+        self._db: Database | None = None
+        self._envs: dict[tuple[str, str], _Environment] = {}
+        self._changed: dict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
+        self._lock = asyncio.Lock()
+
+    async def create(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+        name = str(spec.get("name", ""))
+        agents = spec.get("agents") or []
+        if not agents:
+            raise ValidationFailed("an environment needs at least one agent", field="agents")
+        for i, config in enumerate(agents):
+            try:
+                build_agent(config)
+            except ValidationFailed as exc:
+                raise ValidationFailed(
+                    exc.message, field=f"agents[{i}].{exc.field or ''}".rstrip(".")
+                ) from None
+        router = make_router(spec.get("router", "send_to"))
+        async with self._lock:
+            if (namespace, name) in self._envs:
+                raise Conflict(f"environment {name!r} exists", environment=name)
+            hub, members, ray_env = await self._start(namespace, name, agents)
+            for sub in spec.get("subscriptions") or []:
+                await hub.subscribe(sub["topic"], agent=sub.get("agent"), role=sub.get("role"))
+            center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
+            await center.start()
+            self._envs[(namespace, name)] = _Environment(hub, center, ray_env)
+        return await self.describe(namespace, name)
+
+    async def _start(self, namespace: str, name: str, agents: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+        """(hub, agents, ray environment or None): actors on the cluster, or objects in this process."""
+        if self.use_ray:
+            from agent_core.environment import RayEnvironment
+
+            ray_env = await RayEnvironment.start(namespace, name, self.database_url)
+            for config in agents:
+                await ray_env.add_agent(config, config.get("placement", "spread"))
+            return ray_env.hub, ray_env.agents, ray_env
+        if self._db is None:
+            self._db = Database(self.database_url)
+        hub = Hub(namespace, name, SqlEnvironmentStore(self._db))
+        return hub, [build_agent(config) for config in agents], None
+
+    def _get(self, namespace: str, name: str) -> _Environment:
+        try:
+            return self._envs[(namespace, name)]
+        except KeyError:
+            raise NotFound(f"no environment {name!r}", environment=name) from None
+
+    async def names(self, namespace: str) -> list[str]:
+        return sorted(name for ns, name in self._envs if ns == namespace)
+
+    async def post(self, namespace: str, name: str, message: dict[str, Any]) -> dict[str, Any]:
+        env = self._get(namespace, name)
+        posted = await env.center.post(
+            str(message.get("content", "")),
+            sender=str(message.get("sender") or "user"),
+            recipients=tuple(message.get("recipients") or ()),
+            topic=str(message.get("topic") or "general"),
+            metadata=message.get("metadata") or {},
+        )
+        self._changed[(namespace, name)].set()
+        return posted.to_dict()
+
+    async def step(self, namespace: str, name: str, steps: int = 1) -> list[dict[str, Any]]:
+        env = self._get(namespace, name)
+        results = []
+        for _ in range(max(1, min(steps, 100))):
+            result = await env.center.step()
+            results.append(result.to_dict())
+            self._changed[(namespace, name)].set()
+            if result.finished or (not result.acted and not result.waiting):
+                break
+        return results
+
+    async def describe(self, namespace: str, name: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        env = self._get(namespace, name)
+        summary: dict[str, Any] = await env.hub.describe()
+        summary["center"] = env.center.describe()
+        summary["history"] = [m.to_dict() for m in await env.hub.history(after=after, limit=limit)]
+        return summary
+
+    async def wait_history(
+        self, namespace: str, name: str, after: int, wait_s: float
+    ) -> list[dict[str, Any]]:
+        """Messages after position `after`; waits up to `wait_s` for new ones (an event, not a poll loop)."""
+        env = self._get(namespace, name)
+        found: list[Message] = await env.hub.history(after=after, limit=500)
+        if not found and wait_s > 0:
+            event = self._changed[(namespace, name)]
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), wait_s)
+            except asyncio.TimeoutError:
+                pass
+            found = await env.hub.history(after=after, limit=500)
+        return [m.to_dict() for m in found]
+
+    async def delete(self, namespace: str, name: str) -> None:
+        env = self._get(namespace, name)
+        if env.ray_env is not None:
+            await env.ray_env.shutdown()
+        del self._envs[(namespace, name)]
+
+    async def shutdown(self) -> None:
+        for namespace, name in list(self._envs):
+            await self.delete(namespace, name)
+
+
+class EnvironmentCenterActor:
+    """The EnvironmentManager as the one named actor every ingress replica talks to."""
+
+    def __init__(self, database_url: str) -> None:
+        self.manager = EnvironmentManager(database_url, use_ray=True)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        return await getattr(self.manager, method)(*args)
+
+
+def start_center(database_url: str, namespace: str) -> None:
+    import ray
+
+    ray.remote(EnvironmentCenterActor).options(  # type: ignore[attr-defined]
+        name=CENTER_NAME,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=1000,
+    ).remote(database_url)
+
+
+def center_client(namespace: str) -> Any:
+    import ray
+
+    from toolserver.actor_client import ActorClient
+
+    return ActorClient(ray.get_actor(CENTER_NAME, namespace=namespace), "the environment center")
+
+
+def stop_center(namespace: str) -> None:
+    import ray
+
+    try:
+        handle = ray.get_actor(CENTER_NAME, namespace=namespace)
+    except ValueError:
+        return
+    try:
+        ray.get(handle.call.remote("shutdown"), timeout=30)
+    finally:
+        ray.kill(handle)

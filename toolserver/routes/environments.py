@@ -1,0 +1,88 @@
+"""/v1/environments: multi-agent environments — create, post messages, step the task center, watch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
+
+from toolserver.api_models import EnvironmentCreate, EnvironmentMessage, EnvironmentStep
+from toolserver.routes.deps import caller, services
+from toolserver.service.principal import Principal
+
+router = APIRouter(prefix="/v1/environments", tags=["environments"])
+
+
+@router.post("", status_code=201)
+async def create(
+    body: EnvironmentCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    return await svc.environments.create(who.namespace, body.model_dump())
+
+
+@router.get("")
+async def list_environments(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    return {"environments": await svc.environments.names(who.namespace)}
+
+
+@router.get("/{name}")
+async def describe(
+    name: str,
+    after: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+) -> Any:
+    return await svc.environments.describe(who.namespace, name, after, limit)
+
+
+@router.post("/{name}/messages", status_code=201)
+async def post_message(
+    name: str, body: EnvironmentMessage, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    return await svc.environments.post(who.namespace, name, body.model_dump())
+
+
+@router.post("/{name}/step")
+async def step(
+    name: str,
+    body: EnvironmentStep | None = None,
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+) -> Any:
+    return {"steps": await svc.environments.step(who.namespace, name, body.steps if body else 1)}
+
+
+@router.get("/{name}/events")
+async def events(
+    name: str,
+    after: int = Query(0, ge=0),
+    follow: bool = Query(True, description="keep streaming new messages; false: send what exists and end"),
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+) -> StreamingResponse:
+    first = await svc.environments.wait_history(who.namespace, name, after, 0.0)  # 404 before streaming
+
+    async def stream() -> AsyncIterator[bytes]:
+        position = after
+        batch = first
+        while True:
+            for message in batch:
+                position = max(position, int(message["position"]))
+                yield f"event: message\ndata: {json.dumps(message, default=str)}\n\n".encode()
+            if not follow:
+                return
+            if not batch:
+                yield b": keep-alive\n\n"
+            batch = await svc.environments.wait_history(who.namespace, name, position, 15.0)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.delete("/{name}", status_code=204)
+async def delete(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
+    await svc.environments.delete(who.namespace, name)
+    return Response(status_code=204)
