@@ -19,12 +19,14 @@ from registry import (
     SessionStore,
     ToolStore,
 )
-from toolserver import __version__
+from toolserver import __version__, mcp_import
 from toolserver.auth import Authenticator
 from toolserver.body_limit import BodyLimit
 from toolserver.config import Settings
 from toolserver.environments import EnvironmentManager
 from toolserver.http_errors import install_error_handlers
+from toolserver.mcp_import import McpToolRunner
+from toolserver.mcp_server import mount_mcp
 from toolserver.metrics import Metrics, MetricsMiddleware
 from toolserver.nodes.base import NodeDirectory
 from toolserver.routes import agents, environments, memory, sessions, system, tools
@@ -80,6 +82,7 @@ def build_services(
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),
         "http": HttpToolRunner(),
+        "mcp": McpToolRunner(),
         **(extra_runners or {}),
     }
     humans = HumanRequestStore(db)
@@ -112,8 +115,9 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (system, sessions, tools, agents, memory, environments):
+    for module in (system, sessions, tools, agents, memory, environments, mcp_import):
         app.include_router(module.router)
+    mount_mcp(app, services)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_mb * 1024 * 1024)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     return app

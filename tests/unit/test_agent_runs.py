@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -156,6 +157,10 @@ async def test_nobody_answers_continue_or_fail(env):
     patient = (await a.post("/v1/runs", json={"agent": "patient", "task": "t"})).json()["id"]
     strict = (await a.post("/v1/runs", json={"agent": "strict", "task": "t"})).json()["id"]
     await _wait_status(a, patient, "waiting_human", scheduler)
+    await _wait_status(a, strict, "waiting_human", scheduler)
+    # Block the event loop past both deadlines, so both timers fire late, together: each must
+    # expire only its own request.
+    time.sleep(0.7)
     run = await _wait_status(a, patient, "succeeded", scheduler)
     assert run["result"] == "went ahead alone"
     answers = [

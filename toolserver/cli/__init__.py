@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toolserver.cli import agents, remote, server
+from toolserver.cli import agents, mcp, remote, server
 
 __all__ = ["main"]
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     server.add_commands(commands)
     remote.add_commands(commands)
+    mcp.add_commands(commands)
     agents.add_commands(commands)
     return parser
 

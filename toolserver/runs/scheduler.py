@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from agent_core import RunState, build_strategy
@@ -265,10 +266,9 @@ class RunScheduler:
     async def _expire_later(self, namespace: str, request_id: str, delay: float) -> None:
         await asyncio.sleep(delay)
         self._timers.pop(request_id, None)
+        if not await asyncio.to_thread(self._expire_one, namespace, request_id):
+            return  # answered in the meantime
         request = await asyncio.to_thread(self.humans.get, namespace, request_id)
-        if request.status != "pending":
-            return
-        await asyncio.to_thread(self.humans.expire_overdue)
         self._answered[request_id].set()
         if not request.run_id:
             return
@@ -300,6 +300,20 @@ class RunScheduler:
             for row in rows:
                 session.expunge(row)
         return [r for r in rows if r.status == "running"], [r for r in rows if r.status == "waiting_human"]
+
+    def _expire_one(self, namespace: str, request_id: str) -> bool:
+        """Expire this one request if it is still pending (a timer must never expire its neighbours)."""
+        with self.db.session() as session:
+            done = session.exec(  # type: ignore[call-overload]
+                update(HumanRequest)
+                .where(
+                    col(HumanRequest.id) == request_id,
+                    col(HumanRequest.namespace) == namespace,
+                    col(HumanRequest.status) == "pending",
+                )
+                .values(status="expired")
+            )
+            return bool(done.rowcount == 1)
 
     def _pending_requests(self, namespace: str, run_id: str) -> list[HumanRequest]:
         try:

@@ -236,7 +236,7 @@ class ToolService:
 
     async def _context(self, principal: Principal, spec: ToolSpec, session_id: str | None) -> CallContext:
         secrets: dict[str, str] = {}
-        if spec.kind == "http" and spec.config.get("secret_headers"):
+        if spec.kind in ("http", "mcp") and spec.config.get("secret_headers"):
             names = list(spec.config["secret_headers"].values())
             secrets = await asyncio.to_thread(self.secrets.resolve, principal.namespace, names)
         sandbox = None

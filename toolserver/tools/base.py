@@ -33,7 +33,7 @@ __all__ = [
     "empty_parameters",
 ]
 
-ToolKind = Literal["builtin", "python", "http", "deployment"]
+ToolKind = Literal["builtin", "python", "http", "deployment", "mcp"]
 
 # OpenAI's rule for function names; MCP and most other clients accept the same set.
 TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,63}$")
