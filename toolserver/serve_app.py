@@ -26,6 +26,7 @@ def build_asgi_app() -> FastAPI:
     """Runs inside each ingress replica: settings come from the environment `start_server` set."""
     from toolserver.app import build_services, create_app
     from toolserver.deployments import DeploymentToolRunner
+    from toolserver.environments import center_client
     from toolserver.runs.ray_actor import scheduler_client
 
     settings = Settings()
@@ -36,6 +37,7 @@ def build_asgi_app() -> FastAPI:
         RayNodes(),
         {"deployment": DeploymentToolRunner()},
         scheduler=scheduler_client(RAY_NAMESPACE),
+        environments=center_client(RAY_NAMESPACE),
     )
     return create_app(services)
 
