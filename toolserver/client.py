@@ -8,6 +8,7 @@ with Client() as ts:                      # URL and key from TOOLSERVER_URL / TO
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -234,18 +235,22 @@ class Client:
 
     def run_events(self, run_id: str, after: int = -1) -> Iterator[tuple[str, Any]]:
         """(event, data) pairs of a run as they happen: `step`, `status`, and finally `end`."""
-        with self._http.stream(
-            "GET", f"/v1/runs/{run_id}/events", params={"after": after}, timeout=None
-        ) as response:
-            if response.status_code >= 400:
-                response.read()
-                _decode(Call("GET", ""), response)
-            event = None
-            for line in response.iter_lines():
+        event = None
+        with self.stream_events(f"/v1/runs/{run_id}/events?after={after}") as lines:
+            for line in lines:
                 if line.startswith("event: "):
                     event = line.removeprefix("event: ")
                 elif line.startswith("data: ") and event:
                     yield event, json.loads(line.removeprefix("data: "))
+
+    @contextlib.contextmanager
+    def stream_events(self, path: str) -> Iterator[Iterator[str]]:
+        """The lines of a server-sent-event stream at `path` (an error status raises ApiError)."""
+        with self._http.stream("GET", path, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                _decode(Call("GET", path), response)
+            yield response.iter_lines()
 
     def close(self) -> None:
         self._http.close()

@@ -8,6 +8,7 @@ With Ray, each environment's hub is its own actor and its agents are actors plac
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ __all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
 
 CENTER_NAME = "environment-center"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class _Environment:
@@ -31,9 +34,11 @@ class _Environment:
 class EnvironmentManager:
     """Creates environments and drives their task centers; `use_ray` puts hubs and agents on Ray."""
 
-    def __init__(self, database_url: str, *, use_ray: bool) -> None:
+    def __init__(self, database_url: str, *, use_ray: bool, dead_after_s: float = 5.0) -> None:
         self.database_url = database_url
         self.use_ray = use_ray
+        self.dead_after_s = dead_after_s
+        self._watchdog: asyncio.Task[None] | None = None
         self._db: Database | None = None
         self._envs: dict[tuple[str, str], _Environment] = {}
         self._changed: dict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
@@ -61,6 +66,8 @@ class EnvironmentManager:
             center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
             await center.start()
             self._envs[(namespace, name)] = _Environment(hub, center, ray_env)
+            if self.use_ray and self._watchdog is None:
+                self._watchdog = asyncio.get_running_loop().create_task(self._watch_forever())
         return await self.describe(namespace, name)
 
     async def _start(self, namespace: str, name: str, agents: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
@@ -139,8 +146,33 @@ class EnvironmentManager:
         del self._envs[(namespace, name)]
 
     async def shutdown(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for namespace, name in list(self._envs):
             await self.delete(namespace, name)
+
+    async def restart_dead_agents(self) -> list[str]:
+        """Agents whose heartbeats stopped (their node is lost) start again on a living node."""
+        restarted = []
+        for (namespace, name), env in list(self._envs.items()):
+            if env.ray_env is None:
+                continue
+            for info in await env.hub.dead(self.dead_after_s):
+                try:
+                    await env.ray_env.restart_agent_elsewhere(info.name)
+                    restarted.append(f"{namespace}/{name}/{info.name}")
+                except Exception:
+                    log.exception("could not restart agent %s of %s", info.name, name)
+        return restarted
+
+    async def _watch_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.dead_after_s / 2))
+            try:
+                await self.restart_dead_agents()
+            except Exception:
+                log.exception("environment watchdog failed")
 
 
 class EnvironmentCenterActor:

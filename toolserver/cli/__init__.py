@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toolserver.cli import agents, mcp, remote, server
+from toolserver.cli import agents, environments, mcp, remote, server
 
 __all__ = ["main"]
 
@@ -19,6 +19,7 @@ examples:
   toolserver tools call add --args '{"a": 1, "b": 2}'
   toolserver demo                                an offline agent run (scripted model) end to end
   toolserver agent run --agent NAME "task"       steps live; answer its questions at the prompt
+  toolserver env example chat-room               a moderated multi-agent chat, offline, in the terminal
 
 The CLI finds the server and the admin key in TOOLSERVER_HOME (default ~/.toolserver), or uses
 TOOLSERVER_URL and TOOLSERVER_API_KEY.
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_commands(commands)
     mcp.add_commands(commands)
     agents.add_commands(commands)
+    environments.add_commands(commands)
     return parser
 
 
@@ -47,10 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        import httpx
+
         from toolserver.errors import ToolServerError
 
         if isinstance(exc, ToolServerError):
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, httpx.TransportError):
+            print(
+                f"error: cannot reach the tool server ({exc}); is `toolserver up` running?", file=sys.stderr
+            )
             return 1
         raise
 
