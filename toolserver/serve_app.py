@@ -17,7 +17,14 @@ from registry import Database, KeyStore, SessionStore
 from toolserver.config import Settings
 from toolserver.nodes.ray_actors import RAY_NAMESPACE, RayNodes, start_node_actors, stop_node_actors
 
-__all__ = ["APP_NAME", "ServerHandle", "build_asgi_app", "start_server", "stop_server"]
+__all__ = [
+    "APP_NAME",
+    "ServerHandle",
+    "build_asgi_app",
+    "mark_sessions_of_lost_nodes",
+    "start_server",
+    "stop_server",
+]
 
 APP_NAME = "toolserver"
 
@@ -101,6 +108,20 @@ def _reattach_sessions(db: Database, settings: Settings, instance_id: str) -> di
         else:
             store.update_status(record.namespace, record.id, "lost")
     return reports
+
+
+def mark_sessions_of_lost_nodes(settings: Settings) -> list[str]:
+    """Mark `lost` every live session whose Ray node is dead, called or not; returns their ids."""
+    alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    db = Database(settings.database)
+    try:
+        store = SessionStore(db)
+        lost = [record for record in store.list_all_live() if record.node_id not in alive]
+        for record in lost:
+            store.update_status(record.namespace, record.id, "lost")
+    finally:
+        db.close()
+    return [record.id for record in lost]
 
 
 def start_server(settings: Settings) -> ServerHandle:

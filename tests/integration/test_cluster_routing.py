@@ -6,8 +6,8 @@ on each node; all three share this machine's single Docker engine, so containers
 their `toolserver.node` label (and, inside, by the TOOLSERVER_NODE variable their manager set).
 The services run in the test process over a SQLite registry and find the managers through Ray.
 
-The three strict xfails are gaps found here; each reason names the change that closes it (with that
-change applied they pass, and the marker must go).
+Three tests cover gaps first found here: a burst of creates spreading over the nodes, sessions on a
+lost node marked lost without anyone calling them, and a manager for a node that joins later.
 """
 
 from __future__ import annotations
@@ -341,12 +341,6 @@ async def test_http_through_serve_routes_from_node_a_to_node_b(env: Env, placed:
             assert {s["id"]: s["node_id"] for s in listed["sessions"]} == placed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="choose() does not count creates still under way, so a burst of creates lands on one node "
-    "(proposed: SessionService reserves the chosen node until its create returns)",
-)
 async def test_a_burst_of_creates_spreads_over_the_nodes(env: Env, placed: dict[str, str]) -> None:
     sessions = env.services.sessions
     assert Counter(placed.values()) == {env.head: 2, env.node_a: 2, env.node_b: 2}
@@ -442,19 +436,13 @@ async def test_a_lost_node_fails_fast_and_the_rest_keeps_serving(env: Env, place
     assert env.containers(env.node_b) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ImportError,
-    reason="a lost node's sessions are marked lost only when someone calls them "
-    "(proposed: mark_sessions_of_lost_nodes, called from `toolserver up`'s wait loop)",
-)
 async def test_sessions_nobody_calls_on_a_lost_node_are_marked_lost(env: Env) -> None:
     assert env.idle_on_b, "runs after the node-loss test"
     assert env.node_b not in {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
     store = env.services.sessions.store
     assert (await asyncio.to_thread(store.get, TEAM.namespace, env.idle_on_b)).status == "running"
 
-    from toolserver.serve_app import mark_sessions_of_lost_nodes  # type: ignore[attr-defined]
+    from toolserver.serve_app import mark_sessions_of_lost_nodes
 
     assert await asyncio.to_thread(mark_sessions_of_lost_nodes, env.settings) == [env.idle_on_b]
     assert (await asyncio.to_thread(store.get, TEAM.namespace, env.idle_on_b)).status == "lost"
@@ -462,12 +450,6 @@ async def test_sessions_nobody_calls_on_a_lost_node_are_marked_lost(env: Env) ->
     assert await asyncio.to_thread(mark_sessions_of_lost_nodes, env.settings) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ImportError,
-    reason="nothing starts a sandbox manager on a node that joins after start-up "
-    "(proposed: start_missing_node_actors, called from `toolserver up`'s wait loop)",
-)
 async def test_a_node_that_joins_later_gets_a_sandbox_manager(env: Env, placed: dict[str, str]) -> None:
     # In this thread: starting a node installs signal handlers, which only the main thread may.
     node_c = env.cluster.add_node(num_cpus=1, resources={"node_c": 1})
@@ -476,7 +458,7 @@ async def test_a_node_that_joins_later_gets_a_sandbox_manager(env: Env, placed: 
     assert node_c.node_id in {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
     assert node_c.node_id not in await RayNodes().node_ids()
 
-    from toolserver.nodes.ray_actors import start_missing_node_actors  # type: ignore[attr-defined]
+    from toolserver.nodes.ray_actors import start_missing_node_actors
 
     started = await asyncio.to_thread(start_missing_node_actors, env.settings, env.instance_id)
     assert started == [node_c.node_id]

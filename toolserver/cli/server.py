@@ -14,6 +14,8 @@ from typing import Any
 
 __all__ = ["add_commands"]
 
+_NODE_SCAN_S = 10.0  # how often `toolserver up` looks for nodes that died or joined
+
 
 def add_commands(commands: Any) -> None:
     up = commands.add_parser(
@@ -110,14 +112,34 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  API docs: {handle.url}/docs    health: {handle.url}/healthz")
     print("press Ctrl-C to stop (removes the sandboxes this server started)", flush=True)
     try:
+        last_scan = time.monotonic()
         while not stop.wait(1.0):
-            pass
+            if time.monotonic() - last_scan >= _NODE_SCAN_S:
+                last_scan = time.monotonic()
+                _watch_nodes(settings, handle.instance_id)
     finally:
         print("stopping: removing sandboxes and shutting Ray Serve down ...", flush=True)
         stop_server(settings=settings)
         (settings.home / "server.json").unlink(missing_ok=True)
         print("stopped")
     return 0
+
+
+def _watch_nodes(settings: Any, instance_id: str) -> None:
+    """Mark the sessions of dead nodes lost; give nodes that joined later a sandbox manager."""
+    from toolserver.nodes.ray_actors import start_missing_node_actors
+    from toolserver.serve_app import mark_sessions_of_lost_nodes
+
+    try:
+        lost = mark_sessions_of_lost_nodes(settings)
+        started = start_missing_node_actors(settings, instance_id)
+    except Exception as exc:  # retried on the next scan
+        print(f"  node watch failed: {exc}", flush=True)
+        return
+    if lost:
+        print(f"  {len(lost)} session(s) on lost nodes marked lost", flush=True)
+    for node_id in started:
+        print(f"  sandbox node joined: {node_id[:12]}", flush=True)
 
 
 def _ensure_image(tag: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from sandbox.base import FileEntry, PythonResult, SandboxInfo, SandboxSpec, ShellResult
@@ -47,12 +48,22 @@ class NodeDirectory(abc.ABC):
                 continue
         return out
 
-    async def choose(self) -> str:
-        """The node for a new session: the one with the fewest running sandboxes."""
+    async def choose(self, placing: Mapping[str, int] | None = None) -> str:
+        """The node for a new session: the one with the fewest running sandboxes.
+
+        `placing` counts creates under way per node, which the nodes' own counts do not show yet.
+        """
         stats = await self.stats()
         if not stats:
             from toolserver.errors import Unavailable
 
             raise Unavailable("no sandbox node is available")
-        best = min(stats, key=lambda s: (s["sandboxes_running"] - s["pool_ready"], s["node_id"]))
+        placing = placing or {}
+        best = min(
+            stats,
+            key=lambda s: (
+                s["sandboxes_running"] - s["pool_ready"] + placing.get(s["node_id"], 0),
+                s["node_id"],
+            ),
+        )
         return str(best["node_id"])

@@ -14,7 +14,13 @@ from toolserver.config import Settings
 from toolserver.errors import Unavailable
 from toolserver.nodes.base import NodeClient, NodeDirectory
 
-__all__ = ["RAY_NAMESPACE", "RayNodes", "SandboxNodeActor", "start_node_actors"]
+__all__ = [
+    "RAY_NAMESPACE",
+    "RayNodes",
+    "SandboxNodeActor",
+    "start_missing_node_actors",
+    "start_node_actors",
+]
 
 RAY_NAMESPACE = "toolserver"
 _PREFIX = "sandbox-node-"
@@ -91,17 +97,19 @@ def start_node_actors(
     instance_id: str,
     live_sessions: dict[str, dict[str, float]],
     adopt: dict[str, set[str]] | None = None,
+    only: set[str] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """Start (or find) the sandbox manager actor of every alive node and reconcile it.
 
     `live_sessions` maps node id -> {session id -> ttl} of sessions the registry holds as alive;
-    `adopt` maps node id -> vanished nodes whose containers that node takes over.
+    `adopt` maps node id -> vanished nodes whose containers that node takes over; `only` limits
+    the start to these nodes.
     """
     adopt = adopt or {}
     remote_cls = ray.remote(SandboxNodeActor)
     handles = {}
     for node in ray.nodes():
-        if not node.get("Alive"):
+        if not node.get("Alive") or (only is not None and node["NodeID"] not in only):
             continue
         node_id = node["NodeID"]
         handles[node_id] = remote_cls.options(  # type: ignore[attr-defined]
@@ -118,6 +126,35 @@ def start_node_actors(
         [h.start.remote(live_sessions.get(n, {}), sorted(adopt.get(n, set()))) for n, h in handles.items()]  # type: ignore[attr-defined]
     )
     return dict(zip(handles, reports, strict=True))
+
+
+def start_missing_node_actors(settings: Settings, instance_id: str) -> list[str]:
+    """Start a manager on every alive node that has none (it joined later, or its manager died).
+
+    Sessions the registry still holds as live on such a node are re-attached; returns the node ids.
+    """
+    from registry import Database, SessionStore
+
+    have = {
+        entry["name"][len(_PREFIX) :]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry.get("namespace") == RAY_NAMESPACE and entry["name"].startswith(_PREFIX)
+    }
+    missing = {n["NodeID"] for n in ray.nodes() if n.get("Alive")} - have
+    if not missing:
+        return []
+    db = Database(settings.database)
+    try:
+        live = {
+            node_id: {
+                r.id: r.ttl_s or settings.session_ttl_s for r in SessionStore(db).list_all_live(node_id)
+            }
+            for node_id in missing
+        }
+    finally:
+        db.close()
+    start_node_actors(settings, instance_id, live, only=missing)
+    return sorted(missing)
 
 
 def stop_node_actors() -> None:

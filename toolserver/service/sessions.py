@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
@@ -43,6 +44,8 @@ class SessionService:
         self.nodes = nodes
         self.default_limits = default_limits
         self.default_ttl_s = default_ttl_s
+        # Creates under way per node: a burst must not all pick the node that looked emptiest.
+        self._placing: Counter[str] = Counter()
 
     async def create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
         spec = SandboxSpec(
@@ -51,10 +54,14 @@ class SessionService:
             network=body.network,
             owner=principal.namespace,
         )
-        node_id = await self.nodes.choose()
-        node = await self.nodes.node(node_id)
-        ttl_s = body.ttl_s or self.default_ttl_s
-        info: SandboxInfo = await node.create(spec, ttl_s)
+        node_id = await self.nodes.choose(self._placing)
+        self._placing[node_id] += 1  # no await since choose(): the next create sees this one
+        try:
+            node = await self.nodes.node(node_id)
+            ttl_s = body.ttl_s or self.default_ttl_s
+            info: SandboxInfo = await node.create(spec, ttl_s)
+        finally:
+            self._placing[node_id] -= 1
         record = await asyncio.to_thread(
             self.store.create,
             principal.namespace,
