@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ class EnvironmentManager:
         self.use_ray = use_ray
         self.dead_after_s = dead_after_s
         self._watchdog: asyncio.Task[None] | None = None
+        self._restarted: dict[tuple[str, str, str], float] = {}
         self._db: Database | None = None
         self._envs: dict[tuple[str, str], _Environment] = {}
         self._changed: dict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
@@ -73,9 +75,13 @@ class EnvironmentManager:
     async def _start(self, namespace: str, name: str, agents: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
         """(hub, agents, ray environment or None): actors on the cluster, or objects in this process."""
         if self.use_ray:
+            import ray
+
             from agent_core.environment import RayEnvironment
 
-            ray_env = await RayEnvironment.start(namespace, name, self.database_url)
+            # The hub lives where its task center lives, not on a worker node that may go away.
+            home = ray.get_runtime_context().get_node_id()
+            ray_env = await RayEnvironment.start(namespace, name, self.database_url, hub_node_id=home)
             for config in agents:
                 await ray_env.add_agent(config, config.get("placement", "spread"))
             return ray_env.hub, ray_env.agents, ray_env
@@ -159,8 +165,13 @@ class EnvironmentManager:
             if env.ray_env is None:
                 continue
             for info in await env.hub.dead(self.dead_after_s):
+                key = (namespace, name, info.name)
+                # A new incarnation has not sent its first heartbeat yet: give it time before judging it.
+                if time.monotonic() - self._restarted.get(key, -1e9) < 2 * self.dead_after_s:
+                    continue
                 try:
                     await env.ray_env.restart_agent_elsewhere(info.name)
+                    self._restarted[key] = time.monotonic()
                     restarted.append(f"{namespace}/{name}/{info.name}")
                 except Exception:
                     log.exception("could not restart agent %s of %s", info.name, name)

@@ -243,3 +243,53 @@ async def test_lost_node_agent_is_detected_and_restarted_elsewhere(cluster: dict
         assert await env.hub.dead(timeout_s=1.5) == []  # the new incarnation beats (boss has no node)
     finally:
         await env.shutdown()
+
+
+async def test_the_server_watchdog_restarts_an_agent_whose_node_died(cluster: dict[str, Any]) -> None:
+    """The server's environment manager notices the dead agent by itself and restarts it elsewhere."""
+    from toolserver.environments import EnvironmentManager
+
+    node_c = cluster["cluster"].add_node(num_cpus=1, resources={"node_c": 1})
+    cluster["cluster"].wait_for_nodes()
+    manager = EnvironmentManager(cluster["database"], use_ray=True, dead_after_s=1.5)
+    try:
+        spec = {
+            "name": "watched",
+            "agents": [
+                {
+                    "kind": "echo",
+                    "name": "worker",
+                    "role": "worker",
+                    "prefix": "done: ",
+                    "placement": f"node:{node_c.node_id}",
+                }
+            ],
+            "router": "send_to",
+            "act_timeout_s": 20,
+        }
+        created = await manager.create(TEAM, spec)
+        assert [a["node_id"] for a in created["agents"]] == [node_c.node_id]
+        cluster["cluster"].remove_node(node_c)
+        deadline = time.monotonic() + 60
+        while True:
+            agent = next(
+                a for a in (await manager.describe(TEAM, "watched"))["agents"] if a["name"] == "worker"
+            )
+            if agent["node_id"] != node_c.node_id and agent["incarnation"] >= 1:
+                break
+            assert time.monotonic() < deadline, f"the watchdog never moved the agent: {agent}"
+            await asyncio.sleep(0.5)
+        assert agent["node_id"] in {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        await asyncio.sleep(4)  # past the grace period: the new incarnation beats, so it stays where it is
+        again = next(a for a in (await manager.describe(TEAM, "watched"))["agents"] if a["name"] == "worker")
+        assert (again["node_id"], again["incarnation"]) == (agent["node_id"], agent["incarnation"])
+        await manager.post(TEAM, "watched", {"content": "job", "recipients": ["worker"]})
+        steps = await manager.step(TEAM, "watched", 3)
+        assert steps[0]["acted"] == ["worker"] and not steps[0]["failed"]
+        history = (await manager.describe(TEAM, "watched"))["history"]
+        assert [(m["sender"], m["content"]) for m in history][-2:] == [
+            ("user", "job"),
+            ("worker", "done: job"),
+        ]
+    finally:
+        await manager.shutdown()
