@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +39,31 @@ def sandbox_image(docker_engine) -> str:
 
     build_image(DEFAULT_IMAGE, progress=lambda line: None, client=docker_engine)
     return DEFAULT_IMAGE
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A registry database URL: a SQLite file here; PostgreSQL modules override it."""
+    return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
+
+
+@pytest.fixture
+def open_db(db_url: str) -> Iterator[Callable[..., Any]]:
+    """Open `Database(db_url, ...)` as often as a test likes; all are closed afterwards."""
+    from registry import Database
+
+    opened: list[Database] = []
+
+    def open_(**options: Any) -> Database:
+        db = Database(db_url, **options)
+        opened.append(db)
+        return db
+
+    yield open_
+    for db in opened:
+        db.close()
+
+
+@pytest.fixture
+def db(open_db: Callable[..., Any]) -> Any:
+    return open_db()

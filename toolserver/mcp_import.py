@@ -26,7 +26,7 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -52,7 +52,6 @@ from toolserver.tools.base import (
     ToolTimeout,
     check_tool_name,
 )
-from toolserver.tools.formats import render
 from toolserver.tools.validation import check_schema
 
 if TYPE_CHECKING:
@@ -255,19 +254,8 @@ async def import_mcp_tools(tools: ToolService, principal: Principal, body: McpIm
         "timeout_s": endpoint.timeout_s,
     }
     specs = _specs(remote, body.prefix, config, principal.namespace)
-    out = []
-    for spec in specs:
-        record = await asyncio.to_thread(
-            tools.tools.register,
-            principal.namespace,
-            spec.name,
-            kind=spec.kind,
-            description=spec.description,
-            parameters=spec.parameters,
-            config=spec.config,
-        )
-        out.append(render([replace(spec, version=record.version)], "native")[0])
-    return out
+    registered: list[dict[str, Any]] = await tools.register_specs(principal, specs)
+    return registered
 
 
 def _specs(remote: list[types.Tool], prefix: str, config: dict[str, Any], namespace: str) -> list[ToolSpec]:

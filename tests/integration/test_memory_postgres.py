@@ -27,15 +27,7 @@ def _load_shared_cases() -> ModuleType:
 
 
 cases: Any = _load_shared_cases()
-open_db = cases.open_db
-db = cases.db
 store = cases.store
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with pg.postgres_server() as url:
-        yield url
 
 
 @pytest.fixture

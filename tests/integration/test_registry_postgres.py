@@ -26,14 +26,6 @@ def _load_shared_cases() -> ModuleType:
 
 
 cases: Any = _load_shared_cases()  # a module of test classes, typed loosely on purpose
-open_db = cases.open_db
-db = cases.db
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with pg.postgres_server() as url:
-        yield url
 
 
 @pytest.fixture

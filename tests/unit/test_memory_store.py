@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,30 +30,6 @@ from toolserver.nodes.local import LocalNodes
 OpenDb = Callable[..., Database]
 A, B = "team-a", "team-b"
 SCOPE = "agent:planner"
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state' / 'memory.db'}"
-
-
-@pytest.fixture
-def open_db(db_url: str) -> Iterator[OpenDb]:
-    opened: list[Database] = []
-
-    def open_(**options: Any) -> Database:
-        db = Database(db_url, **options)
-        opened.append(db)
-        return db
-
-    yield open_
-    for db in opened:
-        db.close()
-
-
-@pytest.fixture
-def db(open_db: OpenDb) -> Database:
-    return open_db()
 
 
 @pytest.fixture

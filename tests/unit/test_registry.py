@@ -10,7 +10,7 @@ import hashlib
 import pickle
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,31 +43,6 @@ from registry import (
 from toolserver.errors import Conflict, NotFound, ValidationFailed
 
 OpenDb = Callable[..., Database]
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
-
-
-@pytest.fixture
-def open_db(db_url: str) -> Iterator[OpenDb]:
-    """Open `Database(db_url, ...)` as often as a test likes; all are closed afterwards."""
-    opened: list[Database] = []
-
-    def open_(**options: Any) -> Database:
-        db = Database(db_url, **options)
-        opened.append(db)
-        return db
-
-    yield open_
-    for db in opened:
-        db.close()
-
-
-@pytest.fixture
-def db(open_db: OpenDb) -> Database:
-    return open_db()
 
 
 def _in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:

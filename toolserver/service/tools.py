@@ -94,7 +94,12 @@ class ToolService:
                 ) from None
             if not isinstance(document, dict):
                 raise ValidationFailed("document must be an OpenAPI object", field="document")
-        specs = tools_from_openapi(document, base_url=base_url, prefix=prefix)
+        return await self.register_specs(
+            principal, tools_from_openapi(document, base_url=base_url, prefix=prefix)
+        )
+
+    async def register_specs(self, principal: Principal, specs: list[ToolSpec]) -> list[dict[str, Any]]:
+        """Store checked specs (an import's tools) in the caller's namespace; returns them as listed."""
         out = []
         for spec in specs:
             record = await asyncio.to_thread(
