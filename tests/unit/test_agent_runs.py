@@ -241,3 +241,22 @@ async def test_reflection_critiques_live_in_the_agents_memory_scope(tmp_path):
     ]
     assert await _Critiques(memory, "team-b", "agent:solver").recent(5) == []
     db.close()
+
+
+async def test_an_answer_stored_just_before_a_crash_is_acted_on_after_recovery(env):
+    from toolserver.runs.scheduler import RunScheduler
+
+    a, _, scheduler, _ = env
+    ask = [{"tool_calls": [{"name": "ask_human", "arguments": {"question": "go?"}}]}, "went"]
+    await a.post("/v1/agents", json=_agent("crashy", ask))
+    run_id = (await a.post("/v1/runs", json={"agent": "crashy", "task": "t"})).json()["id"]
+    await _wait_status(a, run_id, "waiting_human", scheduler)
+    request = (await a.get("/v1/human-requests", params={"status": "pending"})).json()["requests"][0]
+    # The answer reaches the database, then the server dies before the resumed run saves anything.
+    scheduler.humans.answer("team-a", request["id"], "yes")
+    fresh = RunScheduler(scheduler.db, scheduler.tools)
+    report = await fresh.recover()
+    assert report["resumed"] == 1 and report["waiting"] == 0
+    await fresh.idle()
+    run = await _wait_status(a, run_id, "succeeded", fresh)
+    assert run["result"] == "went"

@@ -128,10 +128,18 @@ class RunScheduler:
         running, waiting = await asyncio.to_thread(self._unfinished)
         for record in running:
             self._spawn(record.namespace, record.id, None, None)
-        armed = 0
+        armed = resumed = 0
         for record in waiting:
+            # An answer that arrived just before a crash was stored but not yet acted on.
+            for request in await asyncio.to_thread(self._asked_by, record):
+                if request.status == "answered":
+                    self._spawn(record.namespace, record.id, request.answer, request.id)
+                    resumed += 1
+                elif request.status == "expired":
+                    self._spawn_timeout(record.namespace, record.id, request.id)
+                    resumed += 1
             armed += await self._arm_timeouts(record.namespace, record.id)
-        return {"resumed": len(running), "waiting": len(waiting), "timers": armed}
+        return {"resumed": len(running) + resumed, "waiting": len(waiting) - resumed, "timers": armed}
 
     async def idle(self) -> None:
         """Wait until no run is being driven (tests and shutdown)."""
@@ -270,9 +278,15 @@ class RunScheduler:
             return  # answered in the meantime
         request = await asyncio.to_thread(self.humans.get, namespace, request_id)
         self._answered[request_id].set()
-        if not request.run_id:
-            return
-        run = await asyncio.to_thread(self.runs.get, namespace, request.run_id)
+        if request.run_id:
+            self._spawn_timeout(namespace, request.run_id, request_id)
+
+    def _spawn_timeout(self, namespace: str, run_id: str, request_id: str) -> None:
+        """Continue (or fail) a run whose question expired, as its agent's `on_human_timeout` says."""
+        asyncio.get_running_loop().create_task(self._after_timeout(namespace, run_id, request_id))
+
+    async def _after_timeout(self, namespace: str, run_id: str, request_id: str) -> None:
+        run = await asyncio.to_thread(self.runs.get, namespace, run_id)
         agent = await asyncio.to_thread(self.agents.get, namespace, run.agent)
         timeout = float(agent.config.get("human_timeout_s") or 0)
         if agent.config.get("on_human_timeout", "continue") == "fail":
@@ -314,6 +328,20 @@ class RunScheduler:
                 .values(status="expired")
             )
             return bool(done.rowcount == 1)
+
+    def _asked_by(self, run: RunRecord) -> list[HumanRequest]:
+        """The requests a waiting run's checkpoint waits for, in their current state."""
+        try:
+            waiting_for = RunState.from_dict(run.state or {}).waiting_for
+        except ToolServerError:
+            return []
+        found = []
+        for call in waiting_for:
+            try:
+                found.append(self.humans.get(run.namespace, str(call.request_id)))
+            except NotFound:
+                continue
+        return found
 
     def _pending_requests(self, namespace: str, run_id: str) -> list[HumanRequest]:
         try:
