@@ -278,10 +278,16 @@ def _pip_download_command(python: str, arch: str, dest: Path, requirements: Sequ
     return [*command, "--progress-bar", "off", "--disable-pip-version-check", *requirements]
 
 
-def _fill_wheelhouse(python: str, arch: str, requirements: Sequence[str], progress: Progress) -> Path:
-    """The cached wheelhouse for this Python and arch, downloaded unless its stamp lists `requirements`."""
+def _fill_wheelhouse(
+    python: str, arch: str, requirements: Sequence[str], progress: Progress, *, name: str = ""
+) -> Path:
+    """The cached wheelhouse for this Python and arch, downloaded unless its stamp lists `requirements`.
+
+    Images with other requirements pass their own `name`, so that they do not take turns wiping one cache.
+    """
     home = Path(os.environ.get("TOOLSERVER_HOME") or Path.home() / ".toolserver").expanduser()
-    wheelhouse = home / "cache" / "wheelhouse" / f"cp{python.replace('.', '')}-{arch}"
+    folder = f"cp{python.replace('.', '')}-{arch}"
+    wheelhouse = home / "cache" / "wheelhouse" / (f"{name}-{folder}" if name else folder)
     stamp, wanted = wheelhouse / _STAMP, "\n".join(requirements) + "\n"
     if stamp.is_file() and stamp.read_text() == wanted:
         progress(f"      {wheelhouse} is complete")

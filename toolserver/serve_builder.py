@@ -1,0 +1,200 @@
+"""The Serve application builder for `serve deploy` / `serve run`: `toolserver.serve_builder:app_builder`.
+
+`toolserver up` starts the actors the HTTP app needs (a sandbox manager per node, the run scheduler, the
+memory actor, the environment center) before `serve.run`, and then watches for nodes that die or join.
+A Serve config only names an import path, so this builder does the same when Serve builds the application:
+it starts whatever is missing (all detached, found by name, so a redeploy starts nothing twice) and a small
+node-watcher actor in place of `toolserver up`'s loop. Settings come from `TOOLSERVER_*` in the environment
+of the Ray nodes (or the application's `runtime_env`), overridden by the config's `args`.
+
+`python -m toolserver.serve_builder stop` removes what the builder started (and every sandbox); `serve
+shutdown` alone removes only the Serve application.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray.serve import Application
+
+from registry import Database, KeyStore, SessionStore
+from toolserver.config import Settings
+from toolserver.errors import UserError
+from toolserver.nodes.ray_actors import RAY_NAMESPACE, start_missing_node_actors, start_node_actors
+from toolserver.serve_app import (
+    ToolServerIngress,
+    _settings_env,
+    mark_sessions_of_lost_nodes,
+    stop_server,
+)
+
+__all__ = ["WATCHER_NAME", "NodeWatcher", "app_builder", "ensure_started", "instance_id_for", "main"]
+
+WATCHER_NAME = "node-watcher"
+_MANAGER_PREFIX = "sandbox-node-"
+_SCAN_S = 10.0  # as often as `toolserver up` looks for nodes that died or joined
+
+log = logging.getLogger(__name__)
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """Start the server's actors (once) and return the ingress application; `args` override settings."""
+    settings, instance_id = _parse_args(dict(args or {}))
+    if not ray.is_initialized():  # `serve run <import path>` calls builders before it connects
+        ray.init(address=settings.ray_address or os.environ.get("RAY_ADDRESS"), namespace=RAY_NAMESPACE)
+    ensure_started(settings, instance_id)
+    return ToolServerIngress.options(  # type: ignore[attr-defined,no-any-return]
+        num_replicas=settings.replicas,
+        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": _settings_env(settings)}},
+    ).bind()
+
+
+def instance_id_for(settings: Settings) -> str:
+    """The server instance (the label on its containers): one per registry database, on every node."""
+    return "ts" + hashlib.sha256(settings.database.encode()).hexdigest()[:8]
+
+
+def _parse_args(args: dict[str, Any]) -> tuple[Settings, str]:
+    instance_id = args.pop("instance_id", None)
+    unknown = sorted(set(args) - set(Settings.model_fields))
+    if unknown:
+        raise UserError(
+            f"unknown application args: {', '.join(unknown)} (allowed: instance_id and Settings fields)"
+        )
+    settings = Settings(**args)
+    return settings, str(instance_id or instance_id_for(settings))
+
+
+def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
+    """Start every actor the app needs that is not running yet; returns what was started."""
+    from toolserver.auth import ensure_admin_key
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    if len(alive) > 1 and settings.database.startswith("sqlite"):
+        log.warning("a %d-node cluster on a SQLite registry: set TOOLSERVER_DATABASE_URL", len(alive))
+    db = Database(settings.database)
+    try:
+        _, key_source = ensure_admin_key(KeyStore(db), settings.api_key, settings.admin_key_file)
+        nodes = _start_node_managers(db, settings, instance_id, alive)
+    finally:
+        db.close()
+    lost = mark_sessions_of_lost_nodes(settings)
+    started: dict[str, Any] = {"admin_key": key_source, "nodes": nodes, "lost_sessions": lost}
+    from toolserver.runs.ray_actor import SCHEDULER_NAME, start_scheduler
+
+    if not _actor_exists(SCHEDULER_NAME):  # its start resumes interrupted runs: only once
+        started["runs"] = start_scheduler(settings, RAY_NAMESPACE)
+    from agent_core.memory import start_memory_actor
+    from toolserver.environments import start_center
+
+    start_memory_actor(settings.database)
+    start_center(settings.database, RAY_NAMESPACE)
+    remote_cls: Any = ray.remote(NodeWatcher)
+    watcher = remote_cls.options(
+        name=WATCHER_NAME,
+        namespace=RAY_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+    )
+    ray.get(watcher.remote(settings.model_dump(mode="json"), instance_id).start.remote())
+    log.info("toolserver actors ready: %s", started)
+    return started
+
+
+def _start_node_managers(
+    db: Database, settings: Settings, instance_id: str, alive: list[str]
+) -> dict[str, dict[str, list[str]]]:
+    """A sandbox manager on every alive node without one; their registry sessions re-attached or lost."""
+    missing = set(alive) - _manager_nodes()
+    if not missing:
+        return {}
+    store = SessionStore(db)
+    live = [record for record in store.list_all_live() if record.node_id in missing]
+    by_node: dict[str, dict[str, float]] = defaultdict(dict)
+    for record in live:
+        by_node[record.node_id][record.id] = record.ttl_s or settings.session_ttl_s
+    adopt: dict[str, set[str]] = {}
+    if len(alive) == 1:  # a restarted one-machine Ray: its one node takes over the old node's containers
+        gone = {record.node_id for record in store.list_all_live() if record.node_id not in alive}
+        adopt = {alive[0]: gone}
+    reports = start_node_actors(settings, instance_id, dict(by_node), adopt, only=missing)
+    attached = {sid for report in reports.values() for sid in report["attached"]}
+    for record in live:
+        if record.id not in attached:
+            store.update_status(record.namespace, record.id, "lost")
+    return reports
+
+
+def _manager_nodes() -> set[str]:
+    return {
+        entry["name"][len(_MANAGER_PREFIX) :]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry.get("namespace") == RAY_NAMESPACE and entry["name"].startswith(_MANAGER_PREFIX)
+    }
+
+
+def _actor_exists(name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=RAY_NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
+class NodeWatcher:
+    """What `toolserver up` does every 10 s: mark sessions of dead nodes lost, manage nodes that joined."""
+
+    def __init__(self, settings: dict[str, Any], instance_id: str, interval_s: float = _SCAN_S) -> None:
+        self.settings = Settings(**settings)
+        self.instance_id = instance_id
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await asyncio.to_thread(mark_sessions_of_lost_nodes, self.settings)
+                await asyncio.to_thread(start_missing_node_actors, self.settings, self.instance_id)
+            except Exception as exc:  # retried on the next scan
+                log.warning("node watch failed: %s", exc)
+
+
+def stop(settings: Settings | None = None) -> None:
+    """Remove the Serve app, the builder's actors and every sandbox; the Ray cluster keeps running."""
+    if _actor_exists(WATCHER_NAME):
+        ray.kill(ray.get_actor(WATCHER_NAME, namespace=RAY_NAMESPACE))
+    stop_server(settings=settings or Settings(), remove_sandboxes=True, shutdown_ray=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m toolserver.serve_builder stop [--address ADDR]`."""
+    parser = argparse.ArgumentParser(prog="python -m toolserver.serve_builder", description=stop.__doc__)
+    parser.add_argument("command", choices=["stop"])
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "auto"), help="Ray cluster")
+    args = parser.parse_args(argv)
+    ray.init(address=args.address, namespace=RAY_NAMESPACE, logging_level=logging.WARNING)
+    try:
+        stop()
+    finally:
+        ray.shutdown()
+    print("stopped: the Serve application, toolserver's actors and every sandbox are gone")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
