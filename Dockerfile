@@ -4,9 +4,12 @@
 #
 # Build it with `toolserver image build --server`, which assembles this build context with no network
 # needed inside the build:
-#   Dockerfile    this file
-#   wheels/       this project's wheel (`pip wheel --no-deps .` on the host) and every dependency,
-#                 `pip download --only-binary=:all:` for the base image's Python and architecture
+#   Dockerfile        this file
+#   requirements.txt  this project's dependencies (with the `postgres` extra)
+#   wheels/           those dependencies, `pip download --only-binary=:all:` on the host for the base
+#                     image's Python and architecture
+#   project/          this project's wheel (`pip wheel --no-deps .` on the host)
+# The dependencies are installed before the project, so a change of the source reuses their layers.
 #
 # Run it (one machine; deploy/README.md explains each flag and the trade-off of the socket):
 #   docker run --init --network host --shm-size 2g \
@@ -19,29 +22,35 @@
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS install
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+COPY requirements.txt /wheels/requirements.txt
 COPY wheels/ /wheels/
 # --root stages the files under /staging with the base's own layout (site-packages or Debian's
 # dist-packages); --ignore-installed keeps pip from trying to uninstall the base's packages.
 # Ray's Java worker jars (no Java workers here) and numpy's test suite: ~50 MB nobody runs.
 RUN set -eu; \
-    PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install \
-        --no-index --find-links /wheels --no-cache-dir --ignore-installed \
-        --no-warn-script-location --root /staging "toolserver[postgres]"; \
+    python3 -m pip install --no-index --find-links /wheels --no-cache-dir --ignore-installed \
+        --no-warn-script-location --root /staging -r /wheels/requirements.txt; \
     find /staging -type d \( -path '*-packages/ray/jars' -o -path '*-packages/numpy/*/tests' \) \
         -prune -exec rm -rf {} +
+COPY project/ /project/
+RUN set -eu; \
+    python3 -m pip install --no-index --no-deps --no-cache-dir --ignore-installed \
+        --no-warn-script-location --root /staging-project /project/*.whl; \
+    test -x /staging-project/usr/local/bin/toolserver
 
 FROM ${BASE_IMAGE}
 COPY --from=install /staging/ /
 # uid 1000 on purpose: the sandboxes run as uid 1000 and create the unix sockets (kernel, shell daemon) in
 # their shared directory, and a server with another uid could not connect to them.
 RUN set -eu; \
-    command -v toolserver >/dev/null; \
     command -v python >/dev/null || ln -s "$(command -v python3)" /usr/local/bin/python; \
     groupadd --gid 1000 toolserver; \
     useradd --uid 1000 --gid 1000 --create-home --home-dir /home/toolserver --shell /bin/bash toolserver; \
     mkdir -p /data; \
     chown 1000:1000 /data; \
     chmod 0700 /data
+COPY --from=install /staging-project/ /
 
 # TMPDIR also places the sandboxes' runtime directory ($TMPDIR/tsbx-1000), which must be mounted at the same
 # path as on the host; RAY_TMPDIR keeps Ray's own files in the container's /tmp whatever TMPDIR is.

@@ -24,6 +24,7 @@ from typing import Any
 
 import ray
 from ray.serve import Application
+from sqlalchemy.engine import make_url
 
 from registry import Database, KeyStore, SessionStore
 from toolserver.config import Settings
@@ -31,6 +32,7 @@ from toolserver.errors import UserError
 from toolserver.nodes.ray_actors import RAY_NAMESPACE, start_missing_node_actors, start_node_actors
 from toolserver.serve_app import (
     ToolServerIngress,
+    _instance_id,
     _settings_env,
     mark_sessions_of_lost_nodes,
     stop_server,
@@ -58,8 +60,15 @@ def app_builder(args: dict[str, Any]) -> Application:
 
 
 def instance_id_for(settings: Settings) -> str:
-    """The server instance (the label on its containers): one per registry database, on every node."""
-    return "ts" + hashlib.sha256(settings.database.encode()).hexdigest()[:8]
+    """The server instance (the label on its containers), the same on every node that builds the app.
+
+    With SQLite (one machine) it is `toolserver up`'s, kept in the state directory; with a server database,
+    one per database (the URL without its password), whichever node runs the build.
+    """
+    url = make_url(settings.database)
+    if url.get_backend_name() == "sqlite":
+        return _instance_id(settings)
+    return "ts" + hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:8]
 
 
 def _parse_args(args: dict[str, Any]) -> tuple[Settings, str]:

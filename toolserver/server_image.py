@@ -82,7 +82,7 @@ def build_server_image(
             inputs_hash = _inputs_hash(source, _require_id(engine, base))
             progress(f"[5/5] building {tag} from {base}")
             context = Path(work) / "context"
-            _assemble_context(context, source["Dockerfile"], wheel, wheelhouse)
+            _assemble_context(context, source["Dockerfile"], requirements, wheelhouse, wheel)
             image_id = _docker_build(engine, context, tag, base, inputs_hash, progress)
         size = (_inspect(engine, image_id) or {}).get("Size", 0)
         progress(f"built {tag} ({image_id[:19]}, {size / 1e6:.0f} MB)")
@@ -179,13 +179,17 @@ def _wheel_requirements(wheel: Path, extras: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(requirements))
 
 
-def _assemble_context(context: Path, dockerfile: bytes, wheel: Path, wheelhouse: Path) -> None:
-    """Lay out the build context the Dockerfile expects: Dockerfile, wheels/."""
-    wheels = context / "wheels"
-    wheels.mkdir(parents=True)
+def _assemble_context(
+    context: Path, dockerfile: bytes, requirements: Sequence[str], wheelhouse: Path, wheel: Path
+) -> None:
+    """Lay out the build context the Dockerfile expects: requirements.txt, wheels/, project/."""
+    (context / "wheels").mkdir(parents=True)
+    (context / "project").mkdir()
     (context / "Dockerfile").write_bytes(dockerfile)
-    for path in [*sorted(wheelhouse.glob("*.whl")), wheel]:
+    (context / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    links = [(path, context / "wheels" / path.name) for path in sorted(wheelhouse.glob("*.whl"))]
+    for source, target in [*links, (wheel, context / "project" / wheel.name)]:
         try:
-            os.link(path, wheels / path.name)
+            os.link(source, target)
         except OSError:
-            shutil.copyfile(path, wheels / path.name)
+            shutil.copyfile(source, target)

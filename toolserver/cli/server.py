@@ -51,6 +51,12 @@ def add_commands(commands: Any) -> None:
         "--base", help="base image (default python:3.12-slim when available, else debootstrap)"
     )
     build.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    build.add_argument(
+        "--server",
+        action="store_true",
+        help="build the server image (Dockerfile at the repository root, default tag toolserver:latest) "
+        "instead of the sandbox image",
+    )
     build.set_defaults(run=_image_build)
     info = image_cmds.add_parser("status", help="is the sandbox image built and current?")
     info.add_argument("--tag", help="image tag")
@@ -190,6 +196,11 @@ def _image_build(args: argparse.Namespace) -> int:
     from sandbox.config import DEFAULT_IMAGE
     from sandbox.image import build_image
 
+    if args.server:
+        from toolserver.server_image import SERVER_IMAGE, build_server_image
+
+        build_server_image(args.tag or SERVER_IMAGE, base_image=args.base, force=args.force)
+        return 0
     build_image(args.tag or DEFAULT_IMAGE, base_image=args.base, force=args.force)
     return 0
 
