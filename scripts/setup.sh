@@ -35,6 +35,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   say "installing PostgreSQL server binaries"
   apt_install postgresql
 fi
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  say "installing docker-compose (validates deploy/compose.yaml)"
+  apt_install docker-compose
+fi
 if ! command -v debootstrap >/dev/null 2>&1; then
   say "installing debootstrap (offline base image for the sandbox)"
   apt_install debootstrap
