@@ -69,12 +69,22 @@ class DeploymentToolRunner(ToolRunner):
                 f"could not deploy {spec.config['import_path']}: {exc}", field="import_path"
             ) from None
 
+    def __init__(self) -> None:
+        self._handles: dict[str, Any] = {}
+
+    async def _handle(self, tool: ToolSpec) -> Any:
+        # get_app_handle asks the Serve controller (a blocking call): once per app, not once per call.
+        name = _app_name(tool)
+        if name not in self._handles:
+            try:
+                self._handles[name] = await asyncio.to_thread(serve.get_app_handle, name)
+            except Exception:
+                await self.deploy(tool)
+                self._handles[name] = await asyncio.to_thread(serve.get_app_handle, name)
+        return self._handles[name]
+
     async def run(self, tool: ToolSpec, arguments: dict[str, Any], context: CallContext) -> Any:
-        try:
-            handle = serve.get_app_handle(_app_name(tool))
-        except Exception:
-            await self.deploy(tool)
-            handle = serve.get_app_handle(_app_name(tool))
+        handle = await self._handle(tool)
         timeout = float(tool.config.get("timeout_s", 60.0))
         try:
             return await asyncio.wait_for(handle.remote(arguments), timeout)
@@ -83,9 +93,11 @@ class DeploymentToolRunner(ToolRunner):
                 f"deployment tool {tool.name} timed out after {timeout:g} s", error_type="timeout"
             ) from None
         except Exception as exc:
+            self._handles.pop(_app_name(tool), None)  # the app may have been redeployed: look it up again
             raise ToolCallFailed(f"{type(exc).__name__}: {exc}"[:2000], error_type="tool_error") from None
 
     async def remove(self, spec: ToolSpec) -> None:
+        self._handles.pop(_app_name(spec), None)
         try:
             await asyncio.to_thread(serve.delete, _app_name(spec))
         except Exception:

@@ -12,7 +12,8 @@ from toolserver.service.principal import Principal
 __all__ = ["caller", "services"]
 
 
-def services(request: Request) -> Any:
+async def services(request: Request) -> Any:
+    # async: FastAPI would run a plain function dependency in a worker thread on every request.
     return request.app.state.services
 
 
