@@ -11,10 +11,9 @@ import contextlib
 import os
 import shutil
 import stat
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,18 @@ TEST_LABEL = "toolserver.test"
 STARTUP_S = 240.0  # Ray and Serve start inside the container; generous for a busy 2-core machine
 
 
-def _progress(line: str) -> None:
-    """Step lines of a (re)build on the real stderr, so a long first build shows where it is."""
-    if line.startswith(("[", "Step ", "built ", "      ")) or "up to date" in line:
-        print(f"  [server image] {line}", file=sys.__stderr__, flush=True)
+def _progress_printer(config: pytest.Config) -> Callable[[str], None]:
+    """Step lines of a (re)build straight to the terminal, past output capture: a first build takes a while."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if reporter is None or not (line.startswith(("[", "Step ", "built ")) or "up to date" in line):
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(f"  [server image] {line[:120]}")
+
+    return progress
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +54,13 @@ def client(docker_engine: docker.DockerClient) -> docker.DockerClient:
 
 
 @pytest.fixture(scope="module")
-def server_image(client: docker.DockerClient, sandbox_image: str) -> str:
+def server_image(client: docker.DockerClient, sandbox_image: str, pytestconfig: pytest.Config) -> str:
     """The server image, built unless up to date (the sandbox image is needed by the server it runs)."""
+    progress = _progress_printer(pytestconfig)
     started = time.monotonic()
-    image_id = build_server_image(SERVER_IMAGE, client=client, progress=_progress)
+    image_id = build_server_image(SERVER_IMAGE, client=client, progress=progress)
     size = client.api.inspect_image(image_id)["Size"]
-    print(
-        f"  [server image] ready in {time.monotonic() - started:.1f} s, {size / 1e6:.0f} MB",
-        file=sys.__stderr__,
-        flush=True,
-    )
+    progress(f"[done] in {time.monotonic() - started:.1f} s, {size / 1e6:.0f} MB")
     return SERVER_IMAGE
 
 
