@@ -128,19 +128,22 @@ def _start_node_managers(
     if not missing:
         return {}
     store = SessionStore(db)
-    live = [record for record in store.list_all_live() if record.node_id in missing]
+    every = store.list_all_live()
+    # A restarted one-machine Ray has one new node id: that node takes over the old node's sessions.
+    adopting = len(alive) == 1
+    live = [r for r in every if r.node_id in missing or (adopting and r.node_id not in alive)]
     by_node: dict[str, dict[str, float]] = defaultdict(dict)
     for record in live:
-        by_node[record.node_id][record.id] = record.ttl_s or settings.session_ttl_s
-    adopt: dict[str, set[str]] = {}
-    if len(alive) == 1:  # a restarted one-machine Ray: its one node takes over the old node's containers
-        gone = {record.node_id for record in store.list_all_live() if record.node_id not in alive}
-        adopt = {alive[0]: gone}
+        node = record.node_id if record.node_id in missing else alive[0]
+        by_node[node][record.id] = record.ttl_s or settings.session_ttl_s
+    adopt = {alive[0]: {r.node_id for r in live if r.node_id not in alive}} if adopting else {}
     reports = start_node_actors(settings, instance_id, dict(by_node), adopt, only=missing)
-    attached = {sid for report in reports.values() for sid in report["attached"]}
+    attached = {sid: node for node, report in reports.items() for sid in report["attached"]}
     for record in live:
         if record.id not in attached:
             store.update_status(record.namespace, record.id, "lost")
+        elif attached[record.id] != record.node_id:
+            store.update_status(record.namespace, record.id, "running", node_id=attached[record.id])
     return reports
 
 

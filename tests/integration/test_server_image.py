@@ -100,43 +100,48 @@ def _server_container(
     socket_path = _docker_socket()
     data, runtime = _dir_for_uid_1000("tsrv-data-"), _dir_for_uid_1000("tsrv-")
     port = port or free_port()
-    container = client.containers.run(
-        image,
-        command,
-        entrypoint=entrypoint,
-        detach=True,
-        name=f"tsrv-test-{port}",
-        labels={TEST_LABEL: "server-image"},
-        init=True,  # reaps Ray's orphans and forwards `docker stop`'s SIGTERM
-        network_mode="host",
-        shm_size="1g",
-        group_add=[str(os.stat(socket_path).st_gid)],
-        environment={
-            "TOOLSERVER_PORT": str(port),
-            "TOOLSERVER_API_KEY": API_KEY,
-            "TOOLSERVER_POOL_SIZE": "1",
-            "TMPDIR": str(runtime),  # the sandboxes' directories: the same path on the host and inside
-        },
-        volumes={
-            socket_path: {"bind": "/var/run/docker.sock", "mode": "rw"},
-            str(data): {"bind": "/data", "mode": "rw"},
-            str(runtime): {"bind": str(runtime), "mode": "rw"},
-            **(volumes or {}),
-        },
-    )
+    container = None
     try:
+        container = client.containers.run(
+            image,
+            command,
+            entrypoint=entrypoint,
+            detach=True,
+            name=f"tsrv-test-{port}",
+            labels={TEST_LABEL: "server-image"},
+            init=True,  # reaps Ray's orphans and forwards `docker stop`'s SIGTERM
+            network_mode="host",
+            shm_size="1g",
+            group_add=[str(os.stat(socket_path).st_gid)],
+            environment={
+                "TOOLSERVER_PORT": str(port),
+                "TOOLSERVER_API_KEY": API_KEY,
+                "TOOLSERVER_POOL_SIZE": "1",
+                "TMPDIR": str(runtime),  # the sandboxes' directories: the same path on the host and inside
+            },
+            volumes={
+                socket_path: {"bind": "/var/run/docker.sock", "mode": "rw"},
+                str(data): {"bind": "/data", "mode": "rw"},
+                str(runtime): {"bind": str(runtime), "mode": "rw"},
+                **(volumes or {}),
+            },
+        )
         yield container, port, data
     finally:
-        instance = (data / "instance_id").read_text().strip() if (data / "instance_id").exists() else None
-        with contextlib.suppress(docker.errors.APIError):
-            container.stop(timeout=90)
+        instance_file = data / "instance_id"
+        instance = instance_file.read_text().strip() if instance_file.exists() else None
+        if container is not None:
+            with contextlib.suppress(docker.errors.APIError):
+                container.stop(timeout=90)
         if instance:
             label = {"label": [f"toolserver.instance={instance}"]}
             for leftover in client.containers.list(all=True, filters=label):
                 leftovers.append(leftover.name)
-                leftover.remove(force=True)
-        with contextlib.suppress(docker.errors.APIError):
-            container.remove(force=True)
+                with contextlib.suppress(docker.errors.NotFound):
+                    leftover.remove(force=True)
+        if container is not None:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)
 
