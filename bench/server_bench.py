@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from bench._stats import percentiles, print_table
+from toolserver.ingress import haproxy_binary, haproxy_env
 
 TARGET_OVERHEAD_MS = 3.0
 TARGET_RPS = 1000.0
@@ -698,24 +699,6 @@ def _stop_server(server: Any) -> None:
     server.proc = None
 
 
-def _haproxy_binary() -> str | None:
-    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
-
-
-def _haproxy_env(state_dir: Path) -> dict[str, str]:
-    """Ray Serve's high-throughput mode: HAProxy on the server's port, straight to the replicas' own ports."""
-    return {
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_BINARY_PATH": str(_haproxy_binary()),
-        # Ray's defaults live in /tmp/haproxy-serve, shared by every Ray on the machine: keep ours apart.
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state_dir / "haproxy.cfg"),
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state_dir / "admin.sock"),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state_dir),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state_dir / "server-state"),
-    }
-
-
 _interrupted: list[int] = []
 
 
@@ -754,7 +737,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown workloads {sorted(unknown)} or a count below 1")
     if any("=" not in kv for kv in args.env):
         parser.error("--env takes NAME=VALUE")
-    if args.haproxy and _haproxy_binary() is None:
+    if args.haproxy and haproxy_binary() is None:
         parser.error("--haproxy needs the haproxy binary (Debian: apt-get install haproxy)")
     return args
 
@@ -773,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     # HAProxy caps its admin socket path at 97 bytes and Ray nests it two levels down: a short directory.
     haproxy_dir = Path(tempfile.mkdtemp(prefix="tsh-")) if args.haproxy else None
     if haproxy_dir is not None:
-        env.update(_haproxy_env(haproxy_dir))
+        env.update(haproxy_env(haproxy_dir))
     env.update(kv.split("=", 1) for kv in args.env)
     server = ServerProcess(home, env=env)
     rows: list[Row] = []

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     port: int = 8000
     ray_address: str | None = Field(None, description="Ray cluster to join; the CLI also reads RAY_ADDRESS")
     replicas: int = 1
+    fast_ingress: bool = Field(False, description="HAProxy in front of the replicas (needs haproxy)")
     sandbox_image: str = DEFAULT_IMAGE
     pool_size: int = 2
     default_memory_mb: int = 1024

@@ -130,6 +130,11 @@ def start_server(settings: Settings) -> ServerHandle:
 
     settings.home.mkdir(parents=True, exist_ok=True)
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    if settings.fast_ingress and not address:
+        from toolserver.ingress import haproxy_env, haproxy_state_dir
+
+        # Read by the Ray processes this call starts, so it must be in place before ray.init.
+        os.environ.update(haproxy_env(haproxy_state_dir(settings.home)))
     if not ray.is_initialized():
         ray.init(
             address=address or None,
