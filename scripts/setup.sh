@@ -39,6 +39,10 @@ if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev
   say "installing docker-compose (validates deploy/compose.yaml)"
   apt_install docker-compose
 fi
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  say "installing HAProxy (for toolserver up --fast-ingress)"
+  apt_install haproxy
+fi
 if ! command -v debootstrap >/dev/null 2>&1; then
   say "installing debootstrap (offline base image for the sandbox)"
   apt_install debootstrap
