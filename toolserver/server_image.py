@@ -9,6 +9,7 @@ This project itself goes in as a wheel built on the host from a copy of the sour
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import hashlib
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+from docker.errors import APIError
 
 from sandbox.errors import ImageBuildError
 from sandbox.image import (
@@ -84,6 +86,8 @@ def build_server_image(
             context = Path(work) / "context"
             _assemble_context(context, source["Dockerfile"], requirements, wheelhouse, wheel)
             image_id = _docker_build(engine, context, tag, base, inputs_hash, progress)
+        if current["id"] and current["id"] != image_id:
+            _remove_replaced(engine, str(current["id"]))
         size = (_inspect(engine, image_id) or {}).get("Size", 0)
         progress(f"built {tag} ({image_id[:19]}, {size / 1e6:.0f} MB)")
         return image_id
@@ -193,3 +197,9 @@ def _assemble_context(
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
+
+
+def _remove_replaced(client: docker.DockerClient, image_id: str) -> None:
+    """Remove the image a rebuild replaced (a source change rebuilds often); kept while a container uses it."""
+    with contextlib.suppress(APIError):
+        client.api.remove_image(image_id, noprune=False)

@@ -146,7 +146,13 @@ def _server_container(
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def _wait_healthy(container: Any, port: int) -> dict[str, Any]:
+def _wait_healthy(container: Any, port: int, started_file: Path | None = None) -> dict[str, Any]:
+    """Wait for /healthz, and for `started_file` if given.
+
+    `toolserver up` writes server.json once start-up is complete. /healthz answers a little earlier, while
+    Ray's own SIGTERM handler is still the one installed: a `docker stop` then kills the server without
+    its cleanup (the next start reconciles), so the test waits for the file as well.
+    """
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         container.reload()
@@ -155,7 +161,8 @@ def _wait_healthy(container: Any, port: int) -> dict[str, Any]:
             pytest.fail(f"the server container exited ({container.status}):\n{logs}")
         try:
             response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3)
-            if response.status_code == 200 and response.json().get("nodes"):
+            started = started_file is None or started_file.exists()
+            if response.status_code == 200 and response.json().get("nodes") and started:
                 return dict(response.json())
         except httpx.HTTPError:
             pass
@@ -204,8 +211,8 @@ def test_image_is_configured_as_documented(client: docker.DockerClient, server_i
 
 def test_containerized_server_drives_the_host_engine(client: docker.DockerClient, server_image: str) -> None:
     leftovers: list[str] = []
-    with _server_container(client, server_image, leftovers=leftovers) as (container, port, _):
-        health = _wait_healthy(container, port)
+    with _server_container(client, server_image, leftovers=leftovers) as (container, port, data):
+        health = _wait_healthy(container, port, started_file=data / "server.json")
         assert health["ray_nodes"] == 1
         _echo_in_a_new_session(port)
     assert leftovers == [], "the server left sandboxes behind on `docker stop`"
