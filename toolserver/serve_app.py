@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,20 @@ def _instance_id(settings: Settings) -> str:
     return value
 
 
+def _vanished_nodes_on_engine(instance_id: str, alive: set[str]) -> set[str]:
+    """Node labels of this instance's containers on the local engine whose node is no longer alive."""
+    from sandbox import _labels
+    from sandbox.docker import DockerBackend
+
+    try:
+        containers = DockerBackend().client.containers.list(
+            all=True, filters=_labels.instance_filter(instance_id)
+        )
+    except Exception:  # no engine here: the node managers will say so
+        return set()
+    return {c.labels.get(_labels.NODE, "") for c in containers} - alive - {""}
+
+
 def _reattach_sessions(db: Database, settings: Settings, instance_id: str) -> dict[str, dict[str, list[str]]]:
     """Start every node's manager; re-attach live sessions; mark the ones that could not be found lost."""
     store = SessionStore(db)
@@ -97,8 +112,13 @@ def _reattach_sessions(db: Database, settings: Settings, instance_id: str) -> di
         if record.node_id not in alive_nodes:
             vanished.add(record.node_id)
         by_node[node][record.id] = record.ttl_s or settings.session_ttl_s
-    # A restarted single-node server gets a new Ray node id; its head adopts the old node's containers.
-    adopt = {head: vanished} if not settings.ray_address else {}
+    # A restarted single-node server gets a new Ray node id; its head adopts the old node's containers,
+    # pooled ones included (they belong to no session, so only the engine knows their node).
+    adopt = (
+        {head: vanished | _vanished_nodes_on_engine(instance_id, alive_nodes)}
+        if not settings.ray_address
+        else {}
+    )
     reports = start_node_actors(settings, instance_id, dict(by_node), adopt)
     attached = {sid: node for node, report in reports.items() for sid in report["attached"]}
     for record in live:
@@ -124,8 +144,12 @@ def mark_sessions_of_lost_nodes(settings: Settings) -> list[str]:
     return [record.id for record in lost]
 
 
-def start_server(settings: Settings) -> ServerHandle:
-    """Connect to (or start) Ray, reconcile sandboxes, and deploy the ingress on host:port."""
+def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = None) -> ServerHandle:
+    """Connect to (or start) Ray, reconcile sandboxes, and deploy the ingress on host:port.
+
+    `on_ray_ready` runs right after Ray is up (which replaces signal handlers), so a caller can put its
+    own back before the long part of start-up.
+    """
     from toolserver.auth import ensure_admin_key
 
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -143,6 +167,8 @@ def start_server(settings: Settings) -> ServerHandle:
             logging_level=logging.WARNING,
             log_to_driver=False,
         )
+    if on_ray_ready is not None:
+        on_ray_ready()
     db = Database(settings.database)
     try:
         admin_key, source = ensure_admin_key(KeyStore(db), settings.api_key, settings.admin_key_file)

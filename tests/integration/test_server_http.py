@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Header, Request
 
+from registry import Database, SessionStore
 from tests.integration.serverproc import ServerProcess, free_port
 from toolserver.client import ApiError, AsyncClient, Client
 
@@ -372,7 +373,7 @@ def test_cli_against_the_server(server, tmp_path):
     assert _cli(server, "sessions", "rm", sid, key=key).returncode == 0
 
 
-def test_restart_keeps_tools_keys_audit_and_live_sessions(server, tenants):
+def test_restart_keeps_tools_keys_audit_and_live_sessions(server, tenants, docker_engine):
     a = tenants["a"]
     sid = a.create_session()["id"]
     a.shell(sid, "cd /tmp && export KEPT=yes")
@@ -387,6 +388,22 @@ def test_restart_keeps_tools_keys_audit_and_live_sessions(server, tenants):
         assert state["output"].split() == ["yes", "/tmp"]
         assert again.python(sid, "kept")["result"] == "7"
         assert again.session(sid)["status"] == "running"
+        # Of the crashed server's node only re-attached live sessions remain (labels cannot change);
+        # its warm-pool containers are gone.
+        nodes = {n["node_id"] for n in again.health()["nodes"]}
+        instance = (server.home / "instance_id").read_text().strip()
+        containers = docker_engine.containers.list(
+            all=True, filters={"label": f"toolserver.instance={instance}"}
+        )
+        db = Database(f"sqlite:///{server.home / 'toolserver.db'}")
+        try:
+            live = {record.id for record in SessionStore(db).list_all_live()}
+        finally:
+            db.close()
+        from_dead_node = [
+            c.labels["toolserver.session"] for c in containers if c.labels["toolserver.node"] not in nodes
+        ]
+        assert sid in from_dead_node and set(from_dead_node) <= live, (from_dead_node, live)
 
 
 def test_clean_stop_removes_every_sandbox(server, docker_engine):

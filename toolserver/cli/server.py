@@ -98,21 +98,23 @@ def _up(args: argparse.Namespace) -> int:
     def on_signal(*_: object) -> None:
         stop.set()
 
-    # Installed before start-up so an early Ctrl-C still cleans up, and again after, because
-    # starting Ray installs handlers of its own.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    def install_handlers() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+
+    # Installed before start-up so an early Ctrl-C still cleans up, and again as soon as Ray is up,
+    # because starting Ray installs handlers of its own.
+    install_handlers()
     if not args.no_image_build:
         _ensure_image(settings.sandbox_image)
     print(f"starting toolserver (state in {settings.home}) ...", flush=True)
     started = time.monotonic()
     try:
-        handle = start_server(settings)
+        handle = start_server(settings, on_ray_ready=install_handlers)
     except BaseException:
         stop_server(settings=settings)
         raise
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    install_handlers()
     summary = node_reports_summary(handle.reconcile)
     state = {"url": handle.url, "pid": os.getpid(), "instance_id": handle.instance_id}
     (settings.home / "server.json").write_text(json.dumps(state) + "\n")
