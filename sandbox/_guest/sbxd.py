@@ -117,7 +117,7 @@ def number(header: dict, name: str, default: float, maximum: float, kind: type =
 
 
 def session_members(sid: int) -> list[int]:
-    """Pids whose session is `sid` (Linux /proc)."""
+    """Pids of living (not zombie) processes whose session is `sid` (Linux /proc)."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -127,18 +127,26 @@ def session_members(sid: int) -> list[int]:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[3]) == sid:
+        if int(fields[3]) == sid and fields[0] != b"Z":
             pids.append(int(name))
     return pids
 
 
-def kill_session(sid: int) -> None:
-    """SIGKILL a whole session, background jobs in their own groups included."""
-    for pid in session_members(sid):  # by session, not by pid: a reaped leader's pid may be reused
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+def kill_session(sid: int, timeout: float = 2.0) -> None:
+    """SIGKILL a whole session, background jobs in their own groups included, and wait until it is gone.
+
+    A SIGKILLed process lives on until the kernel schedules its death; waiting makes "closed" mean "no job left".
+    """
+    deadline = time.monotonic() + timeout
+    while members := session_members(sid):  # by session, not by pid: a reaped leader's pid may be reused
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.005)
 
 
 def _scratch_dir() -> str:
@@ -707,9 +715,25 @@ class Daemon:
         return server
 
     def serve_forever(self, server: socket.socket) -> None:
-        while True:
-            conn, _ = server.accept()
-            threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+        """Accept connections until a signal handler raises; call from the main thread.
+
+        A process-directed signal may land on any thread, and then a main thread blocked in accept() would never
+        run the handler; the wakeup pipe makes every signal wake the main thread's select.
+        """
+        wake_r, wake_w = os.pipe()
+        for fd in (wake_r, wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_w)
+        with selectors.DefaultSelector() as selector:
+            selector.register(server, selectors.EVENT_READ)
+            selector.register(wake_r, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is server:
+                        conn, _ = server.accept()
+                        threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+                    else:
+                        os.read(wake_r, 512)
 
     def shutdown(self) -> None:
         self.kernel.stop()
