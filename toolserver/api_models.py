@@ -61,6 +61,7 @@ class ToolCreate(_Body):
     body: list[str] | Literal["all"] | None = None
     timeout_s: float | None = Field(None, gt=0, le=600)
     max_response_bytes: int | None = Field(None, gt=0)
+    follow_redirects: bool | None = None
     import_path: str | None = None
     num_replicas: int | None = Field(None, ge=1, le=64)
     ray_actor_options: dict[str, Any] | None = None

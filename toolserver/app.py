@@ -81,16 +81,18 @@ def build_services(
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),
-        "http": HttpToolRunner(),
-        "mcp": McpToolRunner(),
+        "http": HttpToolRunner(policy=settings.egress_policy()),
+        "mcp": McpToolRunner(policy=settings.egress_policy()),
         **(extra_runners or {}),
     }
     humans = HumanRequestStore(db)
     tool_service = ToolService(ToolStore(db), secrets, audit, session_service, runners, humans)
     memory_service = MemoryService(SqlMemoryStore(db))
     if scheduler is None:
-        scheduler = RunScheduler(db, tool_service, memory_service)
-    agent_service = AgentService(AgentStore(db), RunStore(db), humans, session_service, scheduler)
+        scheduler = RunScheduler(db, tool_service, memory_service, settings.llm_policy())
+    agent_service = AgentService(
+        AgentStore(db), RunStore(db), humans, session_service, scheduler, settings.llm_policy()
+    )
     return Services(
         settings=settings,
         db=db,

@@ -148,6 +148,10 @@ class Endpoints:
         return Call("PUT", f"/v1/secrets/{name}", json={"value": value})
 
     @staticmethod
+    def secrets() -> Call:
+        return Call("GET", "/v1/secrets")
+
+    @staticmethod
     def audit(limit: int = 100) -> Call:
         return Call("GET", "/v1/audit", params={"limit": limit})
 
@@ -158,6 +162,10 @@ class Endpoints:
     @staticmethod
     def agents() -> Call:
         return Call("GET", "/v1/agents")
+
+    @staticmethod
+    def agent(name: str) -> Call:
+        return Call("GET", f"/v1/agents/{name}")
 
     @staticmethod
     def start_run(agent: str, task: str, session_id: str | None = None) -> Call:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.base import Limits
 from sandbox.config import DEFAULT_IMAGE, SandboxConfig
+from toolserver.egress import EgressPolicy
+
+if TYPE_CHECKING:
+    from toolserver.runs.llm import LLMPolicy
 
 __all__ = ["Settings"]
 
@@ -47,6 +52,27 @@ class Settings(BaseSettings):
     max_file_mb: int = 64
     max_body_mb: int = 80
     max_code_kb: int = 1024
+    egress_allow: str = Field(
+        "", description="where http/mcp tools and agents' LLM endpoints may connect besides public addresses"
+    )
+    llm_key_envs: str = Field(
+        "", description="server environment variables agents may name as llm.api_key_env"
+    )
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_entries(cls, value: str) -> str:
+        EgressPolicy.parse(value)  # a bad entry stops the server at start, with its name
+        return value
+
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy.parse(self.egress_allow)
+
+    def llm_policy(self) -> LLMPolicy:
+        from toolserver.runs.llm import LLMPolicy  # the agent core is not needed to read settings
+
+        envs = frozenset(name.strip() for name in self.llm_key_envs.split(",") if name.strip())
+        return LLMPolicy(self.egress_policy(), envs)
 
     @property
     def database(self) -> str:

@@ -14,8 +14,9 @@ Streamable HTTP bridge guarded by a random bearer token, and imports the bridge'
 while the bridge runs and the server can reach it (on one machine: always; on a cluster: give the bridge an
 address the Ray nodes can reach), and the CLI removes them when it stops.
 
-Outgoing requests go to a URL the caller chose, as `http` tools do; the import lists the remote tools from the
-server itself, so an unreachable URL fails at import time, not at the first call.
+Outgoing requests go to a URL the caller chose, as `http` tools do, under the same egress policy
+(`toolserver.egress`: public addresses unless the operator allows more); the import lists the remote tools from
+the server itself, so an unreachable or refused URL fails at import time, not at the first call.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolserver.errors import UserError, ValidationFailed
+from toolserver.egress import EgressDenied, EgressPolicy, pin_request
+from toolserver.errors import ToolServerError, UserError, ValidationFailed
 from toolserver.mcp_server import HOPS_HEADER, current_hops
 from toolserver.routes.deps import caller, services
 from toolserver.service.builtin import BUILTIN_TOOLS
@@ -76,8 +78,39 @@ _MAX_ERROR = 2000
 HttpClientFactory = Callable[[Mapping[str, str], float], httpx2.AsyncClient]
 
 
-def _default_http_client(headers: Mapping[str, str], timeout_s: float) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(headers=dict(headers), timeout=httpx2.Timeout(timeout_s))
+class GuardedTransport2(httpx2.AsyncBaseTransport):
+    """The MCP SDK's httpx2 twin of `toolserver.egress.GuardedTransport`: only where the policy allows."""
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self.policy = policy
+        self._inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        address, extensions = await pin_request(self.policy, request.url, request.extensions)
+        if address is None:
+            return await self._inner.handle_async_request(request)
+        url = request.url.copy_with(host=address)
+        pinned = httpx2.Request(
+            request.method, url, headers=request.headers, stream=request.stream, extensions=extensions
+        )
+        return await self._inner.handle_async_request(pinned)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def guarded_http_client(policy: EgressPolicy) -> HttpClientFactory:
+    """A factory of httpx2 clients that connect only where `policy` allows (environment proxies ignored)."""
+
+    def make(headers: Mapping[str, str], timeout_s: float) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            headers=dict(headers),
+            timeout=httpx2.Timeout(timeout_s),
+            transport=GuardedTransport2(policy),
+            trust_env=False,
+        )
+
+    return make
 
 
 @dataclass(frozen=True)
@@ -126,10 +159,16 @@ class McpToolConfig:
 
 
 class McpToolRunner(ToolRunner):
-    """Calls `mcp` tools on their remote MCP server; `http_client` makes each call's httpx2 client."""
+    """Calls `mcp` tools on their remote MCP server; `http_client` makes each call's httpx2 client.
 
-    def __init__(self, http_client: HttpClientFactory = _default_http_client) -> None:
-        self._http_client = http_client
+    The default factory connects only where `policy` allows (default: public addresses).
+    """
+
+    def __init__(
+        self, http_client: HttpClientFactory | None = None, *, policy: EgressPolicy | None = None
+    ) -> None:
+        self.policy = policy or EgressPolicy()
+        self._http_client = http_client or guarded_http_client(self.policy)
 
     async def run(self, tool: ToolSpec, arguments: dict[str, Any], context: CallContext) -> Any:
         config = McpToolConfig.from_dict(tool.config)
@@ -202,10 +241,12 @@ def _tool_error(result: types.CallToolResult) -> ToolCallFailed:
     return ToolCallFailed(text[:_MAX_ERROR], error_type="mcp_tool_error")
 
 
-def _failure(what: str, exc: BaseException) -> ToolCallFailed:
+def _failure(what: str, exc: BaseException) -> ToolServerError:
     """One clear error from whatever the SDK raised (often nested in exception groups)."""
     while isinstance(getattr(exc, "exceptions", None), (list, tuple)) and exc.exceptions:  # type: ignore[attr-defined]
         exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    if isinstance(exc, EgressDenied):
+        return exc
     if isinstance(exc, MCPError):
         return ToolCallFailed(f"{what}: {exc.message}", error_type="mcp_error", code=exc.code)
     if isinstance(exc, httpx2.HTTPError):

@@ -39,7 +39,8 @@ class OpenAICompatibleClient(LLMClient):
     """Chat completions with tools; `stream=True` reads SSE and assembles the same `AssistantTurn`.
 
     `base_url` and `api_key` fall back to `OPENAI_BASE_URL` and `OPENAI_API_KEY`, `model` to
-    `OPENAI_MODEL`. `extra_body` is merged into every request (e.g. `temperature`).
+    `OPENAI_MODEL` (an empty `api_key` sends none). `extra_body` is merged into every request (e.g.
+    `temperature`); `transport` replaces httpx's own (e.g. to restrict where it connects).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class OpenAICompatibleClient(LLMClient):
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         max_retry_after_s: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL).rstrip("/")
         resolved_model = model or os.environ.get("OPENAI_MODEL")
@@ -69,6 +71,7 @@ class OpenAICompatibleClient(LLMClient):
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
+        self._transport = transport
         self._http: httpx.AsyncClient | None = None
 
     @property
@@ -89,7 +92,12 @@ class OpenAICompatibleClient(LLMClient):
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            self._http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout_s))
+            self._http = httpx.AsyncClient(
+                headers=headers,
+                timeout=httpx.Timeout(self.timeout_s),
+                transport=self._transport,
+                trust_env=self._transport is None,  # environment proxies would bypass a given transport
+            )
         return self._http
 
     def _payload(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:

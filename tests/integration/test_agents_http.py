@@ -8,19 +8,27 @@ import sys
 import threading
 import time
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
 from tests.integration.serverproc import ServerProcess, free_port
-from toolserver.client import Client
+from toolserver.client import ApiError, Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, sandbox_image):
-    proc = ServerProcess(tmp_path_factory.mktemp("tshome-agents"), env={"TOOLSERVER_POOL_SIZE": "1"})
+def llm_port():
+    """The fake LLM's port: the one loopback port the server may reach (its default egress refuses loopback)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sandbox_image, llm_port):
+    env = {"TOOLSERVER_POOL_SIZE": "1", "TOOLSERVER_EGRESS_ALLOW": f"127.0.0.1:{llm_port}"}
+    proc = ServerProcess(tmp_path_factory.mktemp("tshome-agents"), env=env)
     proc.start()
     yield proc
     proc.stop()
@@ -33,7 +41,7 @@ def client(server):
 
 
 @pytest.fixture(scope="module")
-def fake_llm():
+def fake_llm(llm_port):
     """An OpenAI-compatible chat-completions server on loopback: one tool call, then an answer."""
     app = FastAPI()
     seen: list[dict] = []
@@ -41,7 +49,7 @@ def fake_llm():
     @app.post("/v1/chat/completions")
     async def complete(request: Request) -> dict:
         body = await request.json()
-        seen.append(body)
+        seen.append({**body, "authorization": request.headers.get("authorization")})
         tool_results = [m for m in body["messages"] if m["role"] == "tool"]
         if not tool_results:
             message = {
@@ -70,7 +78,7 @@ def fake_llm():
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         }
 
-    port = free_port()
+    port = llm_port
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -106,6 +114,68 @@ def test_a_run_against_a_real_openai_compatible_server(client, fake_llm):
     model_steps = [s for s in run["steps"] if s["kind"] == "model"]
     assert model_steps[0]["usage"] == {"prompt_tokens": 11, "completion_tokens": 7}
     assert client.agents()["agents"][0]["llm"]["api_key"] == "***"
+
+
+def test_llm_key_from_a_secret_and_endpoints_under_the_egress_policy(server, client, fake_llm):
+    base_url, seen = fake_llm
+    client.put_secret("llm-key", "sk-from-secret")
+    llm = {"provider": "openai", "base_url": base_url, "model": "keyed", "api_key_secret": "llm-key"}
+    client.define_agent(name="keyed", tools=["python"], llm=llm)
+    session = client.create_session()["id"]
+    run = _wait(client, client.start_run("keyed", "compute", session)["id"], "succeeded")
+    assert "42" in run["result"]
+    assert {s["authorization"] for s in seen if s["model"] == "keyed"} == {"Bearer sk-from-secret"}
+
+    # The server's own environment is not a tenant's key store, unless the operator shares a variable.
+    with pytest.raises(ApiError) as refused:
+        client.define_agent(
+            name="thief", llm={**llm, "api_key_secret": None, "api_key_env": "TOOLSERVER_API_KEY"}
+        )
+    assert refused.value.status_code == 422 and refused.value.details["field"] == "llm.api_key_env"
+    with pytest.raises(ApiError) as metadata:
+        client.define_agent(name="meta", llm={**llm, "base_url": "http://169.254.169.254/v1"})
+    assert metadata.value.status_code == 422 and metadata.value.details["field"] == "llm.base_url"
+
+    with pytest.raises(ApiError) as inward:
+        client.define_agent(name="inward", llm={**llm, "base_url": server.url + "/v1"})
+    assert inward.value.status_code == 422 and "TOOLSERVER_EGRESS_ALLOW" in str(inward.value)
+    # A name is checked when the run connects: loopback beyond the one allowed port fails the run, with the reason.
+    port = httpx.URL(server.url).port
+    client.define_agent(name="inward", llm={**llm, "base_url": f"http://localhost:{port}/v1"})
+    failed = _wait(client, client.start_run("inward", "compute", session)["id"], "failed")
+    assert "TOOLSERVER_EGRESS_ALLOW" in failed["error"]
+    client.define_agent(name="nokey", llm={**llm, "api_key_secret": "never-set"})
+    missing = _wait(client, client.start_run("nokey", "compute", session)["id"], "failed")
+    assert "never-set" in missing["error"]
+    client.delete_session(session)
+
+
+def test_cli_stores_the_key_from_the_callers_environment_as_a_secret(server, client):
+    env = {
+        **os.environ,
+        "TOOLSERVER_URL": server.url,
+        "TOOLSERVER_API_KEY": server.admin_key,
+        "MY_LLM_KEY": "sk-from-cli",
+    }
+    argv = ["agent", "create", "--name", "clikey", "--base-url", "https://llm.example/v1", "--model", "m"]
+    done = subprocess.run(
+        [sys.executable, "-m", "toolserver.cli", *argv, "--api-key-env", "MY_LLM_KEY"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MY_LLM_KEY" in client.secrets()["secrets"]
+    assert client.agent("clikey")["llm"]["api_key_secret"] == "MY_LLM_KEY"
+    unset = subprocess.run(
+        [sys.executable, "-m", "toolserver.cli", *argv, "--api-key-env", "NOT_SET_ANYWHERE"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unset.returncode != 0 and "NOT_SET_ANYWHERE is not set here" in unset.stderr
 
 
 def test_waiting_run_survives_a_crash_and_resumes_on_answer(server, client):

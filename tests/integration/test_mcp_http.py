@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.serverproc import ServerProcess
+from tests.integration.serverproc import ServerProcess, free_port
 from toolserver.client import Client
 
 httpx2 = pytest.importorskip("httpx2")
@@ -42,8 +42,15 @@ def where(x: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, sandbox_image):
-    proc = ServerProcess(tmp_path_factory.mktemp("tshome"), env={"TOOLSERVER_POOL_SIZE": "1"})
+def bridge_port():
+    """The stdio bridge's port: the one loopback port the server may reach (its default egress refuses loopback)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sandbox_image, bridge_port):
+    env = {"TOOLSERVER_POOL_SIZE": "1", "TOOLSERVER_EGRESS_ALLOW": f"127.0.0.1:{bridge_port}"}
+    proc = ServerProcess(tmp_path_factory.mktemp("tshome"), env=env)
     proc.start()
     yield proc
     proc.stop()
@@ -115,6 +122,21 @@ def test_mcp_without_a_valid_key_is_401(server):
     assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "unauthorized"
 
 
+def test_importing_from_the_servers_own_loopback_is_refused(server, keys):
+    """The server's own /mcp on loopback is not the allowed bridge port: refused before any request is made."""
+    headers = {"Authorization": f"Bearer {keys['a']}"}
+    body = {
+        "url": server.url + "/mcp",
+        "headers": {"Authorization": f"Bearer {keys['a']}"},
+        "prefix": "self_",
+    }
+    answer = httpx.post(server.url + "/v1/tools/import/mcp", json=body, headers=headers, timeout=60)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"]["type"] == "egress_denied"
+    tools = httpx.get(server.url + "/v1/tools", headers=headers, timeout=30).json()["tools"]
+    assert not [t for t in tools if t["name"].startswith("self_")]
+
+
 def _first_line(proc: subprocess.Popen[str], timeout_s: float) -> str:
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
@@ -123,7 +145,9 @@ def _first_line(proc: subprocess.Popen[str], timeout_s: float) -> str:
     return proc.stdout.readline()
 
 
-async def test_import_of_a_stdio_server_makes_its_tools_callable_here(server, keys, rest, tmp_path):
+async def test_import_of_a_stdio_server_makes_its_tools_callable_here(
+    server, keys, rest, tmp_path, bridge_port
+):
     env = {
         **os.environ,
         "TOOLSERVER_URL": server.url,
@@ -142,6 +166,8 @@ async def test_import_of_a_stdio_server_makes_its_tools_callable_here(server, ke
             command,
             "--prefix",
             "ext_",
+            "--bridge-port",
+            str(bridge_port),
         ],
         env=env,
         stdout=subprocess.PIPE,

@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header, Request, Response
 
 from registry import Database, SessionStore
 from tests.integration.serverproc import ServerProcess, free_port
@@ -27,9 +27,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, sandbox_image):
+def server(tmp_path_factory, sandbox_image, upstream):
     home = tmp_path_factory.mktemp("tshome")
-    proc = ServerProcess(home, env={"TOOLSERVER_POOL_SIZE": "1", "TOOLSERVER_MAX_FILE_MB": "2"})
+    # Loopback is closed to tools by default; the test upstream's one port is opened, nothing else.
+    env = {
+        "TOOLSERVER_POOL_SIZE": "1",
+        "TOOLSERVER_MAX_FILE_MB": "2",
+        "TOOLSERVER_EGRESS_ALLOW": httpx.URL(upstream).netloc.decode(),
+    }
+    proc = ServerProcess(home, env=env)
     proc.start()
     yield proc
     proc.stop()
@@ -66,6 +72,10 @@ def upstream():
     @app.get("/fail")
     async def fail() -> dict:
         raise ValueError("upstream broke")
+
+    @app.get("/redirect")
+    async def redirect(to: str) -> Response:
+        return Response(status_code=307, headers={"Location": to})
 
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
@@ -269,6 +279,30 @@ def test_http_tool_and_openapi_import(tenants, upstream):
     assert echoed["ok"] is True and echoed["result"]["body"] == {"received": {"word": "hi"}}
     failed = a.call_tool("alwaysFails", {})
     assert failed["ok"] is False and failed["error"]["status_code"] == 500
+
+
+def test_tools_cannot_reach_the_servers_own_network(server, tenants, upstream):
+    """An http tool aimed at the server's own API (or redirected there) is refused before any byte is sent."""
+    a = tenants["a"]
+    own = server.url + "/v1/keys"
+    for name, url in (("own_api", own), ("metadata", "http://169.254.169.254/latest/meta-data/")):
+        with pytest.raises(ApiError) as refused:  # a literal address is refused at registration
+            a.register_tool(name=name, kind="http", url=url)
+        assert refused.value.status_code == 422 and refused.value.details["field"] == "url", name
+        assert "TOOLSERVER_EGRESS_ALLOW" in str(refused.value)
+    by_name = f"http://localhost:{httpx.URL(server.url).port}/v1/keys"  # a name is checked at each call
+    a.register_tool(name="own_by_name", kind="http", url=by_name, method="GET")
+    a.register_tool(name="via_redirect", kind="http", url=upstream + "/redirect", follow_redirects=True)
+    for name, arguments in (("own_by_name", {}), ("via_redirect", {"to": own})):
+        with pytest.raises(ApiError) as denied:
+            a.call_tool(name, arguments)
+        assert denied.value.status_code == 403, name
+        assert denied.value.error_type == "egress_denied", name
+        assert "TOOLSERVER_EGRESS_ALLOW" in str(denied.value)
+    # The allowed upstream still answers through the same redirect tool.
+    followed = a.call_tool("via_redirect", {"to": upstream + "/weather/Oslo"})
+    assert followed["ok"] is True and followed["result"]["body"]["city"] == "Oslo"
+    assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
 
 
 def test_deployment_tool_is_its_own_serve_application(admin, tenants):

@@ -146,7 +146,7 @@ async def test_search_ranks_by_name_and_description(server):
         json={
             "name": "weather",
             "kind": "http",
-            "url": "http://127.0.0.1:9/w",
+            "url": "https://weather.example/w",
             "description": "Current weather for a city",
         },
     )
@@ -180,3 +180,27 @@ async def test_error_body_shape_never_has_a_stack_trace(server):
     assert response.status_code == 404
     assert set(body) == {"error"} and {"type", "message"} <= set(body["error"])
     assert "Traceback" not in json.dumps(body)
+
+
+async def test_http_tool_configs_are_checked_at_registration(server):
+    ok = await server["a"].post(
+        "/v1/tools",
+        json={
+            "name": "post_all",
+            "kind": "http",
+            "url": "https://api.example/x",
+            "method": "POST",
+            "body": "all",
+        },
+    )
+    assert ok.status_code == 201, ok.text
+    bad_method = await server["a"].post(
+        "/v1/tools", json={"name": "fetch", "kind": "http", "url": "https://api.example/x", "method": "FETCH"}
+    )
+    assert bad_method.status_code == 422 and bad_method.json()["error"]["field"] == "config.method"
+    inward = await server["a"].post(
+        "/v1/tools", json={"name": "inward", "kind": "http", "url": "http://10.0.0.1/admin"}
+    )
+    assert inward.status_code == 422 and inward.json()["error"]["field"] == "url"
+    names = {t["name"] for t in (await server["a"].get("/v1/tools")).json()["tools"]}
+    assert "post_all" in names and not {"fetch", "inward"} & names

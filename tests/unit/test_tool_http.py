@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from toolserver.egress import EgressPolicy
 from toolserver.errors import ValidationFailed
 from toolserver.tools import (
     CallContext,
@@ -122,11 +123,12 @@ def base_url() -> Iterator[str]:
 
 @pytest.fixture
 async def runner() -> AsyncIterator[HttpToolRunner]:
-    runner = HttpToolRunner()
+    runner = HttpToolRunner(policy=LOOPBACK)
     yield runner
     await runner.aclose()
 
 
+LOOPBACK = EgressPolicy.parse("127.0.0.1")  # the test server's address; the default policy refuses it
 CONTEXT = CallContext(namespace="team-a", secrets={"WEATHER_KEY": "s3cret"})
 
 

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from toolserver.egress import EgressPolicy
 from toolserver.errors import ValidationFailed
 from toolserver.tools import (
     CallContext,
@@ -417,7 +418,7 @@ def base_url() -> Iterator[str]:
 
 async def test_imported_tools_call_the_api(base_url: str) -> None:
     tools = by_name(tools_from_openapi(petstore(), base_url=base_url + "/api"))
-    runner = HttpToolRunner()
+    runner = HttpToolRunner(policy=EgressPolicy.parse("127.0.0.1"))
     context = CallContext(namespace="team-a")
     try:
         listed = await runner.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -25,9 +26,25 @@ def add_commands(commands: Any) -> None:
     )
     create.add_argument("--model", required=True, help="model name on the server")
     create.add_argument(
-        "--base-url", required=True, help="e.g. http://127.0.0.1:11434/v1 (Ollama) or a vLLM URL"
+        "--base-url",
+        required=True,
+        help="e.g. https://api.openai.com/v1, or a local Ollama/vLLM URL such as http://127.0.0.1:11434/v1 "
+        "(the server reaches only public addresses unless TOOLSERVER_EGRESS_ALLOW lists it, e.g. 127.0.0.1:11434)",
     )
-    create.add_argument("--api-key-env", help="environment variable of the *server* holding the API key")
+    key = create.add_mutually_exclusive_group()
+    key.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="environment variable on this machine holding the API key; stored as your secret NAME",
+    )
+    key.add_argument(
+        "--api-key-secret", metavar="NAME", help="your secret (PUT /v1/secrets/NAME) holding the key"
+    )
+    key.add_argument(
+        "--server-key-env",
+        metavar="NAME",
+        help="environment variable of the server holding the key (the operator lists it in TOOLSERVER_LLM_KEY_ENVS)",
+    )
     create.add_argument(
         "--strategy", choices=["function_calling", "plan_execute", "reflection"], default="function_calling"
     )
@@ -71,8 +88,17 @@ def _print(value: Any) -> None:
 
 def _create(args: argparse.Namespace) -> None:
     llm = {"provider": "openai", "base_url": args.base_url, "model": args.model}
+    client = Client()
     if args.api_key_env:
-        llm["api_key_env"] = args.api_key_env
+        value = os.environ.get(args.api_key_env)
+        if not value:
+            raise SystemExit(f"error: the environment variable {args.api_key_env} is not set here")
+        client.put_secret(args.api_key_env, value)
+        llm["api_key_secret"] = args.api_key_env
+    elif args.api_key_secret:
+        llm["api_key_secret"] = args.api_key_secret
+    elif args.server_key_env:
+        llm["api_key_env"] = args.server_key_env
     body = {
         "name": args.name,
         "system_prompt": args.system_prompt,
@@ -83,7 +109,7 @@ def _create(args: argparse.Namespace) -> None:
     }
     if args.memory_scope:
         body["memory_scope"] = args.memory_scope
-    _print(Client().define_agent(**body))
+    _print(client.define_agent(**body))
 
 
 def _describe(step: dict[str, Any]) -> str:

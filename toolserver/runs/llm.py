@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent_core.llm import AssistantTurn, LLMClient, OpenAICompatibleClient, ScriptedModel, calls, reply
+from toolserver.egress import EgressPolicy, GuardedTransport
 from toolserver.errors import ValidationFailed
 
-__all__ = ["build_llm", "scripted_turn"]
+__all__ = ["LLMPolicy", "build_llm", "scripted_turn"]
 
 
 def scripted_turn(item: Any) -> AssistantTurn:
@@ -37,8 +39,26 @@ def _scripted(replies: list[Any]) -> LLMClient:
     return ScriptedModel.from_function(next_turn)
 
 
-def build_llm(config: dict[str, Any]) -> LLMClient:
-    """`{"provider": "openai", "base_url", "model", "api_key_env"?, ...}` or `{"provider": "scripted", "replies"}`."""
+@dataclass(frozen=True)
+class LLMPolicy:
+    """What the server lets an agent's `llm` config reach: endpoints under `egress`, and the server's own
+    environment variables named in `key_envs` (`TOOLSERVER_LLM_KEY_ENVS`) as keys; none by default, since a
+    tenant chooses the base_url the key is sent to."""
+
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    key_envs: frozenset[str] = frozenset()
+
+
+def build_llm(
+    config: dict[str, Any], policy: LLMPolicy | None = None, *, secret: str | None = None
+) -> LLMClient:
+    """`{"provider": "openai", "base_url", "model", "api_key" | "api_key_secret" | "api_key_env", ...}` or
+    `{"provider": "scripted", "replies"}`.
+
+    `secret` is the value of the namespace secret named by `api_key_secret` (the caller resolves it; without it
+    the config is only checked).
+    """
+    policy = policy or LLMPolicy()
     provider = config.get("provider", "openai")
     if provider == "scripted":
         replies = config.get("replies")
@@ -49,15 +69,30 @@ def build_llm(config: dict[str, Any]) -> LLMClient:
         raise ValidationFailed(
             "llm.provider must be 'openai' (any compatible server) or 'scripted'", field="llm.provider"
         )
-    api_key = config.get("api_key")
-    if api_key is None and config.get("api_key_env"):
-        api_key = os.environ.get(str(config["api_key_env"]))
+    given = [key for key in ("api_key", "api_key_secret", "api_key_env") if config.get(key)]
+    if len(given) > 1:
+        raise ValidationFailed(f"give one of {', '.join(given)}, not several", field=f"llm.{given[1]}")
+    api_key = str(config.get("api_key") or secret or "")
+    env = config.get("api_key_env")
+    if env:
+        if str(env) not in policy.key_envs:
+            raise ValidationFailed(
+                f"the server does not share its environment variable {env!r} as an LLM key; store your key as a "
+                "secret (PUT /v1/secrets/NAME) and name it in llm.api_key_secret (the CLI's --api-key-env does "
+                "that from your own environment), or an operator lists it in TOOLSERVER_LLM_KEY_ENVS",
+                field="llm.api_key_env",
+            )
+        api_key = os.environ.get(str(env), "")
+    base_url = config.get("base_url")
+    if base_url is not None:
+        policy.egress.check_url(str(base_url), field="llm.base_url")
     return OpenAICompatibleClient(
-        base_url=config.get("base_url"),
+        base_url=base_url,
         model=config.get("model"),
-        api_key=api_key,
+        api_key=api_key,  # never the server's OPENAI_API_KEY by fallback
         timeout_s=float(config.get("timeout_s", 60)),
         max_retries=int(config.get("max_retries", 4)),
         stream=bool(config.get("stream", False)),
         extra_body=config.get("extra_body"),
+        transport=GuardedTransport(policy.egress),
     )

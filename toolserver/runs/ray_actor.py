@@ -29,7 +29,7 @@ class RunSchedulerActor:
         services = build_services(
             self.settings, db, RayNodes(), {"deployment": DeploymentToolRunner()}, scheduler=_Unused()
         )
-        self.scheduler = RunScheduler(db, services.tools, services.memory)
+        self.scheduler = RunScheduler(db, services.tools, services.memory, self.settings.llm_policy())
 
     async def call(self, method: str, *args: Any) -> Any:
         return await getattr(self.scheduler, method)(*args)

@@ -21,9 +21,10 @@ from registry import AgentStore, Database, HumanRequestStore, RunStore
 from registry.models import HumanRequest, RunRecord
 from toolserver.errors import NotFound, ToolServerError
 from toolserver.runs.executor import ServerToolExecutor
-from toolserver.runs.llm import build_llm
+from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.service.principal import Principal
 from toolserver.service.tools import ToolService
+from toolserver.tools.base import MissingSecret
 
 __all__ = ["RunScheduler", "human_view", "run_view"]
 
@@ -70,8 +71,11 @@ def human_view(record: HumanRequest) -> dict[str, Any]:
 class RunScheduler:
     """Starts, resumes and watches runs; one per server (a named Ray actor, or in-process in tests)."""
 
-    def __init__(self, db: Database, tools: ToolService, memory: Any | None = None) -> None:
+    def __init__(
+        self, db: Database, tools: ToolService, memory: Any | None = None, llm_policy: LLMPolicy | None = None
+    ) -> None:
         self.db = db
+        self.llm_policy = llm_policy or LLMPolicy()
         self.agents = AgentStore(db)
         self.runs = RunStore(db)
         self.humans = HumanRequestStore(db)
@@ -229,7 +233,7 @@ class RunScheduler:
             options["memory"] = _Critiques(self.memory, namespace, memory_scope)
         strategy = build_strategy(
             name,
-            build_llm(config.get("llm", {})),
+            await self._llm(namespace, config.get("llm", {})),
             executor,
             system_prompt=system_prompt,
             max_steps=int(config.get("max_steps", 20)),
@@ -239,6 +243,20 @@ class RunScheduler:
         if run.state is None:
             return await strategy.start(run.task)
         return await strategy.resume(RunState.from_dict(run.state), answer, request_id=request_id)
+
+    async def _llm(self, namespace: str, config: dict[str, Any]) -> Any:
+        """The run's LLM client; a key named by `api_key_secret` comes from the namespace's secrets."""
+        secret = None
+        name = config.get("api_key_secret")
+        if name:
+            try:
+                secret = await asyncio.to_thread(self.tools.secrets.get, namespace, str(name))
+            except NotFound:
+                raise MissingSecret(
+                    f"the agent's llm.api_key_secret names {name!r}, which is not set for this namespace",
+                    secret=str(name),
+                ) from None
+        return build_llm(config, self.llm_policy, secret=secret)
 
     async def _memories_for(self, namespace: str, scope: str, task: str) -> str:
         try:

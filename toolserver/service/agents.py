@@ -9,7 +9,7 @@ from typing import Any
 from registry import AgentStore, HumanRequestStore, RunStore
 from toolserver.api_models import AgentCreate, RunCreate
 from toolserver.errors import Conflict
-from toolserver.runs.llm import build_llm
+from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.runs.scheduler import human_view, run_view
 from toolserver.service.principal import Principal
 from toolserver.service.sessions import SessionService
@@ -29,16 +29,18 @@ class AgentService:
         humans: HumanRequestStore,
         sessions: SessionService,
         scheduler: Any,
+        llm_policy: LLMPolicy | None = None,
     ) -> None:
         self.agents = agents
         self.runs = runs
         self.humans = humans
         self.sessions = sessions
         self.scheduler = scheduler
+        self.llm_policy = llm_policy or LLMPolicy()
 
     async def define(self, principal: Principal, body: AgentCreate) -> dict[str, Any]:
         config = body.model_dump(exclude={"name"})
-        build_llm(config["llm"])  # refuse a broken llm config now, not at the first run
+        build_llm(config["llm"], self.llm_policy)  # refuse a broken llm config now, not at the first run
         try:
             record = await asyncio.to_thread(self.agents.create, principal.namespace, body.name, config)
         except Conflict:

@@ -21,6 +21,7 @@ from toolserver.service.session_sandbox import SessionSandbox
 from toolserver.service.sessions import SessionService
 from toolserver.tools.base import CallContext, ToolCallFailed, ToolRunner, ToolSpec, check_tool_name
 from toolserver.tools.formats import render
+from toolserver.tools.http import HttpToolConfig, HttpToolRunner
 from toolserver.tools.openapi import tools_from_openapi
 from toolserver.tools.schema import derive_schema
 from toolserver.tools.search import ToolIndex
@@ -94,9 +95,11 @@ class ToolService:
                 ) from None
             if not isinstance(document, dict):
                 raise ValidationFailed("document must be an OpenAPI object", field="document")
-        return await self.register_specs(
-            principal, tools_from_openapi(document, base_url=base_url, prefix=prefix)
-        )
+        specs = tools_from_openapi(document, base_url=base_url, prefix=prefix)
+        runner = self.runners.get("http")
+        if specs and isinstance(runner, HttpToolRunner):
+            runner.policy.check_url(specs[0].config["url"], field="base_url")  # one server for all operations
+        return await self.register_specs(principal, specs)
 
     async def register_specs(self, principal: Principal, specs: list[ToolSpec]) -> list[dict[str, Any]]:
         """Store checked specs (an import's tools) in the caller's namespace; returns them as listed."""
@@ -134,11 +137,17 @@ class ToolService:
                 "headers": body.headers or {},
                 "secret_headers": body.secret_headers or {},
                 "query": body.query or [],
-                "body": body.body,
+                "body": "remaining" if body.body == "all" else body.body,
                 "timeout_s": body.timeout_s or 30.0,
             }
             if body.max_response_bytes:
                 config["max_response_bytes"] = body.max_response_bytes
+            if body.follow_redirects:
+                config["follow_redirects"] = True
+            HttpToolConfig.from_dict(config)  # a broken config is refused now, not at every call
+            runner = self.runners.get("http")
+            if isinstance(runner, HttpToolRunner):
+                runner.policy.check_url(body.url, field="url")
         else:  # deployment: trusted code on the server's path, so only an admin may add one
             if not principal.is_admin:
                 raise Forbidden("only an admin key may register deployment tools")

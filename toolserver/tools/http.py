@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import httpx
 
+from toolserver.egress import EgressPolicy, guarded_client
 from toolserver.errors import ValidationFailed
 from toolserver.tools.base import (
     CallContext,
@@ -161,11 +162,18 @@ class HttpToolConfig:
 
 
 class HttpToolRunner(ToolRunner):
-    """Calls `http` tools with one shared `httpx.AsyncClient` (pass one in, or one is made on first use)."""
+    """Calls `http` tools with one shared `httpx.AsyncClient`.
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+    Without a client, one is made on first use that connects only where `policy` allows (default: public
+    addresses); a client passed in is used as it is.
+    """
+
+    def __init__(
+        self, client: httpx.AsyncClient | None = None, *, policy: EgressPolicy | None = None
+    ) -> None:
         self._client = client
         self._own_client = client is None
+        self.policy = policy or EgressPolicy()
 
     async def run(self, tool: ToolSpec, arguments: dict[str, Any], context: CallContext) -> Any:
         config = HttpToolConfig.from_dict(tool.config)
@@ -191,7 +199,7 @@ class HttpToolRunner(ToolRunner):
 
     async def _send(self, config: HttpToolConfig, request: httpx.Request) -> dict[str, Any]:
         if self._client is None:
-            self._client = httpx.AsyncClient()
+            self._client = guarded_client(self.policy)
         timeout = httpx.Timeout(config.timeout_s)
         request.extensions["timeout"] = timeout.as_dict()
         response = await self._client.send(request, stream=True, follow_redirects=config.follow_redirects)
