@@ -28,6 +28,7 @@ from registry.models import (
     StepRecord,
     Tool,
 )
+from registry.secretbox import SecretBox, SecretUnreadable
 from registry.sessions import LIVE_SESSION_STATUSES, SessionStatus, SessionStore
 from registry.tool_secrets import SecretStore
 from registry.tools import ToolStore
@@ -57,7 +58,9 @@ __all__ = [
     "RunStore",
     "SchemaTooNew",
     "Secret",
+    "SecretBox",
     "SecretStore",
+    "SecretUnreadable",
     "SessionRecord",
     "SessionStatus",
     "SessionStore",

@@ -94,7 +94,7 @@ class Tool(SQLModel, table=True):
 
 
 class Secret(SQLModel, table=True):
-    """A named value a tenant's http tools may reference (header values); stored as given."""
+    """A named value a tenant's tools and agents may reference; `value` is sealed (registry.secretbox)."""
 
     __tablename__ = "secrets"
 

@@ -15,12 +15,13 @@ from registry import (
     HumanRequestStore,
     KeyStore,
     RunStore,
+    SecretBox,
     SecretStore,
     SessionStore,
     ToolStore,
 )
 from toolserver import __version__, mcp_import
-from toolserver.auth import Authenticator
+from toolserver.auth import Authenticator, ensure_secrets_key
 from toolserver.body_limit import BodyLimit
 from toolserver.config import Settings
 from toolserver.environments import EnvironmentManager
@@ -72,7 +73,8 @@ def build_services(
     `scheduler` drives agent runs and `environments` owns the multi-agent task centers: clients of
     the server's actors, or (default) in-process objects.
     """
-    keys, secrets, audit = KeyStore(db), SecretStore(db), AuditStore(db)
+    secrets_key = settings.secrets_key or ensure_secrets_key(None, settings.secrets_key_file)[0]
+    keys, secrets, audit = KeyStore(db), SecretStore(db, SecretBox(secrets_key)), AuditStore(db)
     session_service = SessionService(
         SessionStore(db),
         nodes,

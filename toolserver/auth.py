@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import time
 from pathlib import Path
 
-from registry import KeyStore
+from registry import Database, KeyStore, SecretBox, SecretStore
+from toolserver.config import Settings
 from toolserver.errors import Forbidden, Unauthorized
 from toolserver.service.principal import Principal
 
-__all__ = ["Authenticator", "ensure_admin_key"]
+__all__ = ["Authenticator", "ensure_admin_key", "ensure_secrets_key", "seal_secrets", "with_secrets_key"]
+
+log = logging.getLogger(__name__)
 
 
 def ensure_admin_key(keys: KeyStore, configured: str | None, key_file: Path) -> tuple[str, str]:
@@ -34,6 +38,50 @@ def ensure_admin_key(keys: KeyStore, configured: str | None, key_file: Path) -> 
             fh.write(secret + "\n")
     keys.ensure_admin(secret)
     return secret, str(key_file)
+
+
+def ensure_secrets_key(configured: str | None, key_file: Path) -> tuple[str, str]:
+    """The key that seals secrets at rest; returns (key, where it came from).
+
+    Priority: TOOLSERVER_SECRETS_KEY, else the key file in the state directory, else a new key written there
+    with mode 0600. Every process of one server must use the same key: the server resolves it once at start
+    and hands it to its replicas and actors.
+    """
+    if configured:
+        SecretBox(configured)  # a malformed key stops the start, with the reason
+        return configured, "TOOLSERVER_SECRETS_KEY"
+    if key_file.exists():
+        key = key_file.read_text().strip()
+        SecretBox(key)
+        return key, str(key_file)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = SecretBox.new_key()
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of this server wrote it first
+        return ensure_secrets_key(None, key_file)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key, str(key_file)
+
+
+def with_secrets_key(settings: Settings) -> Settings:
+    """`settings` carrying the resolved secrets key, ready to hand to other processes."""
+    if settings.secrets_key:
+        ensure_secrets_key(settings.secrets_key, settings.secrets_key_file)
+        return settings
+    key, _ = ensure_secrets_key(None, settings.secrets_key_file)
+    return settings.model_copy(update={"secrets_key": key})
+
+
+def seal_secrets(db: Database, settings: Settings) -> None:
+    """At start: refuse a key the database's secrets do not open with; seal values stored before encryption."""
+    key = settings.secrets_key or ensure_secrets_key(None, settings.secrets_key_file)[0]
+    store = SecretStore(db, SecretBox(key))
+    store.check_key()
+    sealed = store.seal_plaintext()
+    if sealed:
+        log.info("sealed %d secrets stored before encryption", sealed)
 
 
 class Authenticator:

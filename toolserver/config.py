@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home, description="state directory (keys, database, caches)")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in home")
     api_key: str | None = Field(None, description="admin API key; default: generated into home/admin.key")
+    secrets_key: str | None = Field(
+        None,
+        description="key sealing secrets at rest (32 bytes, base64url); default: generated into home/secrets.key",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     ray_address: str | None = Field(None, description="Ray cluster to join; the CLI also reads RAY_ADDRESS")
@@ -81,6 +85,10 @@ class Settings(BaseSettings):
     @property
     def admin_key_file(self) -> Path:
         return self.home / "admin.key"
+
+    @property
+    def secrets_key_file(self) -> Path:
+        return self.home / "secrets.key"
 
     def sandbox_config(self, *, instance_id: str, node_id: str) -> SandboxConfig:
         return SandboxConfig(

@@ -150,9 +150,10 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     `on_ray_ready` runs right after Ray is up (which replaces signal handlers), so a caller can put its
     own back before the long part of start-up.
     """
-    from toolserver.auth import ensure_admin_key
+    from toolserver.auth import ensure_admin_key, seal_secrets, with_secrets_key
 
     settings.home.mkdir(parents=True, exist_ok=True)
+    settings = with_secrets_key(settings)  # resolved once: every replica and actor gets this key
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if settings.fast_ingress and not address:
         from toolserver.ingress import haproxy_env, haproxy_state_dir
@@ -172,6 +173,7 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     db = Database(settings.database)
     try:
         admin_key, source = ensure_admin_key(KeyStore(db), settings.api_key, settings.admin_key_file)
+        seal_secrets(db, settings)
         instance_id = _instance_id(settings)
         reports = _reattach_sessions(db, settings, instance_id)
     finally:

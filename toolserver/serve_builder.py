@@ -27,6 +27,7 @@ from ray.serve import Application
 from sqlalchemy.engine import make_url
 
 from registry import Database, KeyStore, SessionStore
+from toolserver.auth import with_secrets_key
 from toolserver.config import Settings
 from toolserver.errors import UserError
 from toolserver.nodes.ray_actors import RAY_NAMESPACE, start_missing_node_actors, start_node_actors
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 def app_builder(args: dict[str, Any]) -> Application:
     """Start the server's actors (once) and return the ingress application; `args` override settings."""
     settings, instance_id = _parse_args(dict(args or {}))
+    settings = with_secrets_key(settings)  # one key for every replica and actor this build starts
     if not ray.is_initialized():  # `serve run <import path>` calls builders before it connects
         ray.init(address=settings.ray_address or os.environ.get("RAY_ADDRESS"), namespace=RAY_NAMESPACE)
     ensure_started(settings, instance_id)
@@ -84,7 +86,7 @@ def _parse_args(args: dict[str, Any]) -> tuple[Settings, str]:
 
 def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
     """Start every actor the app needs that is not running yet; returns what was started."""
-    from toolserver.auth import ensure_admin_key
+    from toolserver.auth import ensure_admin_key, seal_secrets
 
     settings.home.mkdir(parents=True, exist_ok=True)
     alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
@@ -93,6 +95,7 @@ def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
     db = Database(settings.database)
     try:
         _, key_source = ensure_admin_key(KeyStore(db), settings.api_key, settings.admin_key_file)
+        seal_secrets(db, settings)
         nodes = _start_node_managers(db, settings, instance_id, alive)
     finally:
         db.close()

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -422,6 +423,15 @@ def test_restart_keeps_tools_keys_audit_and_live_sessions(server, tenants, docke
         assert state["output"].split() == ["yes", "/tmp"]
         assert again.python(sid, "kept")["result"] == "7"
         assert again.session(sid)["status"] == "running"
+        # Secrets are sealed in the database and still open after the restart (the key is in home/secrets.key).
+        weather = again.call_tool("weather", {"city": "Rome"})
+        assert weather["ok"] is True and weather["result"]["body"]["key_seen"] == "s3cret"
+        with sqlite3.connect(server.home / "toolserver.db") as raw:
+            stored = dict(
+                raw.execute("SELECT name, value FROM secrets WHERE namespace = 'team-a'").fetchall()
+            )
+        assert stored["weather-key"].startswith("aesgcm1:") and "s3cret" not in stored["weather-key"]
+        assert (server.home / "secrets.key").stat().st_mode & 0o777 == 0o600
         # Of the crashed server's node only re-attached live sessions remain (labels cannot change);
         # its warm-pool containers are gone.
         nodes = {n["node_id"] for n in again.health()["nodes"]}

@@ -34,7 +34,10 @@ from registry import (
     RegistryUnavailable,
     RunStore,
     SchemaTooNew,
+    Secret,
+    SecretBox,
     SecretStore,
+    SecretUnreadable,
     SessionStore,
     ToolStore,
     ensure_schema,
@@ -221,6 +224,43 @@ class TestSecretStore:
             store.delete("team-b", "api_key")
         store.put("team-b", "api_key", "b-value")
         assert store.get("team-a", "api_key") == "a-value"
+
+    def test_values_are_sealed_at_rest_and_bound_to_their_row(self, db: Database) -> None:
+        box = SecretBox(SecretBox.new_key())
+        store = SecretStore(db, box)
+        store.put("team-a", "api_key", "sk-plain-text-value")
+        store.put("team-b", "api_key", "sk-other-tenant")
+        raw = _raw_secrets(db)
+        assert all(value.startswith("aesgcm1:") for value in raw.values())
+        assert not any("sk-" in value for value in raw.values())
+        assert store.get("team-a", "api_key") == "sk-plain-text-value"
+        assert store.resolve("team-b", ["api_key"]) == {"api_key": "sk-other-tenant"}
+        # A sealed value copied into another tenant's row does not open there.
+        _write_raw_secret(db, "team-b", "api_key", raw[("team-a", "api_key")])
+        with pytest.raises(SecretUnreadable, match="api_key"):
+            store.get("team-b", "api_key")
+        # Another key opens nothing, and a server with it is refused at start.
+        store.check_key()
+        stranger = SecretStore(db, SecretBox(SecretBox.new_key()))
+        with pytest.raises(SecretUnreadable):
+            stranger.get("team-a", "api_key")
+        with pytest.raises(SecretUnreadable, match="TOOLSERVER_SECRETS_KEY"):
+            stranger.check_key()
+        store.check_key()
+        assert store.list("team-a") == ["api_key"]
+
+    def test_values_from_before_encryption_are_read_then_sealed(self, db: Database) -> None:
+        SecretStore(db).put("team-a", "old", "legacy-value")  # no box: stored as given
+        store = SecretStore(db, SecretBox(SecretBox.new_key()))
+        assert store.get("team-a", "old") == "legacy-value"
+        assert store.seal_plaintext() == 1 and store.seal_plaintext() == 0
+        assert _raw_secrets(db)[("team-a", "old")].startswith("aesgcm1:")
+        assert store.get("team-a", "old") == "legacy-value"
+
+    def test_malformed_keys_are_refused(self) -> None:
+        for key in ("", "short", "!" * 43, SecretBox.new_key()[:-2]):
+            with pytest.raises(ValueError, match="32 bytes"):
+                SecretBox(key)
 
 
 class TestSessionStore:
@@ -561,3 +601,16 @@ def test_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_in_memory_sqlite_is_refused() -> None:
     with pytest.raises(ValueError, match="file"):
         Database("sqlite://")
+
+
+def _raw_secrets(db: Database) -> dict[tuple[str, str], str]:
+    with db.session(write=False) as session:
+        return {(r.namespace, r.name): r.value for r in session.exec(select(Secret)).all()}
+
+
+def _write_raw_secret(db: Database, namespace: str, name: str, value: str) -> None:
+    with db.session() as session:
+        row = session.get(Secret, (namespace, name))
+        assert row is not None
+        row.value = value
+        session.add(row)

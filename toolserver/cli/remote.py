@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from registry.secretbox import SecretBox
 from toolserver.client import Client
 
 __all__ = ["add_commands"]
@@ -31,6 +32,10 @@ def add_commands(commands: Any) -> None:
     revoke = keys_cmds.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=lambda a: _client().revoke_key(a.key_id))
+    keys_cmds.add_parser(
+        "secrets-key",
+        help="print a new key for TOOLSERVER_SECRETS_KEY (seals secrets at rest; one per server, on every node)",
+    ).set_defaults(run=lambda a: print(SecretBox.new_key()))
 
     tools = commands.add_parser("tools", help="list, search, register, call and remove tools")
     tools_cmds = tools.add_subparsers(dest="tools_command", metavar="ACTION", required=True)
