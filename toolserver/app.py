@@ -107,7 +107,13 @@ def build_services(
         tools=tool_service,
         agents=agent_service,
         memory=memory_service,
-        environments=environments or EnvironmentManager(settings.database, use_ray=False),
+        environments=environments
+        or EnvironmentManager(
+            settings.database,
+            use_ray=False,
+            egress_allow=settings.egress_allow,
+            llm_key_envs=tuple(settings.llm_policy().key_envs),
+        ),
     )
 
 

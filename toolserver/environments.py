@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_core.environment import Hub, Message, SqlEnvironmentStore, TaskCenter, build_agent, make_router
+from agent_core.environment.agents import SERVER_EGRESS
 from registry import Database
 from toolserver.errors import Conflict, NotFound, ValidationFailed
 
@@ -35,8 +36,17 @@ class _Environment:
 class EnvironmentManager:
     """Creates environments and drives their task centers; `use_ray` puts hubs and agents on Ray."""
 
-    def __init__(self, database_url: str, *, use_ray: bool, dead_after_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        use_ray: bool,
+        dead_after_s: float = 5.0,
+        egress_allow: str = "",
+        llm_key_envs: tuple[str, ...] = (),
+    ) -> None:
         self.database_url = database_url
+        self.server_egress = {"allow": egress_allow, "key_envs": list(llm_key_envs)}
         self.use_ray = use_ray
         self.dead_after_s = dead_after_s
         self._watchdog: asyncio.Task[None] | None = None
@@ -48,7 +58,7 @@ class EnvironmentManager:
 
     async def create(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
         name = str(spec.get("name", ""))
-        agents = spec.get("agents") or []
+        agents = [self._under_policy(config) for config in spec.get("agents") or []]
         if not agents:
             raise ValidationFailed("an environment needs at least one agent", field="agents")
         for i, config in enumerate(agents):
@@ -71,6 +81,13 @@ class EnvironmentManager:
             if self.use_ray and self._watchdog is None:
                 self._watchdog = asyncio.get_running_loop().create_task(self._watch_forever())
         return await self.describe(namespace, name)
+
+    def _under_policy(self, config: Any) -> Any:
+        """A tenant's agent config with the server's egress policy on its LLM (whatever the tenant wrote there)."""
+        llm = config.get("llm") if isinstance(config, dict) else None
+        if not isinstance(llm, dict) or "scripted" in llm:
+            return config
+        return {**config, "llm": {**llm, SERVER_EGRESS: self.server_egress}}
 
     async def _start(self, namespace: str, name: str, agents: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
         """(hub, agents, ray environment or None): actors on the cluster, or objects in this process."""
@@ -125,6 +142,10 @@ class EnvironmentManager:
     async def describe(self, namespace: str, name: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
         env = self._get(namespace, name)
         summary: dict[str, Any] = await env.hub.describe()
+        for agent in summary.get("agents", []):  # the operator's policy is not the tenant's to read
+            llm = agent.get("config", {}).get("llm")
+            if isinstance(llm, dict):
+                llm.pop(SERVER_EGRESS, None)
         summary["center"] = env.center.describe()
         summary["history"] = [m.to_dict() for m in await env.hub.history(after=after, limit=limit)]
         return summary
@@ -189,14 +210,18 @@ class EnvironmentManager:
 class EnvironmentCenterActor:
     """The EnvironmentManager as the one named actor every ingress replica talks to."""
 
-    def __init__(self, database_url: str) -> None:
-        self.manager = EnvironmentManager(database_url, use_ray=True)
+    def __init__(self, database_url: str, egress_allow: str = "", llm_key_envs: tuple[str, ...] = ()) -> None:
+        self.manager = EnvironmentManager(
+            database_url, use_ray=True, egress_allow=egress_allow, llm_key_envs=llm_key_envs
+        )
 
     async def call(self, method: str, *args: Any) -> Any:
         return await getattr(self.manager, method)(*args)
 
 
-def start_center(database_url: str, namespace: str) -> None:
+def start_center(
+    database_url: str, namespace: str, egress_allow: str = "", llm_key_envs: tuple[str, ...] = ()
+) -> None:
     import ray
 
     ray.remote(EnvironmentCenterActor).options(  # type: ignore[attr-defined]
@@ -206,7 +231,7 @@ def start_center(database_url: str, namespace: str) -> None:
         get_if_exists=True,
         num_cpus=0,
         max_concurrency=1000,
-    ).remote(database_url)
+    ).remote(database_url, egress_allow, llm_key_envs)
 
 
 def center_client(namespace: str) -> Any:

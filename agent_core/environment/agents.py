@@ -1,12 +1,14 @@
 """Environment agents: `EchoAgent` (tests), `LoopAgent` (an LLM through `AgentLoop`), and `build_agent`.
 
 Agents are rebuilt from JSON configs (`{"kind": "loop", ...}`) when they move to another node, so a
-config holds only data: no code, no secrets (an OpenAI-compatible model reads its key from the
-environment of the process that runs it).
+config holds only data: no code, no secrets. An OpenAI-compatible model reads its key from the environment
+of the process that runs it; when the tool server builds the config (its `llm` carries `SERVER_EGRESS`), the
+key only comes from a variable its operator shares and the endpoint must pass the server's egress policy.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +22,15 @@ from agent_core.loop import AgentLoop
 from agent_core.tools import LocalToolExecutor, ToolExecutor
 from toolserver.errors import ValidationFailed
 
-__all__ = ["AGENT_KINDS", "EchoAgent", "LoopAgent", "build_agent", "llm_from_config", "render_inbox"]
+__all__ = [
+    "AGENT_KINDS",
+    "SERVER_EGRESS",
+    "EchoAgent",
+    "LoopAgent",
+    "build_agent",
+    "llm_from_config",
+    "render_inbox",
+]
 
 AgentFactory = Callable[[Mapping[str, Any]], EnvironmentAgent]
 
@@ -136,6 +146,10 @@ class LoopAgent(EnvironmentAgent):
         )
 
 
+SERVER_EGRESS = "_server_egress"
+"""Set (only) by the tool server on an `llm` config: `{"allow": TOOLSERVER_EGRESS_ALLOW, "key_envs": [...]}`."""
+
+
 def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
     """`{"scripted": [replies]}` → ScriptedModel (replayed from the start), else an OpenAI-compatible client."""
     if "scripted" in config:
@@ -143,11 +157,29 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
         if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
             raise ValidationFailed("llm.scripted must be a list of strings", field="config.llm.scripted")
         return ScriptedModel(replies)
-    allowed = {"base_url", "model", "timeout_s", "max_retries", "extra_body"}
+    allowed = {"base_url", "model", "timeout_s", "max_retries", "extra_body", "api_key_env", SERVER_EGRESS}
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise ValidationFailed(f"unknown llm setting {unknown[0]!r}", field=f"config.llm.{unknown[0]}")
-    return OpenAICompatibleClient(**dict(config))
+    options = {k: v for k, v in config.items() if k not in ("api_key_env", SERVER_EGRESS)}
+    server = config.get(SERVER_EGRESS)
+    env = config.get("api_key_env")
+    if server is None:
+        return OpenAICompatibleClient(**options, api_key=os.environ.get(env) if env else None)
+    if not isinstance(server, Mapping):
+        raise ValidationFailed("llm settings are not valid", field=f"config.llm.{SERVER_EGRESS}")
+    from toolserver.egress import EgressPolicy, GuardedTransport
+
+    policy = EgressPolicy.parse(str(server.get("allow", "")))
+    if env and env not in server.get("key_envs", ()):
+        raise ValidationFailed(
+            f"the server does not share its environment variable {env!r} as an LLM key (TOOLSERVER_LLM_KEY_ENVS)",
+            field="config.llm.api_key_env",
+        )
+    if options.get("base_url"):
+        policy.check_url(str(options["base_url"]), field="config.llm.base_url")
+    api_key = os.environ.get(env, "") if env else ""  # never the server's OPENAI_API_KEY by fallback
+    return OpenAICompatibleClient(**options, api_key=api_key, transport=GuardedTransport(policy))
 
 
 def render_inbox(inbox: Sequence[Message]) -> str:

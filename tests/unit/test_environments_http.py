@@ -123,3 +123,40 @@ async def test_bad_environment_specs_name_the_field(clients):
     assert bad_router.status_code == 422
     empty = await a.post("/v1/environments", json={"name": "z", "agents": []})
     assert empty.status_code == 422
+
+
+async def test_llm_agents_are_under_the_servers_egress_policy(clients, monkeypatch):
+    """A tenant's environment agent cannot aim its LLM inward, nor borrow the server's OPENAI_API_KEY."""
+    a, _ = clients
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-operator")
+
+    def spec(name: str, llm: dict) -> dict:
+        return {"name": name, "agents": [{"kind": "loop", "name": "w", "role": "w", "llm": llm}]}
+
+    inward = await a.post("/v1/environments", json=spec("inward", {"base_url": "http://169.254.169.254/v1"}))
+    assert inward.status_code == 422 and inward.json()["error"]["field"] == "agents[0].config.llm.base_url"
+    # The tenant cannot widen the policy by writing the server's field itself.
+    sneaky = {"base_url": "http://10.0.0.7/v1", "model": "m", "_server_egress": {"allow": "*"}}
+    assert (await a.post("/v1/environments", json=spec("sneaky", sneaky))).status_code == 422
+    borrowed = {"base_url": "https://llm.example/v1", "model": "m", "api_key_env": "OPENAI_API_KEY"}
+    refused = await a.post("/v1/environments", json=spec("borrowed", borrowed))
+    assert (
+        refused.status_code == 422 and refused.json()["error"]["field"] == "agents[0].config.llm.api_key_env"
+    )
+    public = {"base_url": "https://llm.example/v1", "model": "m"}
+    created = await a.post("/v1/environments", json=spec("public", public))
+    assert created.status_code == 201, created.text
+    shown = created.json()["agents"][0]["config"]["llm"]
+    assert shown == public  # the operator's policy is not shown to the tenant
+
+
+def test_library_use_keeps_its_own_environment(monkeypatch):
+    """Outside the server (no policy in the config) the documented fallback to OPENAI_API_KEY stays."""
+    from agent_core.environment.agents import llm_from_config
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
+    assert llm_from_config({"base_url": "http://127.0.0.1:11434/v1", "model": "m"}).api_key == "sk-mine"
+    served = llm_from_config(
+        {"base_url": "https://x.example/v1", "model": "m", "_server_egress": {"allow": ""}}
+    )
+    assert served.api_key == ""
