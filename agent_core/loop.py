@@ -17,7 +17,7 @@ from agent_core.errors import (
     RunNotResumable,
 )
 from agent_core.llm.base import AssistantTurn, LLMClient, Message, ToolCall, Usage
-from agent_core.state import PendingCall, RunState, StepHandler, StepKind
+from agent_core.state import CheckpointHandler, PendingCall, RunState, StepHandler, StepKind
 from agent_core.tools import ArgumentChecker, ToolExecutor, ToolOutcome
 from toolserver.errors import ToolServerError
 
@@ -29,6 +29,8 @@ class AgentLoop:
 
     `max_steps` bounds model turns; `max_repairs` bounds consecutive turns with malformed calls
     (bad JSON, unknown tool, schema violation), which otherwise go back to the model to fix.
+    `on_checkpoint` gets the state after each model turn and after each batch of tool results: a run
+    resumed from there (`resume`) repeats at most the tool calls that were in flight.
     """
 
     name = "function_calling"
@@ -42,6 +44,7 @@ class AgentLoop:
         max_steps: int = 20,
         max_repairs: int = 3,
         on_step: StepHandler | None = None,
+        on_checkpoint: CheckpointHandler | None = None,
     ) -> None:
         self.llm = llm
         self.tools = tools
@@ -49,6 +52,7 @@ class AgentLoop:
         self.max_steps = max_steps
         self.max_repairs = max_repairs
         self.on_step = on_step
+        self.on_checkpoint = on_checkpoint
 
     def config(self) -> dict[str, Any]:
         """The subset of the agent's configuration recorded in its runs."""
@@ -109,6 +113,7 @@ class AgentLoop:
                 if state.waiting_for:
                     state.status = "waiting_human"
                     return state
+                await self._checkpoint(state)
             if state.step_count >= self.max_steps:
                 return await self._fail(
                     state,
@@ -141,6 +146,7 @@ class AgentLoop:
                     ),
                 )
             state.pending = [PendingCall(c.id, c.name, c.arguments) for c in well_formed]
+            await self._checkpoint(state)
 
     async def _screen(
         self, state: RunState, checker: ArgumentChecker, calls: tuple[ToolCall, ...]
@@ -199,6 +205,10 @@ class AgentLoop:
         state.error = error.to_dict()
         await self._emit(state, "error", {"error": state.error})
         return state
+
+    async def _checkpoint(self, state: RunState) -> None:
+        if self.on_checkpoint is not None:
+            await self.on_checkpoint(state)
 
     async def _emit(
         self, state: RunState, kind: StepKind, content: dict[str, Any], usage: Usage | None = None

@@ -11,7 +11,7 @@ from typing import Any, Literal, get_args
 from agent_core.errors import InvalidRunState
 from agent_core.llm.base import ToolCall, Usage
 
-__all__ = ["PendingCall", "RunState", "RunStatus", "Step", "StepHandler", "StepKind"]
+__all__ = ["CheckpointHandler", "PendingCall", "RunState", "RunStatus", "Step", "StepHandler", "StepKind"]
 
 RunStatus = Literal["running", "waiting_human", "succeeded", "failed"]
 StepKind = Literal["model", "tool", "human", "final", "error", "plan", "critique"]
@@ -46,6 +46,8 @@ class Step:
 
 
 StepHandler = Callable[[Step], Awaitable[None]]
+CheckpointHandler = Callable[["RunState"], Awaitable[None]]
+"""Called with the live state at points a run can resume from; copy what you keep (`to_dict`) at once."""
 
 
 @dataclass

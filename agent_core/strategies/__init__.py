@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from agent_core.errors import LLMError, RunNotResumable, UnknownStrategy
 from agent_core.llm.base import AssistantTurn, LLMClient, Message, Usage
 from agent_core.loop import AgentLoop
-from agent_core.state import PendingCall, RunState, Step, StepHandler, StepKind
+from agent_core.state import CheckpointHandler, PendingCall, RunState, Step, StepHandler, StepKind
 from agent_core.tools import ArgumentChecker, ToolExecutor
 from toolserver.errors import ToolServerError
 
@@ -71,6 +71,7 @@ class _OuterLoop:
         max_steps: int = 20,
         max_repairs: int = 3,
         on_step: StepHandler | None = None,
+        on_checkpoint: CheckpointHandler | None = None,
     ) -> None:
         self.llm = llm
         self.tools = tools
@@ -78,6 +79,7 @@ class _OuterLoop:
         self.max_steps = max_steps
         self.max_repairs = max_repairs
         self.on_step = on_step
+        self.on_checkpoint = on_checkpoint
 
     def _options(self) -> dict[str, Any]:
         return {}
@@ -124,6 +126,12 @@ class _OuterLoop:
                 state.usage += step.usage
             await self._emit(state, step.kind, {**step.content, **tag}, step.usage)
 
+        async def checkpoint(inner: RunState) -> None:
+            # The outer state with the inner run's progress: resuming it resumes the inner run there.
+            if self.on_checkpoint is not None:
+                state.strategy["inner"] = inner.to_dict()
+                await self.on_checkpoint(state)
+
         loop = AgentLoop(
             self.llm,
             self.tools,
@@ -131,6 +139,7 @@ class _OuterLoop:
             max_steps=self.max_steps,
             max_repairs=self.max_repairs,
             on_step=forward,
+            on_checkpoint=checkpoint,
         )
         saved = state.strategy.get("inner")
         if saved is not None:
@@ -195,6 +204,7 @@ def build_strategy(
     max_steps: int = 20,
     max_repairs: int = 3,
     on_step: StepHandler | None = None,
+    on_checkpoint: CheckpointHandler | None = None,
     **options: Any,
 ) -> Strategy:
     """The strategy called `name`; `options` go to its constructor (e.g. `max_attempts`, `memory`)."""
@@ -203,6 +213,7 @@ def build_strategy(
         "max_steps": max_steps,
         "max_repairs": max_repairs,
         "on_step": on_step,
+        "on_checkpoint": on_checkpoint,
     }
     if name == "function_calling":
         if options:

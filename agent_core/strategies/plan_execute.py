@@ -11,7 +11,7 @@ from typing import Any
 
 from agent_core.errors import PlanningFailed
 from agent_core.llm.base import LLMClient, Message
-from agent_core.state import RunState, StepHandler
+from agent_core.state import CheckpointHandler, RunState, StepHandler
 from agent_core.strategies import _OuterLoop, extract_json
 from agent_core.tools import ToolExecutor
 
@@ -70,6 +70,7 @@ class PlanAndExecute(_OuterLoop):
         max_steps: int = 20,
         max_repairs: int = 3,
         on_step: StepHandler | None = None,
+        on_checkpoint: CheckpointHandler | None = None,
         max_plan_retries: int = 2,
         max_subtasks: int = 10,
     ) -> None:
@@ -80,6 +81,7 @@ class PlanAndExecute(_OuterLoop):
             max_steps=max_steps,
             max_repairs=max_repairs,
             on_step=on_step,
+            on_checkpoint=on_checkpoint,
         )
         self.max_plan_retries = max_plan_retries
         self.max_subtasks = max_subtasks

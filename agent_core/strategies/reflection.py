@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from agent_core.errors import AttemptsExhausted
 from agent_core.llm.base import LLMClient, Message
-from agent_core.state import RunState, StepHandler
+from agent_core.state import CheckpointHandler, RunState, StepHandler
 from agent_core.strategies import _OuterLoop, extract_json
 from agent_core.tools import ToolExecutor
 
@@ -92,6 +92,7 @@ class Reflection(_OuterLoop):
         max_steps: int = 20,
         max_repairs: int = 3,
         on_step: StepHandler | None = None,
+        on_checkpoint: CheckpointHandler | None = None,
         memory: CritiqueMemory | None = None,
         max_attempts: int = 3,
         critiques_k: int = 3,
@@ -103,6 +104,7 @@ class Reflection(_OuterLoop):
             max_steps=max_steps,
             max_repairs=max_repairs,
             on_step=on_step,
+            on_checkpoint=on_checkpoint,
         )
         self.memory: CritiqueMemory = memory if memory is not None else InMemoryCritiqueMemory()
         self.max_attempts = max_attempts

@@ -260,3 +260,53 @@ async def test_an_answer_stored_just_before_a_crash_is_acted_on_after_recovery(e
     await fresh.idle()
     run = await _wait_status(a, run_id, "succeeded", fresh)
     assert run["result"] == "went"
+
+
+async def test_a_run_interrupted_mid_way_resumes_from_its_last_checkpoint(env, monkeypatch):
+    """A crash during the second model turn: after recovery the first turn and its tool call are not repeated."""
+    from agent_core.llm import LLMClient, calls, reply
+    from toolserver.runs import scheduler as scheduler_module
+    from toolserver.runs.scheduler import RunScheduler
+
+    a, _, scheduler, _ = env
+    reached, never = asyncio.Event(), asyncio.Event()
+    asked: list[int] = []  # assistant turns already in the conversation, per model call
+    crashed = True
+
+    class Model(LLMClient):
+        async def complete(self, messages, tools=None):
+            done = sum(1 for m in messages if m.get("role") == "assistant")
+            asked.append(done)
+            if done == 0:
+                return calls(("shell", {"command": "echo first"}))
+            if done == 1 and crashed:
+                reached.set()
+                await never.wait()  # the process dies here
+            if done == 1:
+                return calls(("shell", {"command": "echo second"}))
+            return reply("both done")
+
+    monkeypatch.setattr(scheduler_module, "build_llm", lambda *args, **kwargs: Model())
+    await a.post("/v1/agents", json=_agent("steady", ["unused"]))
+    session = (await a.post("/v1/sessions", json={})).json()["id"]
+    run_id = (await a.post("/v1/runs", json={"agent": "steady", "task": "t", "session_id": session})).json()[
+        "id"
+    ]
+    await asyncio.wait_for(reached.wait(), 30)
+    scheduler._tasks[run_id].cancel()  # a crash: nothing more is written for this run
+    await scheduler.idle()
+    assert (await a.get(f"/v1/runs/{run_id}")).json()["status"] == "running"
+
+    crashed = False
+    fresh = RunScheduler(scheduler.db, scheduler.tools)
+    assert (await fresh.recover())["resumed"] == 1
+    run = await _wait_status(a, run_id, "succeeded", fresh)
+    assert run["result"] == "both done"
+    assert asked == [
+        0,
+        1,
+        1,
+        2,
+    ]  # without the checkpoint the first turn would be asked again: [0, 1, 0, 1, 2]
+    outputs = [json.loads(s["content"]["content"])["output"] for s in run["steps"] if s["kind"] == "tool"]
+    assert outputs == ["ran: echo first", "ran: echo second"]  # each tool call ran once

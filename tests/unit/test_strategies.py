@@ -104,6 +104,26 @@ async def test_plan_execute_runs_subtasks_and_revises_the_plan() -> None:
     assert "subtask" not in recorder.steps[-1].content
 
 
+async def test_plan_execute_resumes_from_a_checkpoint_inside_a_subtask() -> None:
+    """Checkpoints of an inner run carry the outer progress: resuming one finishes without re-planning."""
+    replies: list[Reply] = ['["compute 2+3"]', call("add", a=2, b=3), "5", "[]", "The answer is 5."]
+    snapshots: list[dict[str, Any]] = []
+
+    async def keep(state: RunState) -> None:
+        snapshots.append(state.to_dict())
+
+    first = ScriptedModel(list(replies))
+    await PlanAndExecute(first, make_tools(), system_prompt=SYSTEM, on_checkpoint=keep).start("add 2 and 3")
+    # The first checkpoint comes after the inner model turn asked for `add` (before the tool ran).
+    saved = RunState.from_dict(snapshots[0])
+    assert saved.status == "running" and saved.strategy["inner"]["pending"]
+    rest = ScriptedModel(replies[2:])  # what a model would be asked after that point
+    resumed = await PlanAndExecute(rest, make_tools(), system_prompt=SYSTEM).resume(saved)
+    assert (resumed.status, resumed.answer) == ("succeeded", "The answer is 5.")
+    assert rest.remaining == 0  # neither the plan nor the first inner turn was asked again
+    assert resumed.strategy["done"] == [{"subtask": "compute 2+3", "ok": True, "result": "5"}]
+
+
 async def test_plan_execute_asks_again_on_bad_json_and_gives_up_in_bounds() -> None:
     model = ScriptedModel(["I would start by adding.", '[{"task": "add 1 and 1"}]', "2", "[]", "2"])
     state = await PlanAndExecute(model, make_tools(), system_prompt=SYSTEM).start("1 + 1")

@@ -227,6 +227,11 @@ class RunScheduler:
         async def on_step(step: Step) -> None:
             await self._step(namespace, run.id, step)
 
+        async def on_checkpoint(state: RunState) -> None:
+            # A run interrupted after this (a crash, a lost node) resumes here instead of from its start.
+            snapshot = state.to_dict()
+            await asyncio.to_thread(self.runs.update, namespace, run.id, status="running", state=snapshot)
+
         name = config.get("strategy", "function_calling")
         options: dict[str, Any] = {}
         if name == "reflection" and self.memory is not None and memory_scope:
@@ -238,6 +243,7 @@ class RunScheduler:
             system_prompt=system_prompt,
             max_steps=int(config.get("max_steps", 20)),
             on_step=on_step,
+            on_checkpoint=on_checkpoint,
             **options,
         )
         if run.state is None:
