@@ -95,14 +95,18 @@ class SecretStore:
         """
         if self._box is None:
             return
+        try:  # insert only: of two first starts with different keys, the second must not replace the first's
+            with self._db.session() as session:
+                sealed = self._seal(SHARED_NAMESPACE, _KEY_CHECK, _KEY_CHECK)
+                session.add(Secret(namespace=SHARED_NAMESPACE, name=_KEY_CHECK, value=sealed))
+                session.flush()
+            return
+        except Conflict:  # written before (by this key or another): it must open
+            pass
         with self._db.session(write=False) as session:
             check = session.get(Secret, (SHARED_NAMESPACE, _KEY_CHECK))
         if check is None:
-            try:
-                self.put(SHARED_NAMESPACE, _KEY_CHECK, _KEY_CHECK)
-            except Conflict:  # another server process wrote it first
-                pass
-            return
+            raise SecretUnreadable("the secrets key check vanished while it was read; start again")
         try:
             self._open(check)
         except SecretUnreadable:

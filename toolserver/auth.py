@@ -51,8 +51,15 @@ def ensure_secrets_key(configured: str | None, key_file: Path) -> tuple[str, str
         SecretBox(configured)  # a malformed key stops the start, with the reason
         return configured, "TOOLSERVER_SECRETS_KEY"
     if key_file.exists():
-        key = key_file.read_text().strip()
+        key = ""
+        for _ in range(50):  # a file just created by another process of this server may not be written yet
+            key = key_file.read_text().strip()
+            if key:
+                break
+            time.sleep(0.02)
         SecretBox(key)
+        if key_file.stat().st_mode & 0o077:
+            log.warning("%s is readable by other users; it should be mode 0600", key_file)
         return key, str(key_file)
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key = SecretBox.new_key()

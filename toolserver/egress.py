@@ -13,9 +13,10 @@ rebinding cannot swap it; TLS still verifies the name. Redirects pass the same c
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ import httpx
 
 from toolserver.errors import Forbidden, ValidationFailed
 
-__all__ = ["EgressDenied", "EgressPolicy", "GuardedTransport", "guarded_client", "pin_request"]
+__all__ = ["EgressDenied", "EgressPolicy", "GuardedTransport", "Pinner", "guarded_client"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -82,6 +83,12 @@ class EgressPolicy:
             return True
         if any(address.version == n.version and address in n for n in self.networks):
             return True
+        if isinstance(address, ipaddress.IPv6Address):
+            if any(address in n for n in _V6_NEVER):
+                return False
+            embedded = _embedded_ipv4(address)
+            if embedded is not None:  # NAT64, 6to4, IPv4-compatible: where it really goes
+                return self.allows_address(embedded, port)
         return address.is_global and not address.is_multicast
 
     def allows_host(self, host: str, port: int) -> bool:
@@ -110,7 +117,7 @@ class EgressPolicy:
             return host
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError, ValueError) as exc:  # an over-long label fails in the IDNA codec
             raise httpx.ConnectError(f"cannot resolve {host!r}: {exc}") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
         for address in addresses:
@@ -121,47 +128,101 @@ class EgressPolicy:
         return str(addresses[0])
 
 
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that sends each request only to an address the policy allows."""
+class Pinner:
+    """Sends requests of httpx or its twin httpx2 (`module`) only to addresses the policy allows.
 
-    def __init__(self, policy: EgressPolicy, inner: httpx.AsyncBaseTransport | None = None) -> None:
+    A pinned https request carries the name for TLS (SNI and the certificate check), but a connection pool
+    matches connections by address alone: so each name gets its own pool, and a connection opened (and
+    verified) for one name never carries another name's request.
+    """
+
+    def __init__(self, policy: EgressPolicy, module: Any, max_tls_pools: int = 256, **options: Any) -> None:
+        """`options` go to each of the module's `AsyncHTTPTransport`s (e.g. `verify`)."""
         self.policy = policy
-        self._inner = inner or httpx.AsyncHTTPTransport()
+        self._module = module
+        self._options = options
+        self._plain = module.AsyncHTTPTransport(**options)
+        self._tls: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._max_tls_pools = max_tls_pools
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        address, extensions = await pin_request(self.policy, request.url, request.extensions)
-        if address is None:
-            return await self._inner.handle_async_request(request)
-        pinned = httpx.Request(
+    async def send(self, request: Any) -> Any:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        host = url.raw_host.decode("ascii")  # the IDNA form httpx sends, so the name checked is the name used
+        address = await self.policy.pin(host, port)
+        if address == host:
+            return await self._plain.handle_async_request(request)
+        extensions = dict(request.extensions)
+        transport = self._plain
+        if url.scheme == "https":
+            extensions["sni_hostname"] = host
+            transport = await self._tls_pool(host)
+        pinned = self._module.Request(
             request.method,
-            request.url.copy_with(host=address),
+            url.copy_with(host=address),
             headers=request.headers,  # Host keeps the name
             stream=request.stream,
             extensions=extensions,
         )
-        return await self._inner.handle_async_request(pinned)
+        return await transport.handle_async_request(pinned)
+
+    async def _tls_pool(self, name: str) -> Any:
+        pool = self._tls.pop(name, None) or self._module.AsyncHTTPTransport(**self._options)
+        self._tls[name] = pool  # most recently used last
+        while len(self._tls) > self._max_tls_pools:
+            _, oldest = self._tls.popitem(last=False)
+            await oldest.aclose()
+        return pool
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        await self._plain.aclose()
+        while self._tls:
+            await self._tls.popitem()[1].aclose()
 
 
-async def pin_request(
-    policy: EgressPolicy, url: Any, extensions: Mapping[str, Any]
-) -> tuple[str | None, dict]:
-    """For an httpx or httpx2 request's url: (address to connect to instead of its host, or None; extensions).
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that sends each request only to an address the policy allows."""
 
-    With https the extensions name the host for TLS, so the certificate is checked against the name.
-    """
-    port = url.port or (443 if url.scheme == "https" else 80)
-    address = await policy.pin(url.host, port)
-    if address == url.host:
-        return None, dict(extensions)
-    return address, {**extensions, **({"sni_hostname": url.host} if url.scheme == "https" else {})}
+    def __init__(self, policy: EgressPolicy, **options: Any) -> None:
+        """`options` go to the underlying `httpx.AsyncHTTPTransport`s (e.g. `verify`)."""
+        self.policy = policy
+        self._pinner = Pinner(policy, httpx, **options)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response: httpx.Response = await self._pinner.send(request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._pinner.aclose()
 
 
 def guarded_client(policy: EgressPolicy, **kwargs: Any) -> httpx.AsyncClient:
     """An AsyncClient under `policy`; proxies from the environment are ignored (they would bypass the check)."""
     return httpx.AsyncClient(transport=GuardedTransport(policy), trust_env=False, **kwargs)
+
+
+_V6_NEVER = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "64:ff9b:1::/48",  # local-use NAT64
+        "2001::/32",  # Teredo: the IPv4 inside is obfuscated
+        "fec0::/10",  # site-local (deprecated, still routed by some)
+        "5f00::/16",  # SRv6 SIDs
+        "3fff::/20",  # documentation
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SIIT = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_COMPAT = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (NAT64, 6to4, SIIT, IPv4-compatible), if any."""
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or address in _SIIT or (address in _COMPAT and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def _split_port(raw: str) -> tuple[str, int | None]:
@@ -200,8 +261,10 @@ def _literal(host: str) -> IPAddress | None:
 
 
 def _denied_message(host: str, address: IPAddress, port: int) -> str:
-    where = host if host == str(address) else f"{host} ({address})"
-    entry = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+    if host == str(address) or _literal(host) is not None:
+        where, entry = host, (f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}")
+    else:  # the address a name resolves to stays unsaid: tenants need not map the server's network
+        where, entry = f"{host} (it resolves to a non-public address)", f"{host}:{port}"
     return (
         f"the server does not connect to {where} port {port}: not a public address. An operator can allow it "
         f"with {SETTING} (e.g. {SETTING}={entry}; networks, addresses, host names or one port, comma-separated)"

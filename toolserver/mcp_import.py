@@ -39,7 +39,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolserver.egress import EgressDenied, EgressPolicy, pin_request
+from toolserver.egress import EgressDenied, EgressPolicy, Pinner
 from toolserver.errors import ToolServerError, UserError, ValidationFailed
 from toolserver.mcp_server import HOPS_HEADER, current_hops
 from toolserver.routes.deps import caller, services
@@ -83,20 +83,14 @@ class GuardedTransport2(httpx2.AsyncBaseTransport):
 
     def __init__(self, policy: EgressPolicy) -> None:
         self.policy = policy
-        self._inner = httpx2.AsyncHTTPTransport()
+        self._pinner = Pinner(policy, httpx2)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        address, extensions = await pin_request(self.policy, request.url, request.extensions)
-        if address is None:
-            return await self._inner.handle_async_request(request)
-        url = request.url.copy_with(host=address)
-        pinned = httpx2.Request(
-            request.method, url, headers=request.headers, stream=request.stream, extensions=extensions
-        )
-        return await self._inner.handle_async_request(pinned)
+        response: httpx2.Response = await self._pinner.send(request)
+        return response
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        await self._pinner.aclose()
 
 
 def guarded_http_client(policy: EgressPolicy) -> HttpClientFactory:

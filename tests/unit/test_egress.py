@@ -6,18 +6,22 @@ Real sockets on loopback only; a name's resolution is replaced where a test need
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from toolserver.egress import EgressDenied, EgressPolicy, guarded_client
+from toolserver.egress import EgressDenied, EgressPolicy, GuardedTransport, guarded_client
 from toolserver.errors import ValidationFailed
 from toolserver.mcp_import import McpToolRunner
 from toolserver.runs.llm import LLMPolicy, build_llm
@@ -43,13 +47,22 @@ DEFAULT = EgressPolicy()
         "fd00::1",
         "::ffff:127.0.0.1",  # IPv4-mapped loopback
         "::ffff:169.254.169.254",
+        "::127.0.0.1",  # IPv4-compatible
+        "::ffff:0:127.0.0.1",  # SIIT
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "fec0::1",
+        "5f00::1",
+        "3fff::1",
     ],
 )
 def test_non_public_addresses_are_refused_by_default(address: str) -> None:
     assert not DEFAULT.allows_address(ipaddress.ip_address(address), 80)
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "64:ff9b::808:808"])
 def test_public_addresses_are_allowed_by_default(address: str) -> None:
     assert DEFAULT.allows_address(ipaddress.ip_address(address), 443)
 
@@ -88,8 +101,9 @@ def test_settings_refuse_a_bad_entry_at_start(monkeypatch: pytest.MonkeyPatch) -
 
 
 async def test_names_are_checked_by_every_address_they_resolve_to() -> None:
-    with pytest.raises(EgressDenied, match="localhost"):
+    with pytest.raises(EgressDenied, match="localhost") as denied:
         await DEFAULT.pin("localhost", 80)  # /etc/hosts: loopback
+    assert "127.0.0.1" not in denied.value.message  # what a name resolves to is not told to the tenant
     with pytest.raises(EgressDenied, match=r"169\.254\.169\.254"):
         await DEFAULT.pin("169.254.169.254", 80)
     assert await EgressPolicy.parse("localhost:8080").pin("localhost", 8080) == "localhost"
@@ -101,7 +115,7 @@ async def test_names_are_checked_by_every_address_they_resolve_to() -> None:
 class Upstream:
     """A loopback HTTP server that records the Host header of each request it gets."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, ssl: tuple[Path, Path] | None = None) -> None:
         self.seen: list[str] = []
         app = FastAPI()
 
@@ -119,7 +133,8 @@ class Upstream:
             probe.bind((host, 0))
             self.port = probe.getsockname()[1]
         self.host = host
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="error"))
+        tls = {"ssl_certfile": str(ssl[0]), "ssl_keyfile": str(ssl[1])} if ssl else {}
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="error", **tls))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -170,6 +185,17 @@ async def test_http_tools_are_refused_before_anything_is_sent(inner: Upstream) -
     assert denied.value.status == 403 and denied.value.type == "egress_denied"
     assert "TOOLSERVER_EGRESS_ALLOW" in denied.value.message
     assert inner.seen == []
+
+
+async def test_unresolvable_names_are_a_tool_failure_not_a_crash() -> None:
+    runner = HttpToolRunner()
+    try:
+        for host in ("a" * 70 + ".example", "x..y"):  # refused by the IDNA codec before any lookup
+            with pytest.raises(ToolCallFailed) as failed:
+                await runner.run(http_tool(f"http://{host}/"), {}, CONTEXT)
+            assert failed.value.error_type == "connection_error"
+    finally:
+        await runner.aclose()
 
 
 async def test_a_redirect_cannot_lead_back_inside(inner: Upstream, outer: Upstream) -> None:
@@ -277,3 +303,76 @@ async def test_llm_requests_go_through_the_policy(inner: Upstream) -> None:
     finally:
         await llm.aclose()  # type: ignore[attr-defined]
     assert inner.seen == []
+
+
+async def test_a_tls_connection_made_for_one_name_never_carries_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two names on one address: the pool of the first (verified for it) must not serve the second."""
+    ca, cert, key = _tls_files(tmp_path, "a.test")
+    with Upstream("127.0.0.2", ssl=(cert, key)) as upstream:
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+
+        async def resolve(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host in ("a.test", "victim.test"):
+                return await real("127.0.0.2", port, *args, **kwargs)
+            return await real(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "getaddrinfo", resolve)
+        transport = GuardedTransport(
+            EgressPolicy.parse(f"127.0.0.2:{upstream.port}"),
+            verify=ssl.create_default_context(cafile=str(ca)),
+        )
+        async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+            own = await client.get(f"https://a.test:{upstream.port}/echo")
+            assert own.json() == {"host": f"a.test:{upstream.port}"}
+            with pytest.raises(httpx.ConnectError, match="certificate"):
+                await client.get(f"https://victim.test:{upstream.port}/echo", headers={"X-Api-Key": "victim"})
+    assert upstream.seen == [f"a.test:{upstream.port}"]
+
+
+def _tls_files(directory: Path, name: str) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for `name` only; (CA file, certificate file, key file)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def subject(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def issue(
+        common_name: str, public_key: Any, signer: Any, *extensions: tuple[Any, bool]
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject(common_name))
+            .issuer_name(subject("test ca"))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = issue(
+        "test ca", ca_key.public_key(), ca_key, (x509.BasicConstraints(ca=True, path_length=None), True)
+    )
+    leaf = issue(
+        name, leaf_key.public_key(), ca_key, (x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+    )
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
