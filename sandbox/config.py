@@ -39,7 +39,7 @@ class SandboxConfig:
     node_id: str = "local"
     uid: int = 1000
     allow_network: bool = True  # whether sessions may ask for network="bridge"
-    ready_timeout_s: float = 20.0
+    ready_timeout_s: float = 45.0  # a kernel on a loaded 2-core machine can take ~20 s; a wait beats a 503
     default_ttl_s: float = 3600.0
     max_ttl_s: float = 7 * 24 * 3600.0
     reap_interval_s: float = 5.0
