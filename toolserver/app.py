@@ -24,6 +24,7 @@ from toolserver import __version__, mcp_import
 from toolserver.auth import Authenticator, ensure_secrets_key
 from toolserver.body_limit import BodyLimit
 from toolserver.config import Settings
+from toolserver.environment_tools import EnvironmentTools
 from toolserver.environments import EnvironmentManager
 from toolserver.http_errors import install_error_handlers
 from toolserver.mcp_import import McpToolRunner
@@ -113,6 +114,7 @@ def build_services(
             use_ray=False,
             egress_allow=settings.egress_allow,
             llm_key_envs=tuple(settings.llm_policy().key_envs),
+            tools=EnvironmentTools(session_service, tool_service, actor="", ray_namespace=""),
         ),
     )
 

@@ -11,12 +11,15 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent_core.environment import Hub, Message, SqlEnvironmentStore, TaskCenter, build_agent, make_router
-from agent_core.environment.agents import SERVER_EGRESS
+from agent_core.environment.agents import SERVER_EGRESS, SERVER_TOOLS, LoopAgent
+from agent_core.tools import ToolOutcome
 from registry import Database
+from toolserver.config import Settings
+from toolserver.environment_tools import EnvironmentTools
 from toolserver.errors import Conflict, NotFound, ValidationFailed
 
 __all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
@@ -31,6 +34,24 @@ class _Environment:
     hub: Any
     center: TaskCenter
     ray_env: Any = None  # a RayEnvironment when its agents are Ray actors
+    sessions: list[str] = field(default_factory=list)  # of its sandboxed agents
+
+
+class _SessionTools:
+    """A sandboxed agent's tools when it lives in this process (no Ray): straight to `EnvironmentTools`."""
+
+    def __init__(self, tools: EnvironmentTools, spec: dict[str, Any]) -> None:
+        self._tools, self._spec = tools, spec
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        return list(self._spec["schemas"])
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        allowed = [s["function"]["name"] for s in self._spec["schemas"]]
+        ok, content = await self._tools.call(
+            self._spec["namespace"], self._spec["session"], allowed, name, arguments
+        )
+        return ToolOutcome(ok, content)
 
 
 class EnvironmentManager:
@@ -44,8 +65,10 @@ class EnvironmentManager:
         dead_after_s: float = 5.0,
         egress_allow: str = "",
         llm_key_envs: tuple[str, ...] = (),
+        tools: EnvironmentTools | None = None,
     ) -> None:
         self.database_url = database_url
+        self.tools = tools
         self.server_egress = {"allow": egress_allow, "key_envs": list(llm_key_envs)}
         self.use_ray = use_ray
         self.dead_after_s = dead_after_s
@@ -62,6 +85,12 @@ class EnvironmentManager:
         if not agents:
             raise ValidationFailed("an environment needs at least one agent", field="agents")
         for i, config in enumerate(agents):
+            if isinstance(config, dict):
+                config.pop(SERVER_TOOLS, None)  # the server's to write, never the tenant's
+                if config.get("sandbox") and self.tools is None:
+                    raise ValidationFailed(
+                        "this server has no sandboxes for agents", field=f"agents[{i}].sandbox"
+                    )
             try:
                 build_agent(config)
             except ValidationFailed as exc:
@@ -72,12 +101,22 @@ class EnvironmentManager:
         async with self._lock:
             if (namespace, name) in self._envs:
                 raise Conflict(f"environment {name!r} exists", environment=name)
-            hub, members, ray_env = await self._start(namespace, name, agents)
+            sessions: list[str] = []
+            try:
+                if self.tools is not None:
+                    for i, config in enumerate(agents):
+                        agents[i], session = await self.tools.provision(namespace, config, i)
+                        sessions += [session] if session else []
+                hub, members, ray_env = await self._start(namespace, name, agents)
+            except BaseException:
+                if sessions and self.tools is not None:
+                    await self.tools.release(namespace, sessions)
+                raise
             for sub in spec.get("subscriptions") or []:
                 await hub.subscribe(sub["topic"], agent=sub.get("agent"), role=sub.get("role"))
             center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
             await center.start()
-            self._envs[(namespace, name)] = _Environment(hub, center, ray_env)
+            self._envs[(namespace, name)] = _Environment(hub, center, ray_env, sessions)
             if self.use_ray and self._watchdog is None:
                 self._watchdog = asyncio.get_running_loop().create_task(self._watch_forever())
         return await self.describe(namespace, name)
@@ -105,7 +144,12 @@ class EnvironmentManager:
         if self._db is None:
             self._db = Database(self.database_url)
         hub = Hub(namespace, name, SqlEnvironmentStore(self._db))
-        return hub, [build_agent(config) for config in agents], None
+        members = [build_agent(config) for config in agents]
+        for member, config in zip(members, agents, strict=True):
+            spec = config.get(SERVER_TOOLS) if isinstance(config, dict) else None
+            if spec is not None and self.tools is not None and isinstance(member, LoopAgent):
+                member.tools = _SessionTools(self.tools, spec)
+        return hub, members, None
 
     def _get(self, namespace: str, name: str) -> _Environment:
         try:
@@ -142,8 +186,12 @@ class EnvironmentManager:
     async def describe(self, namespace: str, name: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
         env = self._get(namespace, name)
         summary: dict[str, Any] = await env.hub.describe()
-        for agent in summary.get("agents", []):  # the operator's policy is not the tenant's to read
-            llm = agent.get("config", {}).get("llm")
+        for agent in summary.get("agents", []):  # the server's own fields are not the tenant's to read
+            config = agent.get("config", {})
+            tools = config.pop(SERVER_TOOLS, None)
+            if tools:
+                agent["session_id"] = tools.get("session")
+            llm = config.get("llm")
             if isinstance(llm, dict):
                 llm.pop(SERVER_EGRESS, None)
         summary["center"] = env.center.describe()
@@ -171,6 +219,16 @@ class EnvironmentManager:
         if env.ray_env is not None:
             await env.ray_env.shutdown()
         del self._envs[(namespace, name)]
+        if env.sessions and self.tools is not None:
+            await self.tools.release(namespace, env.sessions)
+
+    async def agent_tool_call(
+        self, namespace: str, session_id: str, allowed: list[str], name: str, arguments: dict[str, Any]
+    ) -> tuple[bool, str]:
+        """A sandboxed agent's tool call (from its actor, on whichever node): run in its session."""
+        if self.tools is None:
+            return False, "this server has no sandboxes for agents"
+        return await self.tools.call(namespace, session_id, allowed, name, arguments)
 
     async def shutdown(self) -> None:
         if self._watchdog is not None:
@@ -208,20 +266,48 @@ class EnvironmentManager:
 
 
 class EnvironmentCenterActor:
-    """The EnvironmentManager as the one named actor every ingress replica talks to."""
+    """The EnvironmentManager as the one named actor every ingress replica talks to.
 
-    def __init__(self, database_url: str, egress_allow: str = "", llm_key_envs: tuple[str, ...] = ()) -> None:
+    It holds its own tool and session services (over the Ray node directory), so sandboxed agents' calls
+    run like any other: tenancy, argument checks, audit, and the node that holds the session.
+    """
+
+    def __init__(self, settings: dict[str, Any], ray_namespace: str) -> None:
+        from toolserver.app import build_services
+        from toolserver.config import Settings
+        from toolserver.deployments import DeploymentToolRunner
+        from toolserver.nodes.ray_actors import RayNodes
+
+        parsed = Settings(**settings)
+        self.db = Database(parsed.database)
+        services = build_services(
+            parsed,
+            self.db,
+            RayNodes(),
+            {"deployment": DeploymentToolRunner()},
+            scheduler=_NotHere(),
+            environments=_NotHere(),
+        )
+        tools = EnvironmentTools(
+            services.sessions, services.tools, actor=CENTER_NAME, ray_namespace=ray_namespace
+        )
         self.manager = EnvironmentManager(
-            database_url, use_ray=True, egress_allow=egress_allow, llm_key_envs=llm_key_envs
+            parsed.database,
+            use_ray=True,
+            egress_allow=parsed.egress_allow,
+            llm_key_envs=tuple(parsed.llm_policy().key_envs),
+            tools=tools,
         )
 
     async def call(self, method: str, *args: Any) -> Any:
         return await getattr(self.manager, method)(*args)
 
 
-def start_center(
-    database_url: str, namespace: str, egress_allow: str = "", llm_key_envs: tuple[str, ...] = ()
-) -> None:
+class _NotHere:
+    """The center's own services never run agents' runs nor other environment centers."""
+
+
+def start_center(settings: Settings, namespace: str) -> None:
     import ray
 
     ray.remote(EnvironmentCenterActor).options(  # type: ignore[attr-defined]
@@ -231,7 +317,7 @@ def start_center(
         get_if_exists=True,
         num_cpus=0,
         max_concurrency=1000,
-    ).remote(database_url, egress_allow, llm_key_envs)
+    ).remote(settings.model_dump(mode="json"), namespace)
 
 
 def center_client(namespace: str) -> Any:

@@ -186,9 +186,7 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     start_memory_actor(settings.database)  # memory for agents that run as Ray tasks or actors on any node
     from toolserver.environments import start_center
 
-    start_center(
-        settings.database, RAY_NAMESPACE, settings.egress_allow, tuple(settings.llm_policy().key_envs)
-    )
+    start_center(settings, RAY_NAMESPACE)
     serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
     env = _settings_env(settings)
     app = ToolServerIngress.options(  # type: ignore[attr-defined]

@@ -109,9 +109,7 @@ def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
     from toolserver.environments import start_center
 
     start_memory_actor(settings.database)
-    start_center(
-        settings.database, RAY_NAMESPACE, settings.egress_allow, tuple(settings.llm_policy().key_envs)
-    )
+    start_center(settings, RAY_NAMESPACE)
     remote_cls: Any = ray.remote(NodeWatcher)
     watcher = remote_cls.options(
         name=WATCHER_NAME,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_core.environment.agents import build_agent
@@ -24,6 +24,7 @@ from agent_core.environment.base import EnvironmentAgent, HubAPI
 from agent_core.environment.hub import DEFAULT_INBOX_LIMIT, Hub
 from agent_core.environment.messages import Message
 from agent_core.environment.registry import AgentInfo
+from agent_core.tools import ToolOutcome
 from toolserver.errors import NotFound, ToolServerError, Unavailable, ValidationFailed
 
 __all__ = [
@@ -68,6 +69,36 @@ class HubActor:
     async def ready(self) -> str:
         await self.hub.load()
         return ray.get_runtime_context().get_node_id()
+
+
+class ActorToolExecutor:
+    """An environment agent's tools, run by the named actor that owns its sandbox session.
+
+    `spec` comes from the server, never from the tenant: `{"actor", "ray_namespace", "namespace", "session",
+    "schemas"}`. Each call goes to `actor.call("agent_tool_call", namespace, session, allowed, name, arguments)`,
+    which routes it to the node that holds the session.
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self._schemas: list[dict[str, Any]] = list(spec.get("schemas") or [])
+        self._handle: Any = None
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        return self._schemas
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        if self._handle is None:
+            self._handle = ray.get_actor(self.spec["actor"], namespace=self.spec["ray_namespace"])
+        allowed = [s["function"]["name"] for s in self._schemas]
+        ref = self._handle.call.remote(
+            "agent_tool_call", self.spec["namespace"], self.spec["session"], allowed, name, arguments
+        )
+        try:
+            ok, content = await ref
+        except RayError as exc:
+            return ToolOutcome.failure(f"Error: the tool server could not run {name}: {type(exc).__name__}")
+        return ToolOutcome(bool(ok), str(content))
 
 
 class AgentActor:

@@ -15,9 +15,9 @@ from typing import Any
 from agent_core.environment.base import EnvironmentAgent
 from agent_core.environment.errors import AgentFailed
 from agent_core.environment.messages import Message, check_name, check_topic
-from agent_core.llm.base import LLMClient
+from agent_core.llm.base import AssistantTurn, LLMClient
 from agent_core.llm.openai import OpenAICompatibleClient
-from agent_core.llm.scripted import ScriptedModel
+from agent_core.llm.scripted import ScriptedModel, calls
 from agent_core.loop import AgentLoop
 from agent_core.tools import LocalToolExecutor, ToolExecutor
 from toolserver.errors import ValidationFailed
@@ -25,6 +25,7 @@ from toolserver.errors import ValidationFailed
 __all__ = [
     "AGENT_KINDS",
     "SERVER_EGRESS",
+    "SERVER_TOOLS",
     "EchoAgent",
     "LoopAgent",
     "build_agent",
@@ -93,6 +94,7 @@ class LoopAgent(EnvironmentAgent):
         max_steps: int = 10,
         topic: str | None = None,
         llm_config: Mapping[str, Any] | None = None,
+        extra_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = check_name(name, "name", what="agent name")
         self.role = check_name(role, "role", what="role")
@@ -102,6 +104,7 @@ class LoopAgent(EnvironmentAgent):
         self.max_steps = max_steps
         self.topic = check_topic(topic) if topic is not None else None
         self._llm_config = dict(llm_config) if llm_config is not None else None
+        self._extra_config = dict(extra_config or {})
 
     async def act(self, inbox: list[Message]) -> list[Message]:
         if not inbox:
@@ -128,6 +131,7 @@ class LoopAgent(EnvironmentAgent):
             "max_steps": self.max_steps,
             "topic": self.topic,
             "llm": self._llm_config,
+            **self._extra_config,
         }
 
     @classmethod
@@ -135,6 +139,11 @@ class LoopAgent(EnvironmentAgent):
         llm_config = config.get("llm")
         if not isinstance(llm_config, Mapping):
             raise ValidationFailed("a loop agent needs an 'llm' object", field="config.llm")
+        tools: ToolExecutor | None = None
+        if config.get(SERVER_TOOLS) is not None:
+            from agent_core.environment.actors import ActorToolExecutor
+
+            tools = ActorToolExecutor(config[SERVER_TOOLS])
         return cls(
             config["name"],
             config["role"],
@@ -143,9 +152,13 @@ class LoopAgent(EnvironmentAgent):
             max_steps=int(config.get("max_steps", 10)),
             topic=config.get("topic"),
             llm_config=llm_config,
+            tools=tools,
+            extra_config={k: config[k] for k in ("sandbox", "tools", SERVER_TOOLS) if k in config},
         )
 
 
+SERVER_TOOLS = "_server_tools"
+"""Set (only) by the tool server on a sandboxed agent's config: where its tool calls go (see ActorToolExecutor)."""
 SERVER_EGRESS = "_server_egress"
 """Set (only) by the tool server on an `llm` config: `{"allow": TOOLSERVER_EGRESS_ALLOW, "key_envs": [...]}`."""
 
@@ -154,9 +167,9 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
     """`{"scripted": [replies]}` → ScriptedModel (replayed from the start), else an OpenAI-compatible client."""
     if "scripted" in config:
         replies = config["scripted"]
-        if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
-            raise ValidationFailed("llm.scripted must be a list of strings", field="config.llm.scripted")
-        return ScriptedModel(replies)
+        if not isinstance(replies, list) or not replies:
+            raise ValidationFailed("llm.scripted must be a non-empty list", field="config.llm.scripted")
+        return ScriptedModel([_scripted_reply(item, i) for i, item in enumerate(replies)])
     allowed = {"base_url", "model", "timeout_s", "max_retries", "extra_body", "api_key_env", SERVER_EGRESS}
     unknown = sorted(set(config) - allowed)
     if unknown:
@@ -180,6 +193,20 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
         policy.check_url(str(options["base_url"]), field="config.llm.base_url")
     api_key = os.environ.get(env, "") if env else ""  # never the server's OPENAI_API_KEY by fallback
     return OpenAICompatibleClient(**options, api_key=api_key, transport=GuardedTransport(policy))
+
+
+def _scripted_reply(item: Any, index: int) -> str | AssistantTurn:
+    """A scripted reply: a string (the answer) or `{"tool_calls": [{"name", "arguments"}], "content"?}`."""
+    if isinstance(item, str):
+        return item
+    wanted = item.get("tool_calls") if isinstance(item, Mapping) else None
+    if isinstance(wanted, list) and wanted and all(isinstance(c, Mapping) and "name" in c for c in wanted):
+        pairs = [(str(c["name"]), dict(c.get("arguments") or {})) for c in wanted]
+        return calls(*pairs, content=item.get("content"))
+    raise ValidationFailed(
+        "a scripted reply is a string or {tool_calls: [{name, arguments}]}",
+        field=f"config.llm.scripted[{index}]",
+    )
 
 
 def render_inbox(inbox: Sequence[Message]) -> str:

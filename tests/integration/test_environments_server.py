@@ -86,3 +86,43 @@ def test_chat_room_with_a_moderator_over_http(server):
         ("god", "END."),
     ]
     assert httpx.delete(f"{server.url}/v1/environments/room", headers=headers).status_code == 204
+
+
+def test_a_sandboxed_agent_actor_runs_next_to_its_session(server):
+    """The agent's actor is placed on its session's node; its tool calls run in that sandbox."""
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    write = {"name": "shell", "arguments": {"command": "echo written-by-the-agent > proof.txt"}}
+    spec = {
+        "name": "lab",
+        "agents": [
+            {
+                "kind": "loop",
+                "name": "coder",
+                "role": "coder",
+                "sandbox": True,
+                "tools": ["shell", "python"],
+                "llm": {"scripted": [{"tool_calls": [write]}, "done"]},
+            }
+        ],
+    }
+    created = httpx.post(f"{server.url}/v1/environments", json=spec, headers=headers, timeout=120)
+    assert created.status_code == 201, created.text
+    agent = created.json()["agents"][0]
+    session = httpx.get(f"{server.url}/v1/sessions/{agent['session_id']}", headers=headers, timeout=30).json()
+    assert agent["node_id"] == session["node_id"]
+    httpx.post(
+        f"{server.url}/v1/environments/lab/messages",
+        json={"content": "leave a proof", "recipients": ["coder"]},
+        headers=headers,
+    )
+    steps = httpx.post(
+        f"{server.url}/v1/environments/lab/step", json={"steps": 2}, headers=headers, timeout=120
+    ).json()["steps"]
+    assert steps[0]["acted"] == ["coder"], steps
+    proof = httpx.get(
+        f"{server.url}/v1/sessions/{session['id']}/files/proof.txt", headers=headers, timeout=30
+    )
+    assert proof.status_code == 200 and proof.content == b"written-by-the-agent\n"
+    assert httpx.delete(f"{server.url}/v1/environments/lab", headers=headers, timeout=60).status_code == 204
+    gone = httpx.get(f"{server.url}/v1/sessions/{session['id']}", headers=headers, timeout=30)
+    assert gone.status_code == 404 or gone.json()["status"] in ("deleted", "destroyed")

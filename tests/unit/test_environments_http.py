@@ -160,3 +160,52 @@ def test_library_use_keeps_its_own_environment(monkeypatch):
         {"base_url": "https://x.example/v1", "model": "m", "_server_egress": {"allow": ""}}
     )
     assert served.api_key == ""
+
+
+async def test_a_sandboxed_agent_runs_its_tools_in_its_own_session(clients):
+    a, b = clients
+    spec = {
+        "name": "lab",
+        "agents": [
+            {
+                "kind": "loop",
+                "name": "coder",
+                "role": "coder",
+                "sandbox": True,
+                "tools": ["shell"],
+                "llm": {
+                    "scripted": [
+                        {
+                            "tool_calls": [
+                                {"name": "shell", "arguments": {"command": "echo from-the-sandbox"}}
+                            ]
+                        },
+                        "ran it",
+                    ]
+                },
+                # a tenant cannot point the agent at another session: the server rewrites this
+                "_server_tools": {"namespace": "team-b", "session": "ses_someone_else", "schemas": []},
+            }
+        ],
+    }
+    created = await a.post("/v1/environments", json=spec)
+    assert created.status_code == 201, created.text
+    agent = created.json()["agents"][0]
+    session_id = agent["session_id"]
+    assert "_server_tools" not in agent["config"]
+    assert session_id in {s["id"] for s in (await a.get("/v1/sessions")).json()["sessions"]}
+    assert (await b.get("/v1/sessions")).json()["sessions"] == []
+    await a.post("/v1/environments/lab/messages", json={"content": "run it", "recipients": ["coder"]})
+    steps = (await a.post("/v1/environments/lab/step", json={"steps": 3})).json()["steps"]
+    assert steps[0]["acted"] == ["coder"]
+    history = (await a.get("/v1/environments/lab")).json()["history"]
+    assert [(m["sender"], m["content"]) for m in history][-1] == ("coder", "ran it")
+    calls = (await a.get("/v1/audit")).json()["calls"]
+    assert any(c["tool"] == "shell" and c["session_id"] == session_id and c["status"] == "ok" for c in calls)
+    # ask_human cannot be an environment agent's tool, and deleting the environment closes the session.
+    asking = {**spec, "name": "asking"}
+    asking["agents"] = [{**spec["agents"][0], "tools": ["shell", "ask_human"]}]
+    refused = await a.post("/v1/environments", json=asking)
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "agents[0].tools"
+    assert (await a.delete("/v1/environments/lab")).status_code == 204
+    assert session_id not in {s["id"] for s in (await a.get("/v1/sessions")).json()["sessions"]}
