@@ -167,9 +167,9 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
     """`{"scripted": [replies]}` → ScriptedModel (replayed from the start), else an OpenAI-compatible client."""
     if "scripted" in config:
         replies = config["scripted"]
-        if not isinstance(replies, list) or not replies:
-            raise ValidationFailed("llm.scripted must be a non-empty list", field="config.llm.scripted")
-        return ScriptedModel([_scripted_reply(item, i) for i, item in enumerate(replies)])
+        if not isinstance(replies, list):
+            raise ValidationFailed("llm.scripted must be a list of replies", field="config.llm.scripted")
+        return ScriptedModel([_scripted_reply(item) for item in replies])
     allowed = {"base_url", "model", "timeout_s", "max_retries", "extra_body", "api_key_env", SERVER_EGRESS}
     unknown = sorted(set(config) - allowed)
     if unknown:
@@ -195,7 +195,7 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
     return OpenAICompatibleClient(**options, api_key=api_key, transport=GuardedTransport(policy))
 
 
-def _scripted_reply(item: Any, index: int) -> str | AssistantTurn:
+def _scripted_reply(item: Any) -> str | AssistantTurn:
     """A scripted reply: a string (the answer) or `{"tool_calls": [{"name", "arguments"}], "content"?}`."""
     if isinstance(item, str):
         return item
@@ -205,7 +205,7 @@ def _scripted_reply(item: Any, index: int) -> str | AssistantTurn:
         return calls(*pairs, content=item.get("content"))
     raise ValidationFailed(
         "a scripted reply is a string or {tool_calls: [{name, arguments}]}",
-        field=f"config.llm.scripted[{index}]",
+        field="config.llm.scripted",
     )
 
 
