@@ -299,7 +299,7 @@ async def _serve_ingress_on_node_a(env: Env) -> AsyncIterator[str]:
     try:
         await asyncio.to_thread(start_scheduler, env.settings, RAY_NAMESPACE)
         await asyncio.to_thread(start_memory_actor, env.settings.database)
-        await asyncio.to_thread(start_center, env.settings.database, RAY_NAMESPACE)
+        await asyncio.to_thread(start_center, env.settings, RAY_NAMESPACE)
         serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
         app = ToolServerIngress.options(  # type: ignore[attr-defined]
             num_replicas=1,
