@@ -61,6 +61,7 @@ class ServerHandle:
     url: str
     admin_key: str
     admin_key_source: str
+    secrets_key_source: str
     instance_id: str
     reconcile: dict[str, dict[str, list[str]]]
     runs: dict[str, int]
@@ -150,10 +151,11 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     `on_ray_ready` runs right after Ray is up (which replaces signal handlers), so a caller can put its
     own back before the long part of start-up.
     """
-    from toolserver.auth import ensure_admin_key, seal_secrets, with_secrets_key
+    from toolserver.auth import ensure_admin_key, ensure_secrets_key, seal_secrets
 
     settings.home.mkdir(parents=True, exist_ok=True)
-    settings = with_secrets_key(settings)  # resolved once: every replica and actor gets this key
+    secrets_key, secrets_source = ensure_secrets_key(settings.secrets_key, settings.secrets_key_file)
+    settings = settings.model_copy(update={"secrets_key": secrets_key})  # every replica and actor gets it
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if settings.fast_ingress and not address:
         from toolserver.ingress import haproxy_env, haproxy_state_dir
@@ -199,6 +201,7 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
         url=f"http://{host}:{settings.port}",
         admin_key=admin_key,
         admin_key_source=source,
+        secrets_key_source=secrets_source,
         instance_id=instance_id,
         reconcile=reports,
         runs=runs,

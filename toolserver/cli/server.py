@@ -119,7 +119,10 @@ def _up(args: argparse.Namespace) -> int:
     state = {"url": handle.url, "pid": os.getpid(), "instance_id": handle.instance_id}
     (settings.home / "server.json").write_text(json.dumps(state) + "\n")
     print(f"toolserver is up at {handle.url}  ({time.monotonic() - started:.1f} s)", flush=True)
-    print(f"  admin key: {handle.admin_key_source}")
+    print(f"  admin key: {handle.admin_key_source}    secrets key: {handle.secrets_key_source}")
+    print(
+        f"  tenants' urls may reach: public addresses{', ' + settings.egress_allow if settings.egress_allow else ''}"
+    )
     print(
         f"  sandbox nodes: {summary['nodes']}, sessions re-attached: {summary['reattached']}, "
         f"stale sandboxes removed: {summary['removed']}"
