@@ -8,6 +8,7 @@ With Ray, each environment's hub is its own actor and its agents are actors plac
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections import defaultdict
@@ -102,20 +103,23 @@ class EnvironmentManager:
             if (namespace, name) in self._envs:
                 raise Conflict(f"environment {name!r} exists", environment=name)
             sessions: list[str] = []
+            ray_env = None
             try:
                 if self.tools is not None:
                     for i, config in enumerate(agents):
                         agents[i], session = await self.tools.provision(namespace, config, i)
                         sessions += [session] if session else []
                 hub, members, ray_env = await self._start(namespace, name, agents)
-            except BaseException:
+                for sub in spec.get("subscriptions") or []:
+                    await hub.subscribe(sub["topic"], agent=sub.get("agent"), role=sub.get("role"))
+                center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
+                await center.start()
+            except BaseException:  # nothing of a half-made environment stays: actors, sessions
+                if ray_env is not None:
+                    await ray_env.shutdown()
                 if sessions and self.tools is not None:
                     await self.tools.release(namespace, sessions)
                 raise
-            for sub in spec.get("subscriptions") or []:
-                await hub.subscribe(sub["topic"], agent=sub.get("agent"), role=sub.get("role"))
-            center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
-            await center.start()
             self._envs[(namespace, name)] = _Environment(hub, center, ray_env, sessions)
             if self.use_ray and self._watchdog is None:
                 self._watchdog = asyncio.get_running_loop().create_task(self._watch_forever())
@@ -185,7 +189,7 @@ class EnvironmentManager:
 
     async def describe(self, namespace: str, name: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
         env = self._get(namespace, name)
-        summary: dict[str, Any] = await env.hub.describe()
+        summary: dict[str, Any] = copy.deepcopy(await env.hub.describe())  # in process it shares live state
         for agent in summary.get("agents", []):  # the server's own fields are not the tenant's to read
             config = agent.get("config", {})
             tools = config.pop(SERVER_TOOLS, None)

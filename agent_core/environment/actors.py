@@ -45,11 +45,12 @@ _HUB_METHODS = frozenset(name for name in dir(HubAPI) if not name.startswith("_"
 
 
 def hub_actor_name(namespace: str, name: str) -> str:
-    return f"env-{namespace}-{name}"
+    """Unambiguous for any pair: each part carries its length ("a-b"/"c" and "a"/"b-c" differ)."""
+    return f"env:{len(namespace)}:{namespace}:{len(name)}:{name}"
 
 
 def agent_actor_name(namespace: str, environment: str, agent: str, incarnation: int) -> str:
-    return f"env-{namespace}-{environment}-agent-{agent}-{incarnation}"
+    return f"{hub_actor_name(namespace, environment)}:agent:{len(agent)}:{agent}:{incarnation}"
 
 
 class HubActor:

@@ -310,3 +310,16 @@ async def test_a_run_interrupted_mid_way_resumes_from_its_last_checkpoint(env, m
     ]  # without the checkpoint the first turn would be asked again: [0, 1, 0, 1, 2]
     outputs = [json.loads(s["content"]["content"])["output"] for s in run["steps"] if s["kind"] == "tool"]
     assert outputs == ["ran: echo first", "ran: echo second"]  # each tool call ran once
+
+
+async def test_recover_on_a_live_scheduler_leaves_its_runs_alone(env):
+    """A second recover (a restarted ingress finding the scheduler alive) must not resume runs twice."""
+    a, _, scheduler, _ = env
+    await a.post("/v1/agents", json=_agent("ops2", ASKING))
+    session = (await a.post("/v1/sessions", json={})).json()["id"]
+    run_id = (
+        await a.post("/v1/runs", json={"agent": "ops2", "task": "deploy", "session_id": session})
+    ).json()["id"]
+    await scheduler.recover()
+    run = await _wait_status(a, run_id, "waiting_human", scheduler)
+    assert run["error"] is None

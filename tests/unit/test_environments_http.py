@@ -209,3 +209,36 @@ async def test_a_sandboxed_agent_runs_its_tools_in_its_own_session(clients):
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "agents[0].tools"
     assert (await a.delete("/v1/environments/lab")).status_code == 204
     assert session_id not in {s["id"] for s in (await a.get("/v1/sessions")).json()["sessions"]}
+
+
+async def test_a_failed_create_leaves_no_session_and_describe_is_stable(clients):
+    a, _ = clients
+    agent = {
+        "kind": "loop",
+        "name": "coder",
+        "role": "coder",
+        "sandbox": True,
+        "tools": ["shell"],
+        "llm": {"scripted": ["ok"]},
+    }
+    bad = {
+        "name": "broken",
+        "agents": [agent],
+        "subscriptions": [{"topic": "not a topic!", "agent": "coder"}],
+    }
+    assert (await a.post("/v1/environments", json=bad)).status_code == 422
+    assert (await a.get("/v1/sessions")).json()["sessions"] == []
+    assert "broken" not in (await a.get("/v1/environments")).json()["environments"]
+    created = await a.post("/v1/environments", json={"name": "stable", "agents": [agent]})
+    assert created.status_code == 201, created.text
+    first = (await a.get("/v1/environments/stable")).json()["agents"][0]
+    second = (await a.get("/v1/environments/stable")).json()["agents"][0]
+    assert first["session_id"] and first["session_id"] == second["session_id"]
+
+
+def test_actor_names_of_different_environments_never_collide():
+    from agent_core.environment.actors import agent_actor_name, hub_actor_name
+
+    assert hub_actor_name("a-b", "c") != hub_actor_name("a", "b-c")
+    assert agent_actor_name("a-b", "c", "d", 0) != agent_actor_name("a", "b-c", "d", 0)
+    assert agent_actor_name("a", "b", "c-agent-d", 0) != agent_actor_name("a", "b-agent-c", "d", 0)

@@ -130,6 +130,7 @@ class RunScheduler:
     async def recover(self) -> dict[str, int]:
         """After a restart: resume interrupted runs, re-arm human timeouts of waiting ones."""
         running, waiting = await asyncio.to_thread(self._unfinished)
+        running = [r for r in running if r.id not in self._tasks]  # a live scheduler drives those already
         for record in running:
             self._spawn(record.namespace, record.id, None, None)
         armed = resumed = 0
@@ -172,6 +173,8 @@ class RunScheduler:
         run = await asyncio.to_thread(self.runs.get, namespace, run_id)
         if run.status in ("succeeded", "failed"):
             return
+        if answer is None and (run.state or {}).get("status") == "waiting_human":
+            return  # a duplicate resume queued behind the drive that paused it: nothing to do until an answer
         try:
             state = await self._advance(namespace, run, answer, request_id)
         except ToolServerError as exc:
