@@ -232,7 +232,7 @@ def _run_config(args: argparse.Namespace, nodes: int, report: Report) -> None:
             logging_level=logging.WARNING,
             log_to_driver=False,
         )
-        settings = Settings(home=home, pool_size=0, sandbox_image=args.image)
+        settings = Settings(home=home, pool_size=0, sandbox_image=args.image, max_sessions_per_namespace=0)
         start_node_actors(settings, INSTANCE, {})
         _log(f"{nodes} node(s): cluster and managers up in {time.perf_counter() - t0:.1f} s; measuring")
         asyncio.run(_measure(args, nodes, settings, names, report))

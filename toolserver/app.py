@@ -81,6 +81,7 @@ def build_services(
         nodes,
         settings.sandbox_config(instance_id="", node_id="").default_limits,
         settings.session_ttl_s,
+        settings.max_sessions_per_namespace,
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),

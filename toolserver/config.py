@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_disk_mb: int = 8192
     allow_network: bool = True
     session_ttl_s: float = 3600.0
+    max_sessions_per_namespace: int = Field(
+        32, ge=0, description="live sessions a namespace may hold (0: no cap)"
+    )
     output_limit: int = 64 * 1024
     max_file_mb: int = 64
     max_body_mb: int = 80

@@ -6,6 +6,7 @@
     │   ├── NotFound                no such session / tool / file visible to the caller (404)
     │   ├── Conflict                the name is taken or the state forbids it (409)
     │   ├── PayloadTooLarge         code, body or file over its cap (413)
+    │   ├── QuotaExceeded           the namespace holds as much as it may (429)
     │   └── Unauthorized            missing or wrong API key (401)
     │       └── Forbidden           key is valid but not allowed (403)
     ├── RuntimeFailure              something failed that the caller could not prevent (5xx)
@@ -24,6 +25,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "PayloadTooLarge",
+    "QuotaExceeded",
     "RuntimeFailure",
     "Signal",
     "ToolServerError",
@@ -89,6 +91,11 @@ class Conflict(UserError):
 class PayloadTooLarge(UserError):
     status = 413
     type = "payload_too_large"
+
+
+class QuotaExceeded(UserError):
+    status = 429
+    type = "quota_exceeded"
 
 
 class Unauthorized(UserError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -25,7 +26,7 @@ def _shell(command: str) -> ShellResult:
 
 @pytest.fixture
 async def server(tmp_path):
-    settings = Settings(home=tmp_path, max_body_mb=1, pool_size=0)
+    settings = Settings(home=tmp_path, max_body_mb=1, pool_size=0, max_sessions_per_namespace=3)
     db = Database(settings.database)
     backend = FakeBackend("node-a", sandbox_factory=lambda info: FakeSandbox(info, shell=_shell))
     manager = SandboxManager(SandboxConfig(pool_size=0, node_id="node-a"), backend=backend)
@@ -204,3 +205,19 @@ async def test_http_tool_configs_are_checked_at_registration(server):
     assert inward.status_code == 422 and inward.json()["error"]["field"] == "url"
     names = {t["name"] for t in (await server["a"].get("/v1/tools")).json()["tools"]}
     assert "post_all" in names and not {"fetch", "inward"} & names
+
+
+async def test_a_namespace_cannot_hold_more_sessions_than_its_cap(server):
+    """Three live sessions per namespace here: the fourth is refused with 429, others are unaffected."""
+    a, b = server["a"], server["b"]
+    made = [(await a.post("/v1/sessions", json={})).json()["id"] for _ in range(3)]
+    over = await a.post("/v1/sessions", json={})
+    assert over.status_code == 429 and over.json()["error"]["type"] == "quota_exceeded"
+    assert "TOOLSERVER_MAX_SESSIONS_PER_NAMESPACE" in over.json()["error"]["message"]
+    assert (await b.post("/v1/sessions", json={})).status_code == 201  # another tenant is not affected
+    # A burst cannot slip past the cap either.
+    assert (await a.delete(f"/v1/sessions/{made[0]}")).status_code == 204
+    burst = await asyncio.gather(*(a.post("/v1/sessions", json={}) for _ in range(5)))
+    assert sorted(r.status_code for r in burst) == [201, 429, 429, 429, 429]
+    live = (await a.get("/v1/sessions")).json()["sessions"]
+    assert len(live) == 3

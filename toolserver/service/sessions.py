@@ -12,7 +12,7 @@ from registry import SessionStore
 from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult
 from sandbox.errors import SandboxGone, SandboxNotFound
 from toolserver.api_models import SessionCreate
-from toolserver.errors import NotFound, Unavailable
+from toolserver.errors import NotFound, QuotaExceeded, Unavailable
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.service.principal import Principal
 
@@ -38,16 +38,54 @@ def session_view(record: Any) -> dict[str, Any]:
 
 class SessionService:
     def __init__(
-        self, store: SessionStore, nodes: NodeDirectory, default_limits: Limits, default_ttl_s: float
+        self,
+        store: SessionStore,
+        nodes: NodeDirectory,
+        default_limits: Limits,
+        default_ttl_s: float,
+        max_per_namespace: int = 0,
     ) -> None:
+        """`max_per_namespace` caps a namespace's live sessions (0: no cap)."""
         self.store = store
         self.nodes = nodes
         self.default_limits = default_limits
         self.default_ttl_s = default_ttl_s
+        self.max_per_namespace = max_per_namespace
+        self._creating: Counter[str] = Counter()  # per namespace, in this process
         # Creates under way per node: a burst must not all pick the node that looked emptiest.
         self._placing: Counter[str] = Counter()
 
     async def create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
+        namespace = principal.namespace
+        if self.max_per_namespace and len(await self._live(namespace)) + self._creating[namespace] >= (
+            self.max_per_namespace
+        ):
+            raise self._over_quota()
+        self._creating[namespace] += 1
+        try:
+            view = await self._create(principal, body)
+        finally:
+            self._creating[namespace] -= 1
+        if (
+            self.max_per_namespace
+        ):  # creates on other replicas may have raced past the cap: the newest give way
+            live = sorted(await self._live(namespace), key=lambda r: (r.created_at, r.id))
+            if [r.id for r in live].index(view["id"]) >= self.max_per_namespace:
+                await self.delete(principal, view["id"])
+                raise self._over_quota()
+        return view
+
+    async def _live(self, namespace: str) -> builtins.list[Any]:
+        return [r for r in await asyncio.to_thread(self.store.list, namespace) if r.status in _LIVE]
+
+    def _over_quota(self) -> QuotaExceeded:
+        return QuotaExceeded(
+            f"the namespace has {self.max_per_namespace} live sessions, its cap "
+            "(TOOLSERVER_MAX_SESSIONS_PER_NAMESPACE); delete one first",
+            limit=self.max_per_namespace,
+        )
+
+    async def _create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
         spec = SandboxSpec(
             image=body.image,
             limits=self._limits(body),
