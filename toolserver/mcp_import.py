@@ -47,12 +47,13 @@ from toolserver.service.builtin import BUILTIN_TOOLS
 from toolserver.service.principal import Principal
 from toolserver.tools.base import (
     CallContext,
-    MissingSecret,
     ToolCallFailed,
     ToolRunner,
     ToolSpec,
     ToolTimeout,
     check_tool_name,
+    config_str_map,
+    secret_header_values,
 )
 from toolserver.tools.validation import check_schema
 
@@ -132,24 +133,14 @@ class McpToolConfig:
         return cls(
             url=_check_url(config.get("url")),
             tool=tool,
-            headers=_str_map(config, "headers"),
-            secret_headers=_str_map(config, "secret_headers"),
+            headers=config_str_map(config, "headers"),
+            secret_headers=config_str_map(config, "secret_headers"),
             timeout_s=float(timeout_s),
         )
 
     def request_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:
         """The plain headers plus each secret header's value from the caller's namespace."""
-        headers = dict(self.headers)
-        for header, secret in self.secret_headers.items():
-            if secret not in secrets:
-                raise MissingSecret(
-                    f"the tool needs the secret {secret!r} (for header {header!r}), "
-                    "which is not set for this namespace",
-                    secret=secret,
-                    header=header,
-                )
-            headers[header] = secrets[secret]
-        return headers
+        return {**self.headers, **secret_header_values(self.secret_headers, secrets)}
 
 
 class McpToolRunner(ToolRunner):
@@ -351,15 +342,6 @@ def _check_url(url: object, field: str = "config.url") -> str:
 
 def _bad(key: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, field=f"config.{key}")
-
-
-def _str_map(config: Mapping[str, Any], key: str) -> dict[str, str]:
-    value = config.get(key) or {}
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise _bad(key, f"{key} must map names to strings")
-    return dict(value)
 
 
 router = APIRouter(prefix="/v1/tools", tags=["tools"])

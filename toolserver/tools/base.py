@@ -30,7 +30,9 @@ __all__ = [
     "ToolSpec",
     "ToolTimeout",
     "check_tool_name",
+    "config_str_map",
     "empty_parameters",
+    "secret_header_values",
 ]
 
 ToolKind = Literal["builtin", "python", "http", "deployment", "mcp"]
@@ -131,3 +133,27 @@ class MissingSecret(UserError):
     def __init__(self, message: str, *, secret: str, **details: Any) -> None:
         super().__init__(message, secret=secret, **details)
         self.secret = secret
+
+
+def secret_header_values(secret_headers: Mapping[str, str], secrets: Mapping[str, str]) -> dict[str, str]:
+    """`{header: value}` for a config's `secret_headers` (header -> secret name); MissingSecret names a gap."""
+    values = {}
+    for header, secret in secret_headers.items():
+        if secret not in secrets:
+            raise MissingSecret(
+                f"the tool needs the secret {secret!r} (for header {header!r}), which is not set for this namespace",
+                secret=secret,
+                header=header,
+            )
+        values[header] = secrets[secret]
+    return values
+
+
+def config_str_map(config: Mapping[str, Any], key: str) -> dict[str, str]:
+    """`config[key]` as a map of strings (empty when absent); ValidationFailed(field="config.<key>") if not."""
+    value = config.get(key) or {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValidationFailed(f"{key} must map names to strings", field=f"config.{key}")
+    return dict(value)

@@ -23,11 +23,12 @@ from toolserver.egress import EgressPolicy, guarded_client
 from toolserver.errors import ValidationFailed
 from toolserver.tools.base import (
     CallContext,
-    MissingSecret,
     ToolCallFailed,
     ToolRunner,
     ToolSpec,
     ToolTimeout,
+    config_str_map,
+    secret_header_values,
 )
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_TIMEOUT_S", "HttpToolConfig", "HttpToolRunner"]
@@ -98,9 +99,9 @@ class HttpToolConfig:
             body_arg=body_arg,
             body_encoding=_choice(config, "body_encoding", ("json", "form")),
             header_args=_names(config, "header_args"),
-            headers=_str_map(config, "headers"),
-            secret_headers=_str_map(config, "secret_headers"),
-            aliases=_str_map(config, "aliases"),
+            headers=config_str_map(config, "headers"),
+            secret_headers=config_str_map(config, "secret_headers"),
+            aliases=config_str_map(config, "aliases"),
             timeout_s=_positive(config, "timeout_s", DEFAULT_TIMEOUT_S),
             max_response_bytes=int(_positive(config, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)),
             response_headers=tuple(
@@ -130,16 +131,11 @@ class HttpToolConfig:
             for v in _query_values(arguments[n])
             if v is not None
         ]
-        headers = {"User-Agent": "toolserver", **self.headers}
-        for header, secret in self.secret_headers.items():
-            if secret not in secrets:
-                raise MissingSecret(
-                    f"the tool needs the secret {secret!r} (for header {header!r}), "
-                    "which is not set for this namespace",
-                    secret=secret,
-                    header=header,
-                )
-            headers[header] = secrets[secret]
+        headers = {
+            "User-Agent": "toolserver",
+            **self.headers,
+            **secret_header_values(self.secret_headers, secrets),
+        }
         for name in self.header_args:
             if arguments.get(name) is not None:
                 headers[self.aliases.get(name, name)] = _scalar_text(arguments[name])
@@ -323,15 +319,6 @@ def _names(config: Mapping[str, Any], key: str, default: tuple[str, ...] = ()) -
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise _bad(key, f"{key} must be a list of names")
     return tuple(value)
-
-
-def _str_map(config: Mapping[str, Any], key: str) -> dict[str, str]:
-    value = config.get(key) or {}
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise _bad(key, f"{key} must map names to strings")
-    return dict(value)
 
 
 def _choice(config: Mapping[str, Any], key: str, options: tuple[str, ...]) -> Any:
