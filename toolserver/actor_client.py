@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 
 from toolserver.errors import ToolServerError, Unavailable
 
-__all__ = ["ActorClient"]
+__all__ = ["ActorClient", "call_actor"]
+
+
+async def call_actor(ref: Awaitable[Any], what: str, **details: Any) -> Any:
+    """Await an actor call: our errors come back as themselves, a lost actor as Unavailable naming `what`."""
+    try:
+        return await ref
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, ToolServerError):
+            raise cause from None
+        raise
+    except RayActorError as exc:
+        raise Unavailable(f"{what} is lost: {type(exc).__name__}", **details) from None
 
 
 class ActorClient:
@@ -25,14 +38,6 @@ class ActorClient:
             raise AttributeError(method)
 
         async def call(*args: Any) -> Any:
-            try:
-                return await self._handle.call.remote(method, *args)
-            except RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, ToolServerError):
-                    raise cause from None
-                raise
-            except (ActorDiedError, ActorUnavailableError) as exc:
-                raise Unavailable(f"{self._what} is lost: {type(exc).__name__}", **self._details) from None
+            return await call_actor(self._handle.call.remote(method, *args), self._what, **self._details)
 
         return call

@@ -12,11 +12,11 @@ the process that started them). Errors raised in an actor come back as themselve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayError, RayTaskError
+from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_core.environment.agents import build_agent
@@ -25,7 +25,8 @@ from agent_core.environment.hub import DEFAULT_INBOX_LIMIT, Hub
 from agent_core.environment.messages import Message
 from agent_core.environment.registry import AgentInfo
 from agent_core.tools import ToolOutcome
-from toolserver.errors import NotFound, ToolServerError, Unavailable, ValidationFailed
+from toolserver.actor_client import call_actor
+from toolserver.errors import NotFound, ValidationFailed
 
 __all__ = [
     "RAY_NAMESPACE",
@@ -135,18 +136,6 @@ class AgentActor:
                 continue  # the hub is restarting or gone: keep trying, the next beat may land
 
 
-async def _remote(ref: Awaitable[Any], what: str, **details: Any) -> Any:
-    try:
-        return await ref
-    except RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, ToolServerError):
-            raise cause from None
-        raise
-    except RayActorError as exc:
-        raise Unavailable(f"{what} is lost: {type(exc).__name__}", **details) from None
-
-
 class RemoteHub(HubAPI):
     """The hub API over a `HubActor` handle."""
 
@@ -155,7 +144,7 @@ class RemoteHub(HubAPI):
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         ref = self.handle.call.remote(method, *args, **kwargs)
-        return await _remote(ref, f"the hub of environment {self.name!r}", environment=self.name)
+        return await call_actor(ref, f"the hub of environment {self.name!r}", environment=self.name)
 
     async def register_agent(
         self, name: str, role: str, *, node_id: str | None = None, config: Mapping[str, Any] | None = None
@@ -225,7 +214,7 @@ class RemoteAgent(EnvironmentAgent):
 
     async def act(self, inbox: list[Message]) -> list[Message]:
         ref = self.handle.act.remote(inbox)
-        return await _remote(ref, f"agent {self.name!r}", agent=self.name, node_id=self.node_id)  # type: ignore[no-any-return]
+        return await call_actor(ref, f"agent {self.name!r}", agent=self.name, node_id=self.node_id)  # type: ignore[no-any-return]
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
@@ -256,7 +245,7 @@ async def start_hub_actor(
         )
         .remote(namespace, name, database_url, inbox_limit)
     )
-    await _remote(handle.ready.remote(), f"the hub of environment {name!r}", environment=name)  # type: ignore[attr-defined]
+    await call_actor(handle.ready.remote(), f"the hub of environment {name!r}", environment=name)  # type: ignore[attr-defined]
     return RemoteHub(handle, namespace, name)
 
 

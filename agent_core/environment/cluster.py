@@ -22,7 +22,6 @@ from agent_core.environment.actors import (
     AgentActor,
     RemoteAgent,
     RemoteHub,
-    _remote,
     agent_actor_name,
     hub_actor_name,
     hub_client,
@@ -35,6 +34,7 @@ from agent_core.environment.hub import DEFAULT_INBOX_LIMIT
 from agent_core.environment.placement import Placement, choose_node
 from agent_core.environment.registry import AgentInfo
 from agent_core.environment.store import SqlEnvironmentStore
+from toolserver.actor_client import call_actor
 
 __all__ = ["RayEnvironment", "alive_nodes"]
 
@@ -73,7 +73,7 @@ class RayEnvironment:
         hub = await start_hub_actor(
             namespace, name, database_url, node_id=hub_node_id, inbox_limit=inbox_limit
         )
-        node = await _remote(hub.handle.ready.remote(), "the hub")
+        node = await call_actor(hub.handle.ready.remote(), "the hub")
         return cls(hub, database_url, node, heartbeat_s=heartbeat_s)
 
     @classmethod
@@ -83,7 +83,7 @@ class RayEnvironment:
         """The running environment seen from another process: its hub and its live agent actors."""
         hub = hub_client(namespace, name)
         env = cls(
-            hub, database_url, await _remote(hub.handle.ready.remote(), "the hub"), heartbeat_s=heartbeat_s
+            hub, database_url, await call_actor(hub.handle.ready.remote(), "the hub"), heartbeat_s=heartbeat_s
         )
         for info in await hub.agents():
             actor = agent_actor_name(namespace, name, info.name, info.incarnation)
@@ -142,7 +142,7 @@ class RayEnvironment:
                 hub_actor_name(self.namespace, self.name), info.config, info.incarnation, self.heartbeat_s
             )
         )
-        where = await _remote(handle.start.remote(), f"agent {info.name!r}", agent=info.name)  # type: ignore[attr-defined]
+        where = await call_actor(handle.start.remote(), f"agent {info.name!r}", agent=info.name)  # type: ignore[attr-defined]
         proxy = self.agents.get(info.name)
         if proxy is None:
             proxy = self.agents[info.name] = RemoteAgent(info.name, info.role, info.config, handle, where)

@@ -12,7 +12,7 @@ import asyncio
 from typing import Any, Protocol
 
 from agent_core.memory.base import Embedder, MemoryItem, MemoryStore
-from toolserver.errors import ToolServerError, Unavailable
+from toolserver.errors import Unavailable
 
 __all__ = [
     "MEMORY_ACTOR_NAME",
@@ -131,17 +131,9 @@ class RayMemoryClient:
         return result
 
     async def _call(self, method: str, *args: Any) -> Any:
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+        from toolserver.actor_client import call_actor
 
-        try:
-            return await self._handle.call.remote(method, *args)
-        except RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, ToolServerError):
-                raise cause from None
-            raise
-        except (ActorDiedError, ActorUnavailableError) as exc:
-            raise Unavailable(f"the memory service is unavailable: {type(exc).__name__}") from None
+        return await call_actor(self._handle.call.remote(method, *args), "the memory service")
 
 
 def start_memory_actor(
