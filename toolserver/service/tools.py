@@ -72,16 +72,7 @@ class ToolService:
         spec = self._spec_from_body(principal, body)
         if spec.kind == "deployment":
             await self.runners["deployment"].deploy(spec)  # type: ignore[attr-defined]
-        record = await asyncio.to_thread(
-            self.tools.register,
-            principal.namespace,
-            spec.name,
-            kind=spec.kind,
-            description=spec.description,
-            parameters=spec.parameters,
-            config=spec.config,
-        )
-        return render([_spec_of(record)], "native")[0]
+        return (await self.register_specs(principal, [spec]))[0]
 
     async def import_openapi(
         self, principal: Principal, document: dict[str, Any] | str, base_url: str | None, prefix: str
