@@ -15,13 +15,12 @@ from registry import (
     HumanRequestStore,
     KeyStore,
     RunStore,
-    SecretBox,
     SecretStore,
     SessionStore,
     ToolStore,
 )
 from toolserver import __version__, mcp_import
-from toolserver.auth import Authenticator, ensure_secrets_key
+from toolserver.auth import Authenticator, secrets_box
 from toolserver.body_limit import BodyLimit
 from toolserver.config import Settings
 from toolserver.environment_tools import EnvironmentTools
@@ -74,8 +73,8 @@ def build_services(
     `scheduler` drives agent runs and `environments` owns the multi-agent task centers: clients of
     the server's actors, or (default) in-process objects.
     """
-    secrets_key = settings.secrets_key or ensure_secrets_key(None, settings.secrets_key_file)[0]
-    keys, secrets, audit = KeyStore(db), SecretStore(db, SecretBox(secrets_key)), AuditStore(db)
+    keys, secrets, audit = KeyStore(db), SecretStore(db, secrets_box(settings)), AuditStore(db)
+    egress, llm_policy = settings.egress_policy(), settings.llm_policy()
     session_service = SessionService(
         SessionStore(db),
         nodes,
@@ -85,18 +84,16 @@ def build_services(
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),
-        "http": HttpToolRunner(policy=settings.egress_policy()),
-        "mcp": McpToolRunner(policy=settings.egress_policy()),
+        "http": HttpToolRunner(policy=egress),
+        "mcp": McpToolRunner(policy=egress),
         **(extra_runners or {}),
     }
     humans = HumanRequestStore(db)
     tool_service = ToolService(ToolStore(db), secrets, audit, session_service, runners, humans)
     memory_service = MemoryService(SqlMemoryStore(db))
     if scheduler is None:
-        scheduler = RunScheduler(db, tool_service, memory_service, settings.llm_policy())
-    agent_service = AgentService(
-        AgentStore(db), RunStore(db), humans, session_service, scheduler, settings.llm_policy()
-    )
+        scheduler = RunScheduler(db, tool_service, memory_service, llm_policy)
+    agent_service = AgentService(AgentStore(db), RunStore(db), humans, session_service, scheduler, llm_policy)
     return Services(
         settings=settings,
         db=db,
@@ -114,7 +111,7 @@ def build_services(
             settings.database,
             use_ray=False,
             egress_allow=settings.egress_allow,
-            llm_key_envs=tuple(settings.llm_policy().key_envs),
+            llm_key_envs=tuple(llm_policy.key_envs),
             tools=EnvironmentTools(session_service, tool_service, actor="", ray_namespace=""),
         ),
     )

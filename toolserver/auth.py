@@ -14,7 +14,14 @@ from toolserver.config import Settings
 from toolserver.errors import Forbidden, Unauthorized
 from toolserver.service.principal import Principal
 
-__all__ = ["Authenticator", "ensure_admin_key", "ensure_secrets_key", "seal_secrets", "with_secrets_key"]
+__all__ = [
+    "Authenticator",
+    "ensure_admin_key",
+    "ensure_secrets_key",
+    "seal_secrets",
+    "secrets_box",
+    "with_secrets_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +79,20 @@ def ensure_secrets_key(configured: str | None, key_file: Path) -> tuple[str, str
     return key, str(key_file)
 
 
-def with_secrets_key(settings: Settings) -> Settings:
-    """`settings` carrying the resolved secrets key, ready to hand to other processes."""
-    if settings.secrets_key:
-        ensure_secrets_key(settings.secrets_key, settings.secrets_key_file)
-        return settings
-    key, _ = ensure_secrets_key(None, settings.secrets_key_file)
-    return settings.model_copy(update={"secrets_key": key})
+def with_secrets_key(settings: Settings) -> tuple[Settings, str]:
+    """(`settings` carrying the resolved secrets key, ready to hand to other processes; where the key came from)."""
+    key, source = ensure_secrets_key(settings.secrets_key, settings.secrets_key_file)
+    return settings.model_copy(update={"secrets_key": key}), source
+
+
+def secrets_box(settings: Settings) -> SecretBox:
+    """The box of the settings' key (the state directory's key when they carry none)."""
+    return SecretBox(settings.secrets_key or ensure_secrets_key(None, settings.secrets_key_file)[0])
 
 
 def seal_secrets(db: Database, settings: Settings) -> None:
     """At start: refuse a key the database's secrets do not open with; seal values stored before encryption."""
-    key = settings.secrets_key or ensure_secrets_key(None, settings.secrets_key_file)[0]
-    store = SecretStore(db, SecretBox(key))
+    store = SecretStore(db, secrets_box(settings))
     store.check_key()
     sealed = store.seal_plaintext()
     if sealed:

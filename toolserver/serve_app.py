@@ -151,11 +151,10 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     `on_ray_ready` runs right after Ray is up (which replaces signal handlers), so a caller can put its
     own back before the long part of start-up.
     """
-    from toolserver.auth import ensure_admin_key, ensure_secrets_key, seal_secrets
+    from toolserver.auth import ensure_admin_key, seal_secrets, with_secrets_key
 
     settings.home.mkdir(parents=True, exist_ok=True)
-    secrets_key, secrets_source = ensure_secrets_key(settings.secrets_key, settings.secrets_key_file)
-    settings = settings.model_copy(update={"secrets_key": secrets_key})  # every replica and actor gets it
+    settings, secrets_source = with_secrets_key(settings)  # resolved once: every replica and actor gets it
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if settings.fast_ingress and not address:
         from toolserver.ingress import haproxy_env, haproxy_state_dir

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 def app_builder(args: dict[str, Any]) -> Application:
     """Start the server's actors (once) and return the ingress application; `args` override settings."""
     settings, instance_id = _parse_args(dict(args or {}))
-    settings = with_secrets_key(settings)  # one key for every replica and actor this build starts
+    settings, _ = with_secrets_key(settings)  # one key for every replica and actor this build starts
     if not ray.is_initialized():  # `serve run <import path>` calls builders before it connects
         ray.init(address=settings.ray_address or os.environ.get("RAY_ADDRESS"), namespace=RAY_NAMESPACE)
     ensure_started(settings, instance_id)

@@ -31,7 +31,8 @@ def test_the_environment_wins_and_a_bad_key_stops_the_start(tmp_path: Path) -> N
 
 
 def test_settings_carry_the_resolved_key_to_other_processes(tmp_path: Path) -> None:
-    settings = with_secrets_key(Settings(home=tmp_path))
+    settings, source = with_secrets_key(Settings(home=tmp_path))
+    assert source == str(tmp_path / "secrets.key")
     assert settings.secrets_key == (tmp_path / "secrets.key").read_text().strip()
     # What replicas and actors get (settings as JSON or as TOOLSERVER_* variables) holds the same key.
     assert Settings(**settings.model_dump(mode="json")).secrets_key == settings.secrets_key
@@ -42,10 +43,10 @@ def test_start_refuses_another_key_and_seals_old_values(tmp_path: Path) -> None:
     db = Database(url)
     try:
         SecretStore(db).put("team-a", "old", "legacy")  # written before encryption
-        first = with_secrets_key(Settings(home=tmp_path / "one", database_url=url))
+        first, _ = with_secrets_key(Settings(home=tmp_path / "one", database_url=url))
         seal_secrets(db, first)
         assert SecretStore(db, SecretBox(first.secrets_key or "")).get("team-a", "old") == "legacy"
-        other = with_secrets_key(Settings(home=tmp_path / "two", database_url=url))
+        other, _ = with_secrets_key(Settings(home=tmp_path / "two", database_url=url))
         with pytest.raises(SecretUnreadable, match="another secrets key"):
             seal_secrets(db, other)
     finally:
