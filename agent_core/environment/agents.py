@@ -181,18 +181,13 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
         return OpenAICompatibleClient(**options, api_key=os.environ.get(env) if env else None)
     if not isinstance(server, Mapping):
         raise ValidationFailed("llm settings are not valid", field=f"config.llm.{SERVER_EGRESS}")
-    from toolserver.egress import EgressPolicy, GuardedTransport
+    from toolserver.egress import EgressPolicy
+    from toolserver.runs.llm import LLMPolicy, tenant_llm
 
-    policy = EgressPolicy.parse(str(server.get("allow", "")))
-    if env and env not in server.get("key_envs", ()):
-        raise ValidationFailed(
-            f"the server does not share its environment variable {env!r} as an LLM key (TOOLSERVER_LLM_KEY_ENVS)",
-            field="config.llm.api_key_env",
-        )
-    if options.get("base_url"):
-        policy.check_url(str(options["base_url"]), field="config.llm.base_url")
-    api_key = os.environ.get(env, "") if env else ""  # never the server's OPENAI_API_KEY by fallback
-    return OpenAICompatibleClient(**options, api_key=api_key, transport=GuardedTransport(policy))
+    policy = LLMPolicy(
+        EgressPolicy.parse(str(server.get("allow", ""))), frozenset(server.get("key_envs", ()))
+    )
+    return tenant_llm(options, policy, api_key="", api_key_env=env, field="config.llm")
 
 
 def _scripted_reply(item: Any) -> str | AssistantTurn:

@@ -10,7 +10,7 @@ from agent_core.llm import AssistantTurn, LLMClient, OpenAICompatibleClient, Scr
 from toolserver.egress import EgressPolicy, GuardedTransport
 from toolserver.errors import ValidationFailed
 
-__all__ = ["LLMPolicy", "build_llm", "scripted_turn"]
+__all__ = ["LLMPolicy", "build_llm", "scripted_turn", "tenant_llm"]
 
 
 def scripted_turn(item: Any) -> AssistantTurn:
@@ -72,27 +72,50 @@ def build_llm(
     given = [key for key in ("api_key", "api_key_secret", "api_key_env") if config.get(key)]
     if len(given) > 1:
         raise ValidationFailed(f"give one of {', '.join(given)}, not several", field=f"llm.{given[1]}")
-    api_key = str(config.get("api_key") or secret or "")
-    env = config.get("api_key_env")
-    if env:
-        if str(env) not in policy.key_envs:
-            raise ValidationFailed(
-                f"the server does not share its environment variable {env!r} as an LLM key; store your key as a "
-                "secret (PUT /v1/secrets/NAME) and name it in llm.api_key_secret (the CLI's --api-key-env does "
-                "that from your own environment), or an operator lists it in TOOLSERVER_LLM_KEY_ENVS",
-                field="llm.api_key_env",
-            )
-        api_key = os.environ.get(str(env), "")
-    base_url = config.get("base_url")
-    if base_url is not None:
-        policy.egress.check_url(str(base_url), field="llm.base_url")
-    return OpenAICompatibleClient(
-        base_url=base_url,
-        model=config.get("model"),
-        api_key=api_key,  # never the server's OPENAI_API_KEY by fallback
-        timeout_s=float(config.get("timeout_s", 60)),
-        max_retries=int(config.get("max_retries", 4)),
-        stream=bool(config.get("stream", False)),
-        extra_body=config.get("extra_body"),
-        transport=GuardedTransport(policy.egress),
+    options = {
+        "base_url": config.get("base_url"),
+        "model": config.get("model"),
+        "timeout_s": float(config.get("timeout_s", 60)),
+        "max_retries": int(config.get("max_retries", 4)),
+        "stream": bool(config.get("stream", False)),
+        "extra_body": config.get("extra_body"),
+    }
+    hint = (
+        "store your key as a secret (PUT /v1/secrets/NAME) and name it in llm.api_key_secret (the CLI's "
+        "--api-key-env does that from your own environment), or "
     )
+    return tenant_llm(
+        options,
+        policy,
+        api_key=str(config.get("api_key") or secret or ""),
+        api_key_env=config.get("api_key_env"),
+        field="llm",
+        hint=hint,
+    )
+
+
+def tenant_llm(
+    options: dict[str, Any],
+    policy: LLMPolicy,
+    *,
+    api_key: str,
+    api_key_env: str | None,
+    field: str,
+    hint: str = "",
+) -> OpenAICompatibleClient:
+    """An OpenAI-compatible client as the server lets a tenant have one: the endpoint under the egress policy,
+    a key from the server's environment only where `key_envs` shares it, never the server's OPENAI_API_KEY.
+
+    `field` prefixes the fields errors name (`llm`, `config.llm`); `hint` starts the advice of that error.
+    """
+    if api_key_env:
+        if str(api_key_env) not in policy.key_envs:
+            raise ValidationFailed(
+                f"the server does not share its environment variable {api_key_env!r} as an LLM key; {hint}an "
+                "operator lists the shared ones in TOOLSERVER_LLM_KEY_ENVS",
+                field=f"{field}.api_key_env",
+            )
+        api_key = os.environ.get(str(api_key_env), "")
+    if options.get("base_url") is not None:
+        policy.egress.check_url(str(options["base_url"]), field=f"{field}.base_url")
+    return OpenAICompatibleClient(**options, api_key=api_key, transport=GuardedTransport(policy.egress))

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from agent_core import RunState, build_strategy
+from agent_core.llm import LLMClient
 from agent_core.state import Step
 from registry import AgentStore, Database, HumanRequestStore, RunStore
 from registry.models import HumanRequest, RunRecord
@@ -253,7 +254,7 @@ class RunScheduler:
             return await strategy.start(run.task)
         return await strategy.resume(RunState.from_dict(run.state), answer, request_id=request_id)
 
-    async def _llm(self, namespace: str, config: dict[str, Any]) -> Any:
+    async def _llm(self, namespace: str, config: dict[str, Any]) -> LLMClient:
         """The run's LLM client; a key named by `api_key_secret` comes from the namespace's secrets."""
         secret = None
         name = config.get("api_key_secret")

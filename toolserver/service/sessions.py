@@ -66,9 +66,8 @@ class SessionService:
             view = await self._create(principal, body)
         finally:
             self._creating[namespace] -= 1
-        if (
-            self.max_per_namespace
-        ):  # creates on other replicas may have raced past the cap: the newest give way
+        if self.max_per_namespace:
+            # Creates on other replicas may have raced past the cap: the newest give way.
             live = sorted(await self._live(namespace), key=lambda r: (r.created_at, r.id))
             if [r.id for r in live].index(view["id"]) >= self.max_per_namespace:
                 await self.delete(principal, view["id"])
