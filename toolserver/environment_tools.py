@@ -4,7 +4,7 @@ At creation the server opens a session in the tenant's namespace, pins the agent
 node, and writes into the agent's config (`SERVER_TOOLS`) the tools it may call and where. The agent's calls
 come back to the environment center, which runs them through the tool service like any other call: tenancy,
 argument checks and the audit apply, and the node that holds the sandbox runs them. Anything a tenant wrote
-under `SERVER_TOOLS` is replaced. Environment agents cannot pause for a human (`ask_human` is refused).
+under `SERVER_TOOLS` is dropped by the manager first. Environment agents cannot pause for a human (`ask_human` is refused).
 """
 
 from __future__ import annotations
@@ -40,11 +40,9 @@ class EnvironmentTools:
 
     async def provision(self, namespace: str, config: Any, index: int) -> tuple[Any, str | None]:
         """(the config to start the agent from, the session opened for it or None)."""
-        if not isinstance(config, Mapping):
+        if not isinstance(config, Mapping) or not config.get("sandbox"):
             return config, None
-        config = {k: v for k, v in config.items() if k != SERVER_TOOLS}
-        if not config.get("sandbox"):
-            return config, None
+        config = dict(config)  # the manager has already dropped whatever the tenant wrote under SERVER_TOOLS
         if config.get("kind") != "loop":
             raise ValidationFailed("only loop agents can have a sandbox", field=f"agents[{index}].sandbox")
         names = config.get("tools", list(DEFAULT_AGENT_TOOLS))

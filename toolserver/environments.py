@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_core.environment import Hub, Message, SqlEnvironmentStore, TaskCenter, build_agent, make_router
+from agent_core.environment.actors import ActorToolExecutor
 from agent_core.environment.agents import SERVER_EGRESS, SERVER_TOOLS, LoopAgent
-from agent_core.tools import ToolOutcome
 from registry import Database
 from toolserver.config import Settings
 from toolserver.environment_tools import EnvironmentTools
@@ -38,21 +38,15 @@ class _Environment:
     sessions: list[str] = field(default_factory=list)  # of its sandboxed agents
 
 
-class _SessionTools:
+class _SessionTools(ActorToolExecutor):
     """A sandboxed agent's tools when it lives in this process (no Ray): straight to `EnvironmentTools`."""
 
     def __init__(self, tools: EnvironmentTools, spec: dict[str, Any]) -> None:
-        self._tools, self._spec = tools, spec
+        super().__init__(spec)
+        self._tools = tools
 
-    def tool_schemas(self) -> list[dict[str, Any]]:
-        return list(self._spec["schemas"])
-
-    async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
-        allowed = [s["function"]["name"] for s in self._spec["schemas"]]
-        ok, content = await self._tools.call(
-            self._spec["namespace"], self._spec["session"], allowed, name, arguments
-        )
-        return ToolOutcome(ok, content)
+    async def _send(self, allowed: list[str], name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+        return await self._tools.call(self.spec["namespace"], self.spec["session"], allowed, name, arguments)
 
 
 class EnvironmentManager:

@@ -90,17 +90,22 @@ class ActorToolExecutor:
         return self._schemas
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
-        if self._handle is None:
-            self._handle = ray.get_actor(self.spec["actor"], namespace=self.spec["ray_namespace"])
         allowed = [s["function"]["name"] for s in self._schemas]
-        ref = self._handle.call.remote(
-            "agent_tool_call", self.spec["namespace"], self.spec["session"], allowed, name, arguments
-        )
         try:
-            ok, content = await ref
+            ok, content = await self._send(allowed, name, arguments)
         except RayError as exc:
             return ToolOutcome.failure(f"Error: the tool server could not run {name}: {type(exc).__name__}")
         return ToolOutcome(bool(ok), str(content))
+
+    async def _send(self, allowed: list[str], name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+        """(ok, content) from the actor that owns the session."""
+        if self._handle is None:
+            self._handle = ray.get_actor(self.spec["actor"], namespace=self.spec["ray_namespace"])
+        ref = self._handle.call.remote(
+            "agent_tool_call", self.spec["namespace"], self.spec["session"], allowed, name, arguments
+        )
+        ok, content = await ref
+        return ok, content
 
 
 class AgentActor:
