@@ -101,7 +101,7 @@ class EgressPolicy:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, ValueError):
             return  # the caller's own url check reports it
-        host, port = parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
+        host, port = parsed.host, _port_of(parsed)
         address = _literal(host)
         if address is not None and not self.allows_address(address, port):
             raise ValidationFailed(_denied_message(host, address, port), field=field)
@@ -147,7 +147,7 @@ class Pinner:
 
     async def send(self, request: Any) -> Any:
         url = request.url
-        port = url.port or (443 if url.scheme == "https" else 80)
+        port = _port_of(url)
         host = url.raw_host.decode("ascii")  # the IDNA form httpx sends, so the name checked is the name used
         address = await self.policy.pin(host, port)
         if address == host:
@@ -223,6 +223,11 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     if address in _NAT64 or address in _SIIT or (address in _COMPAT and int(address) > 1):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
+
+
+def _port_of(url: Any) -> int:
+    """An httpx or httpx2 URL's port, the scheme's default when it names none."""
+    return int(url.port or (443 if url.scheme == "https" else 80))
 
 
 def _split_port(raw: str) -> tuple[str, int | None]:
