@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     replicas: int = 1
     fast_ingress: bool = Field(False, description="HAProxy in front of the replicas (needs haproxy)")
     sandbox_image: str = DEFAULT_IMAGE
+    allowed_images: str = Field(
+        "", description="images sessions may name, comma-separated; default: the sandbox image alone"
+    )
     pool_size: int = 2
     default_memory_mb: int = 1024
     default_cpus: float = 1.0
@@ -54,6 +57,19 @@ class Settings(BaseSettings):
     session_ttl_s: float = 3600.0
     max_sessions_per_namespace: int = Field(
         32, ge=0, description="live sessions a namespace may hold (0: no cap)"
+    )
+    max_environments_per_namespace: int = Field(
+        8, ge=0, description="live environments a namespace may hold (0: no cap)"
+    )
+    max_env_agents_per_namespace: int = Field(
+        64, ge=0, description="agents across a namespace's live environments (0: no cap)"
+    )
+    max_streams_per_namespace: int = Field(
+        8, ge=0, description="open event streams and long-polls per namespace on each replica (0: no cap)"
+    )
+    max_stream_s: float = Field(900.0, gt=0, description="longest an event stream stays open, seconds")
+    max_outbound_body_mb: int = Field(
+        16, gt=0, description="largest body the server reads from a tenant-chosen url (tools, MCP, LLMs)"
     )
     output_limit: int = 64 * 1024
     max_file_mb: int = 64
@@ -71,6 +87,11 @@ class Settings(BaseSettings):
     def _egress_entries(cls, value: str) -> str:
         EgressPolicy.parse(value)  # a bad entry stops the server at start, with its name
         return value
+
+    def allowed_image_list(self) -> tuple[str, ...]:
+        """The images sessions may use; the sandbox image when the operator lists none."""
+        listed = tuple(name.strip() for name in self.allowed_images.split(",") if name.strip())
+        return listed or (self.sandbox_image,)
 
     def egress_policy(self) -> EgressPolicy:
         return EgressPolicy.parse(self.egress_allow)
