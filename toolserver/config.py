@@ -117,6 +117,7 @@ class Settings(BaseSettings):
     def sandbox_config(self, *, instance_id: str, node_id: str) -> SandboxConfig:
         return SandboxConfig(
             image=self.sandbox_image,
+            allowed_images=self.allowed_image_list(),
             default_limits=Limits(
                 memory_mb=self.default_memory_mb,
                 cpus=self.default_cpus,
