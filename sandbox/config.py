@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
 from sandbox.base import Limits, SandboxSpec
-from sandbox.errors import LimitsExceeded
+from sandbox.errors import ImageNotAllowed, LimitsExceeded
 from toolserver.errors import UserError
 
 __all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
@@ -24,6 +24,7 @@ def _default_runtime_dir() -> str:
 @dataclass(frozen=True)
 class SandboxConfig:
     image: str = DEFAULT_IMAGE
+    allowed_images: tuple[str, ...] = ()  # besides `image`, what sessions may name; never pulled
     default_limits: Limits = field(default_factory=Limits)
     max_limits: Limits = field(
         default_factory=lambda: Limits(
@@ -46,7 +47,13 @@ class SandboxConfig:
     shared_dir_mb: int = 4  # tmpfs cap of each sandbox's /sbx (applied when the server runs as root)
 
     def check_spec(self, spec: SandboxSpec) -> None:
-        """Refuse limits above the server maxima and network the server does not allow."""
+        """Refuse images the operator did not list, limits above the server maxima, and closed-off network."""
+        if spec.image not in (None, self.image, *self.allowed_images):
+            raise ImageNotAllowed(
+                f"image {spec.image!r} is not one this server allows"
+                " (the operator lists them in TOOLSERVER_ALLOWED_IMAGES)",
+                field="image",
+            )
         over = spec.limits.within(self.max_limits)
         if over:
             raise LimitsExceeded(

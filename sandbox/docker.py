@@ -32,6 +32,7 @@ from sandbox.base import (
 )
 from sandbox.config import SandboxConfig
 from sandbox.errors import (
+    ImageNotAllowed,
     SandboxGone,
     SandboxNotFound,
     SandboxUnavailable,
@@ -345,43 +346,71 @@ class DockerBackend(SandboxBackend):
                 _hostdirs.remove_dirs(os.path.join(self._root, name))
 
     def _run_container(self, info: SandboxInfo, host_dir: str, pooled: bool) -> Any:
+        """Create and start the container; the image must already be on this engine (never pulled)."""
+        import docker.errors
         import docker.types
 
         limits = info.limits
         tmpfs_opts = f"uid={self.config.uid},gid={self.config.uid},exec,nosuid,nodev"
-        return self.client.containers.run(
-            info.image,
-            detach=True,
-            name=f"tsbx-{info.session_id}",
-            hostname="sandbox",
-            labels=_labels.labels_for(
-                instance=self.config.instance_id,
-                session_id=info.session_id,
-                owner=info.owner,
-                node=self.config.node_id,
-                pooled=pooled,
-            ),
-            user=f"{self.config.uid}:{self.config.uid}",
-            network_mode=info.network,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            read_only=True,
-            tmpfs={
-                "/workspace": f"size={limits.disk_mb}m,mode=0700,{tmpfs_opts}",
-                "/tmp": f"size={limits.tmp_mb}m,mode=1777,{tmpfs_opts}",
-                # The guest daemon's own scratch space, so a full /tmp cannot stop the shell.
-                "/run/sbxd": f"size=4m,mode=0700,{tmpfs_opts}",
-            },
-            volumes={_hostdirs.shared_dir(host_dir): {"bind": _GUEST_DIR, "mode": "rw"}},
-            mem_limit=f"{limits.memory_mb}m",
-            memswap_limit=f"{limits.memory_mb}m",
-            nano_cpus=int(limits.cpus * 1e9),
-            pids_limit=limits.pids,
-            ulimits=[docker.types.Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile)],
-            init=True,
-            ipc_mode="private",
-            environment={"TOOLSERVER_SESSION": info.session_id, "TOOLSERVER_NODE": self.config.node_id},
+        tmpfs = {
+            "/workspace": f"size={limits.disk_mb}m,mode=0700,{tmpfs_opts}",
+            "/tmp": f"size={limits.tmp_mb}m,mode=1777,{tmpfs_opts}",
+            # The guest daemon's own scratch space, so a full /tmp cannot stop the shell.
+            "/run/sbxd": f"size=4m,mode=0700,{tmpfs_opts}",
+        }
+        missing = ImageNotAllowed(
+            f"image {info.image!r} is not present on node {self.config.node_id}; sessions never pull"
+            " images: the operator builds or pulls it on every node",
+            field="image",
         )
+        try:
+            image = self.client.images.get(info.image)
+        except docker.errors.ImageNotFound:
+            raise missing from None
+        # An image's VOLUME would get an anonymous volume: outside disk_mb, writable past the read-only
+        # root, and left behind. Each declared path gets a size-capped tmpfs instead.
+        for path in (image.attrs.get("Config") or {}).get("Volumes") or {}:
+            tmpfs.setdefault(str(path), f"size={limits.tmp_mb}m,mode=1777,{tmpfs_opts}")
+        # One MiB above the largest tmpfs, so that a full workspace reads ENOSPC rather than SIGXFSZ.
+        file_cap = (max(limits.disk_mb, limits.tmp_mb) + 1) * 1024 * 1024
+        create = self.client.containers.create  # unlike containers.run, create never pulls
+        try:
+            container = create(
+                info.image,
+                detach=True,
+                name=f"tsbx-{info.session_id}",
+                hostname="sandbox",
+                labels=_labels.labels_for(
+                    instance=self.config.instance_id,
+                    session_id=info.session_id,
+                    owner=info.owner,
+                    node=self.config.node_id,
+                    pooled=pooled,
+                ),
+                user=f"{self.config.uid}:{self.config.uid}",
+                network_mode=info.network,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs=tmpfs,
+                volumes={_hostdirs.shared_dir(host_dir): {"bind": _GUEST_DIR, "mode": "rw"}},
+                mem_limit=f"{limits.memory_mb}m",
+                memswap_limit=f"{limits.memory_mb}m",
+                nano_cpus=int(limits.cpus * 1e9),
+                pids_limit=limits.pids,
+                ulimits=[
+                    docker.types.Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
+                    docker.types.Ulimit(name="core", soft=0, hard=0),
+                    docker.types.Ulimit(name="fsize", soft=file_cap, hard=file_cap),
+                ],
+                init=True,
+                ipc_mode="private",
+                environment={"TOOLSERVER_SESSION": info.session_id, "TOOLSERVER_NODE": self.config.node_id},
+            )
+        except docker.errors.ImageNotFound:
+            raise missing from None
+        container.start()
+        return container
 
     def _owned_containers(self, adopt_from: set[str]) -> builtins.list[Any]:
         nodes = {self.config.node_id, *adopt_from}
@@ -406,7 +435,7 @@ class DockerBackend(SandboxBackend):
         import docker.errors
 
         try:
-            self.client.containers.get(name_or_id).remove(force=True)
+            self.client.containers.get(name_or_id).remove(force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:

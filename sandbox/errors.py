@@ -6,6 +6,7 @@ from toolserver.errors import NotFound, PayloadTooLarge, RuntimeFailure, Unavail
 
 __all__ = [
     "FileTooLarge",
+    "ImageNotAllowed",
     "ImageBuildError",
     "InvalidPath",
     "LimitsExceeded",
@@ -62,3 +63,10 @@ class LimitsExceeded(UserError):
 
 class ImageBuildError(SandboxError):
     type = "image_build_error"
+
+
+class ImageNotAllowed(UserError):
+    """An image the operator did not list, or one missing from the node (sessions never pull)."""
+
+    status = 422
+    type = "image_not_allowed"

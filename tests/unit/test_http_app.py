@@ -221,3 +221,12 @@ async def test_a_namespace_cannot_hold_more_sessions_than_its_cap(server):
     assert sorted(r.status_code for r in burst) == [201, 429, 429, 429, 429]
     live = (await a.get("/v1/sessions")).json()["sessions"]
     assert len(live) == 3
+
+
+async def test_a_session_cannot_name_an_image_the_operator_did_not_list(server):
+    for image in ("alpine:latest", "registry.example/private/secret-tool:1", "toolserver-sandbox:old"):
+        refused = await server["a"].post("/v1/sessions", json={"image": image})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["field"] == "image"
+    assert (await server["a"].get("/v1/sessions")).json()["sessions"] == []
+    assert (await server["b"].post("/v1/sessions", json={})).status_code == 201
