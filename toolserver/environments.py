@@ -70,6 +70,7 @@ class EnvironmentManager:
         self._watchdog: asyncio.Task[None] | None = None
         self._restarted: dict[tuple[str, str, str], float] = {}
         self._db: Database | None = None
+        self._sql_store: SqlEnvironmentStore | None = None
         self._envs: dict[tuple[str, str], _Environment] = {}
         self._changed: dict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
         self._lock = asyncio.Lock()
@@ -99,18 +100,23 @@ class EnvironmentManager:
             sessions: list[str] = []
             ray_env = None
             try:
+                await self._forget(namespace, name)  # what a removed or lost environment of this name left
                 if self.tools is not None:
                     for i, config in enumerate(agents):
                         agents[i], session = await self.tools.provision(namespace, config, i)
                         sessions += [session] if session else []
                 hub, members, ray_env = await self._start(namespace, name, agents)
+                center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
+                await center.start()  # registers in-process agents: subscriptions may name them after this
                 for sub in spec.get("subscriptions") or []:
                     await hub.subscribe(sub["topic"], agent=sub.get("agent"), role=sub.get("role"))
-                center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
-                await center.start()
             except BaseException:  # nothing of a half-made environment stays: actors, sessions
                 if ray_env is not None:
                     await ray_env.shutdown()
+                try:
+                    await self._forget(namespace, name)
+                except Exception:  # the failure that brought us here is the one to report
+                    log.exception("could not release the agents of %s/%s", namespace, name)
                 if sessions and self.tools is not None:
                     await self.tools.release(namespace, sessions)
                 raise
@@ -139,9 +145,7 @@ class EnvironmentManager:
             for config in agents:
                 await ray_env.add_agent(config, config.get("placement", "spread"))
             return ray_env.hub, ray_env.agents, ray_env
-        if self._db is None:
-            self._db = Database(self.database_url)
-        hub = Hub(namespace, name, SqlEnvironmentStore(self._db))
+        hub = Hub(namespace, name, await self._store())
         members = [build_agent(config) for config in agents]
         for member, config in zip(members, agents, strict=True):
             spec = config.get(SERVER_TOOLS) if isinstance(config, dict) else None
@@ -213,12 +217,41 @@ class EnvironmentManager:
         return [m.to_dict() for m in found]
 
     async def delete(self, namespace: str, name: str) -> None:
-        env = self._get(namespace, name)
-        if env.ray_env is not None:
-            await env.ray_env.shutdown()
-        del self._envs[(namespace, name)]
-        if env.sessions and self.tools is not None:
-            await self.tools.release(namespace, env.sessions)
+        """Stop the environment and release its agents and sessions; its history stays in the database."""
+        async with self._lock:  # a create of the same name waits until this one is gone
+            env = self._get(namespace, name)
+            del self._envs[(namespace, name)]
+            if env.ray_env is not None:
+                await env.ray_env.shutdown()
+            else:
+                await env.hub.close()  # messages accepted before the delete are stored
+            await self._forget(namespace, name)
+            if env.sessions and self.tools is not None:
+                await self.tools.release(namespace, env.sessions)
+
+    async def _store(self) -> SqlEnvironmentStore:
+        if self._sql_store is None:
+            if self._db is None:
+                self._db = await asyncio.to_thread(Database, self.database_url)
+            store = await asyncio.to_thread(SqlEnvironmentStore, self._db)
+            self._sql_store = store
+            return store
+        return self._sql_store
+
+    async def _forget(self, namespace: str, name: str) -> None:
+        """Release the stored agents of `name` (and, on Ray, any actor left running); the history stays.
+
+        A new environment of that name then starts empty: no agent rows, inboxes or subscriptions of the
+        old one (a server restart between the two leaves the rows; a lost center may leave actors).
+        """
+        store = await self._store()
+        stored = await asyncio.to_thread(store.agents, namespace, name)
+        if self.use_ray:
+            from agent_core.environment import RayEnvironment
+
+            RayEnvironment.clear_leftovers(namespace, name, stored)
+        if stored:
+            await asyncio.to_thread(store.delete_agents, namespace, name)
 
     async def agent_tool_call(
         self, namespace: str, session_id: str, allowed: list[str], name: str, arguments: dict[str, Any]

@@ -127,6 +127,17 @@ class RayEnvironment:
         if stop_hub:
             stop_hub_actor(self.namespace, self.name)
 
+    @classmethod
+    def clear_leftovers(cls, namespace: str, name: str, stored: list[AgentInfo]) -> None:
+        """Kill what a lost owner left of an environment: its `stored` agents' actors and its hub actor.
+
+        A new environment of the same name must start from nothing: a surviving hub would hand it the old
+        room's inboxes and subscriptions, a surviving agent actor would hold the old one's name.
+        """
+        for info in stored:
+            cls._kill(agent_actor_name(namespace, name, info.name, info.incarnation))
+        stop_hub_actor(namespace, name)
+
     async def _launch(self, info: AgentInfo, node_id: str) -> RemoteAgent:
         handle = (
             ray.remote(AgentActor)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 from sqlalchemy import JSON, Column, Table, Text, UniqueConstraint, func
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col, delete, select
 
 from agent_core.environment.messages import Message
 from agent_core.environment.registry import AgentInfo
@@ -110,6 +110,10 @@ class EnvironmentStore(Protocol):
 
     def delete_agent(self, namespace: str, environment: str, name: str) -> None: ...
 
+    def delete_agents(self, namespace: str, environment: str) -> None:
+        """Forget every agent of an environment (it was removed); its messages stay."""
+        ...
+
     def agents(self, namespace: str, environment: str) -> list[AgentInfo]: ...
 
 
@@ -173,6 +177,13 @@ class SqlEnvironmentStore:
             if record is not None:
                 session.delete(record)
 
+    def delete_agents(self, namespace: str, environment: str) -> None:
+        query = delete(EnvAgentRecord).where(
+            col(EnvAgentRecord.namespace) == namespace, col(EnvAgentRecord.environment) == environment
+        )
+        with self.db.session() as session:
+            session.exec(query)
+
     def agents(self, namespace: str, environment: str) -> list[AgentInfo]:
         query = (
             select(EnvAgentRecord)
@@ -215,6 +226,9 @@ class InMemoryEnvironmentStore:
 
     def delete_agent(self, namespace: str, environment: str, name: str) -> None:
         self._agents.get((namespace, environment), {}).pop(name, None)
+
+    def delete_agents(self, namespace: str, environment: str) -> None:
+        self._agents.pop((namespace, environment), None)
 
     def agents(self, namespace: str, environment: str) -> list[AgentInfo]:
         return list(self._agents.get((namespace, environment), {}).values())
