@@ -20,6 +20,7 @@ from sandbox._guest_client import GuestClient
 from sandbox._ids import new_session_id
 from sandbox._kernel import KernelConnection, write_connection_files
 from sandbox._paths import workspace_relative
+from sandbox._runtime_dir import prepare_runtime_dir
 from sandbox.base import (
     FileEntry,
     Limits,
@@ -193,6 +194,7 @@ class DockerBackend(SandboxBackend):
         self.config = config or SandboxConfig()
         self._client = client
         self._sandboxes: dict[str, DockerSandbox] = {}
+        prepare_runtime_dir(self.config.runtime_dir)
         # Unix socket paths are short (107 bytes), so the node part of the directory is abbreviated.
         self._root = os.path.join(self.config.runtime_dir, self.config.instance_id, self.config.node_id[:12])
 

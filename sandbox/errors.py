@@ -10,6 +10,7 @@ __all__ = [
     "ImageBuildError",
     "InvalidPath",
     "LimitsExceeded",
+    "RuntimeDirUnsafe",
     "SandboxError",
     "SandboxGone",
     "SandboxNotFound",
@@ -59,6 +60,12 @@ class LimitsExceeded(UserError):
 
     status = 422
     type = "limits_exceeded"
+
+
+class RuntimeDirUnsafe(SandboxError):
+    """The sandboxes' runtime directory exists but is not private to this server (a start-up error)."""
+
+    type = "runtime_dir_unsafe"
 
 
 class ImageBuildError(SandboxError):
