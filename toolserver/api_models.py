@@ -60,7 +60,12 @@ class ToolCreate(_Body):
     query: list[str] | None = None
     body: list[str] | Literal["all"] | None = None
     timeout_s: float | None = Field(None, gt=0, le=600)
-    max_response_bytes: int | None = Field(None, gt=0)
+    max_response_bytes: int | None = Field(
+        None,
+        gt=0,
+        le=2**40,
+        description="largest response body the tool reads; at most the server's TOOLSERVER_MAX_OUTBOUND_BODY_MB",
+    )
     follow_redirects: bool | None = None
     import_path: str | None = None
     num_replicas: int | None = Field(None, ge=1, le=64)

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from toolserver.egress import EgressDenied, EgressPolicy, Pinner
 from toolserver.errors import ToolServerError, UserError, ValidationFailed
 from toolserver.mcp_server import HOPS_HEADER, current_hops
+from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES, ResponseTooLarge, bounded_transport
 from toolserver.routes.deps import caller, services
 from toolserver.service.builtin import BUILTIN_TOOLS
 from toolserver.service.principal import Principal
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "MAX_IMPORTED_TOOLS",
+    "MAX_LIST_PAGES",
     "McpImport",
     "McpToolConfig",
     "McpToolRunner",
@@ -72,8 +74,8 @@ __all__ = [
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_IMPORTED_TOOLS = 256
+MAX_LIST_PAGES = 50  # a server that pages on and on (or a page at a time) is refused past this many
 _MAX_DESCRIPTION = 8192
-_MAX_PAGES = 50
 _MAX_ERROR = 2000
 
 HttpClientFactory = Callable[[Mapping[str, str], float], httpx2.AsyncClient]
@@ -94,14 +96,19 @@ class GuardedTransport2(httpx2.AsyncBaseTransport):
         await self._pinner.aclose()
 
 
-def guarded_http_client(policy: EgressPolicy) -> HttpClientFactory:
-    """A factory of httpx2 clients that connect only where `policy` allows (environment proxies ignored)."""
+def guarded_http_client(
+    policy: EgressPolicy,
+    max_body_bytes: int = DEFAULT_MAX_OUTBOUND_BYTES,
+    on_overflow: Callable[[], object] | None = None,
+) -> HttpClientFactory:
+    """A factory of httpx2 clients that connect only where `policy` allows (environment proxies ignored) and
+    read no body past `max_body_bytes` (`on_overflow` is called when one tries)."""
 
     def make(headers: Mapping[str, str], timeout_s: float) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
             headers=dict(headers),
             timeout=httpx2.Timeout(timeout_s),
-            transport=GuardedTransport2(policy),
+            transport=bounded_transport(GuardedTransport2(policy), httpx2, max_body_bytes, on_overflow),
             trust_env=False,
         )
 
@@ -146,18 +153,26 @@ class McpToolConfig:
 class McpToolRunner(ToolRunner):
     """Calls `mcp` tools on their remote MCP server; `http_client` makes each call's httpx2 client.
 
-    The default factory connects only where `policy` allows (default: public addresses).
+    The default factory connects only where `policy` allows (default: public addresses) and reads no response,
+    page or SSE event past `max_body_bytes` (the server's `TOOLSERVER_MAX_OUTBOUND_BODY_MB`): a call whose
+    server sends more ends at once with `ResponseTooLarge`. A factory passed in is used as it is.
     """
 
     def __init__(
-        self, http_client: HttpClientFactory | None = None, *, policy: EgressPolicy | None = None
+        self,
+        http_client: HttpClientFactory | None = None,
+        *,
+        policy: EgressPolicy | None = None,
+        max_body_bytes: int = DEFAULT_MAX_OUTBOUND_BYTES,
     ) -> None:
         self.policy = policy or EgressPolicy()
-        self._http_client = http_client or guarded_http_client(self.policy)
+        self.max_body_bytes = max_body_bytes
+        self._http_client = http_client
 
     async def run(self, tool: ToolSpec, arguments: dict[str, Any], context: CallContext) -> Any:
         config = McpToolConfig.from_dict(tool.config)
         headers = {**config.request_headers(context.secrets), HOPS_HEADER: str(current_hops() + 1)}
+        what = f"calling {config.tool!r} on the MCP server at {config.url}"
         try:
             with anyio.fail_after(config.timeout_s):
                 async with self._connect(config.url, headers, config.timeout_s) as client:
@@ -168,21 +183,22 @@ class McpToolRunner(ToolRunner):
                 timeout_s=config.timeout_s,
             ) from None
         except Exception as exc:
-            raise _failure(f"calling {config.tool!r} on the MCP server at {config.url} failed", exc) from None
+            raise _failure(what, exc) from None
         return _result_value(result)
 
     async def list_tools(
         self, url: str, headers: Mapping[str, str], timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> list[types.Tool]:
-        """Every tool the MCP server at `url` lists, all pages."""
+        """Every tool the MCP server at `url` lists, all pages; more than MAX_IMPORTED_TOOLS tools or
+        MAX_LIST_PAGES pages is refused."""
         tools: list[types.Tool] = []
         try:
             with anyio.fail_after(timeout_s):
                 async with self._connect(url, headers, timeout_s) as client:
                     cursor: str | None = None
-                    for _ in range(_MAX_PAGES):
+                    for _ in range(MAX_LIST_PAGES):
                         page = await client.list_tools(cursor=cursor)
-                        tools.extend(page.tools)
+                        tools.extend(page.tools[: MAX_IMPORTED_TOOLS + 1 - len(tools)])
                         cursor = page.next_cursor
                         if cursor is None or len(tools) > MAX_IMPORTED_TOOLS:
                             break
@@ -192,14 +208,41 @@ class McpToolRunner(ToolRunner):
             ) from None
         except Exception as exc:
             raise _failure(f"listing the tools of the MCP server at {url} failed", exc) from None
+        if len(tools) > MAX_IMPORTED_TOOLS:
+            raise ValidationFailed(f"the server lists over {MAX_IMPORTED_TOOLS} tools", field="url")
+        if cursor is not None:
+            raise ValidationFailed(
+                f"the server's tool list goes on past {MAX_LIST_PAGES} pages; at most {MAX_IMPORTED_TOOLS} "
+                "tools are imported, in at most that many pages",
+                field="url",
+            )
         return tools
 
     @asynccontextmanager
     async def _connect(self, url: str, headers: Mapping[str, str], timeout_s: float) -> AsyncIterator[Client]:
-        http = self._http_client(headers, timeout_s)
-        transport = streamable_http_client(url, http_client=http)
-        async with http, Client(transport, read_timeout_seconds=timeout_s, cache=None) as client:
-            yield client
+        """A client for one call; a body past the ceiling cancels everything the connection does at once
+        (the SDK would otherwise reconnect, or wait out its read timeout) and raises ResponseTooLarge."""
+        overflowed = anyio.Event()
+        make = self._http_client or guarded_http_client(self.policy, self.max_body_bytes, overflowed.set)
+        http = make(headers, timeout_s)
+        transport = streamable_http_client(url, http_client=http, max_sse_event_size=self.max_body_bytes)
+        try:
+            async with anyio.create_task_group() as watch:
+
+                async def cut_when_overflowed() -> None:
+                    await overflowed.wait()
+                    watch.cancel_scope.cancel()
+
+                watch.start_soon(cut_when_overflowed)
+                async with http, Client(transport, read_timeout_seconds=timeout_s, cache=None) as client:
+                    yield client
+                watch.cancel_scope.cancel()
+        except Exception:
+            if overflowed.is_set():  # whatever the SDK made of the cut, the cause is the size
+                raise ResponseTooLarge(url, self.max_body_bytes) from None
+            raise
+        if overflowed.is_set():
+            raise ResponseTooLarge(url, self.max_body_bytes)
 
 
 def _result_value(result: types.CallToolResult) -> Any:
@@ -230,7 +273,7 @@ def _failure(what: str, exc: BaseException) -> ToolServerError:
     """One clear error from whatever the SDK raised (often nested in exception groups)."""
     while isinstance(getattr(exc, "exceptions", None), (list, tuple)) and exc.exceptions:  # type: ignore[attr-defined]
         exc = exc.exceptions[0]  # type: ignore[attr-defined]
-    if isinstance(exc, EgressDenied):
+    if isinstance(exc, (EgressDenied, ResponseTooLarge)):
         return exc
     if isinstance(exc, MCPError):
         return ToolCallFailed(f"{what}: {exc.message}", error_type="mcp_error", code=exc.code)
@@ -271,8 +314,6 @@ async def import_mcp_tools(tools: ToolService, principal: Principal, body: McpIm
         names = list(endpoint.secret_headers.values())
         secrets = await asyncio.to_thread(tools.secrets.resolve, principal.namespace, names)
     remote = await runner.list_tools(endpoint.url, endpoint.request_headers(secrets), endpoint.timeout_s)
-    if len(remote) > MAX_IMPORTED_TOOLS:
-        raise ValidationFailed(f"the server lists over {MAX_IMPORTED_TOOLS} tools", field="url")
     config = {
         "url": endpoint.url,
         "headers": dict(endpoint.headers),

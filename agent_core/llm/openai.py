@@ -2,16 +2,21 @@
 
 Retries 429/5xx answers, timeouts and connection errors with exponential backoff and jitter,
 honouring `Retry-After`; other 4xx answers fail at once with the status and an excerpt of the body.
+No answer is read past `max_response_bytes` (a streamed one counts every chunk), and of an error answer only
+the first `_ERROR_BODY_BYTES`: the endpoint is whatever the caller named, and the process reading it may
+serve others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import email.utils
 import json
 import os
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,11 +24,13 @@ import httpx
 from agent_core.errors import LLMConfigError, LLMError
 from agent_core.llm.base import AssistantTurn, LLMClient, ToolCall, Usage
 
-__all__ = ["OpenAICompatibleClient"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "OpenAICompatibleClient"]
 
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _EXCERPT = 500
+_ERROR_BODY_BYTES = 64 * 1024  # of an error answer only an excerpt is kept
 
 
 class _Retry(Exception):
@@ -40,7 +47,8 @@ class OpenAICompatibleClient(LLMClient):
 
     `base_url` and `api_key` fall back to `OPENAI_BASE_URL` and `OPENAI_API_KEY`, `model` to
     `OPENAI_MODEL` (an empty `api_key` sends none). `extra_body` is merged into every request (e.g.
-    `temperature`); `transport` replaces httpx's own (e.g. to restrict where it connects).
+    `temperature`); `transport` replaces httpx's own (e.g. to restrict where it connects). An answer (or a
+    stream) longer than `max_response_bytes` fails with a non-retryable LLMError.
     """
 
     def __init__(
@@ -57,6 +65,7 @@ class OpenAICompatibleClient(LLMClient):
         backoff_max_s: float = 30.0,
         max_retry_after_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL).rstrip("/")
         resolved_model = model or os.environ.get("OPENAI_MODEL")
@@ -72,6 +81,7 @@ class OpenAICompatibleClient(LLMClient):
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
         self._transport = transport
+        self.max_response_bytes = max_response_bytes
         self._http: httpx.AsyncClient | None = None
 
     @property
@@ -138,15 +148,20 @@ class OpenAICompatibleClient(LLMClient):
 
     async def _post_once(self, payload: dict[str, Any]) -> AssistantTurn:
         try:
-            response = await self._client().post(self.url, json=payload)
+            async with self._client().stream("POST", self.url, json=payload) as response:
+                if response.status_code >= 400:
+                    await self._fail_on_status(response)
+                raw = b"".join([chunk async for chunk in self._capped(response)])
         except httpx.TransportError as exc:
             raise _Retry(f"{type(exc).__name__}: {exc}") from exc
-        self._check(response.status_code, response.text, response.headers)
+        except httpx.HTTPError as exc:  # e.g. a body that does not decode: trying again will not help
+            raise LLMError(f"unreadable answer from {self.url}: {type(exc).__name__}: {exc}") from exc
         try:
-            return _parse_completion(response.json())
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            return _parse_completion(json.loads(raw))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            excerpt = raw[:_EXCERPT].decode("utf-8", "replace")
             raise LLMError(
-                f"unreadable completion from {self.url}: {exc}; body: {response.text[:_EXCERPT]!r}",
+                f"unreadable completion from {self.url}: {exc}; body: {excerpt!r}",
                 status_code=response.status_code,
             ) from exc
 
@@ -154,10 +169,9 @@ class OpenAICompatibleClient(LLMClient):
         try:
             async with self._client().stream("POST", self.url, json=payload) as response:
                 if response.status_code >= 400:
-                    body = (await response.aread()).decode("utf-8", "replace")
-                    self._check(response.status_code, body, response.headers)
+                    await self._fail_on_status(response)
                 assembler = _StreamAssembler()
-                async for line in response.aiter_lines():
+                async for line in _lines(self._capped(response)):
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
@@ -172,6 +186,31 @@ class OpenAICompatibleClient(LLMClient):
                 return assembler.turn()
         except httpx.TransportError as exc:
             raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise LLMError(f"unreadable stream from {self.url}: {type(exc).__name__}: {exc}") from exc
+
+    async def _capped(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The body's chunks; past `max_response_bytes` the read stops with an LLMError."""
+        total = 0
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > self.max_response_bytes:
+                raise LLMError(
+                    f"the answer of {self.url} is over {self.max_response_bytes} bytes, the most this client "
+                    "reads (max_response_bytes)",
+                    status_code=response.status_code,
+                    max_response_bytes=self.max_response_bytes,
+                )
+            yield chunk
+
+    async def _fail_on_status(self, response: httpx.Response) -> None:
+        """Raise for an error answer, with an excerpt of its first `_ERROR_BODY_BYTES` (the rest is not read)."""
+        head = bytearray()
+        async for chunk in response.aiter_bytes():
+            head += chunk
+            if len(head) >= _ERROR_BODY_BYTES:
+                break
+        self._check(response.status_code, bytes(head).decode("utf-8", "replace"), response.headers)
 
     def _check(self, status: int, body: str, headers: httpx.Headers) -> None:
         if status < 400:
@@ -180,6 +219,23 @@ class OpenAICompatibleClient(LLMClient):
         if status in _RETRY_STATUSES:
             raise _Retry(message, status, _retry_after(headers.get("retry-after")))
         raise LLMError(message, status_code=status, retryable=False, body=body[:_EXCERPT])
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The text lines of a byte stream (`\n` or `\r\n`), decoded as UTF-8 as they arrive."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    parts: list[str] = []  # of the line under way: joined once it ends, so a long line costs linear time
+    async for chunk in chunks:
+        *ended, rest = decoder.decode(chunk).split("\n")
+        if ended:
+            ended[0] = "".join(parts) + ended[0]
+            parts = []
+            for line in ended:
+                yield line.removesuffix("\r")
+        parts.append(rest)
+    last = "".join(parts) + decoder.decode(b"", final=True)
+    if last:
+        yield last.removesuffix("\r")
 
 
 def _retry_after(value: str | None) -> float | None:

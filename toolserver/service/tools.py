@@ -135,10 +135,11 @@ class ToolService:
                 config["max_response_bytes"] = body.max_response_bytes
             if body.follow_redirects:
                 config["follow_redirects"] = True
-            HttpToolConfig.from_dict(config)  # a broken config is refused now, not at every call
+            checked = HttpToolConfig.from_dict(config)  # a broken config is refused now, not at every call
             runner = self.runners.get("http")
             if isinstance(runner, HttpToolRunner):
                 runner.policy.check_url(body.url, field="url")
+                runner.check_response_cap(checked.max_response_bytes, field="max_response_bytes")
         else:  # deployment: trusted code on the server's path, so only an admin may add one
             if not principal.is_admin:
                 raise Forbidden("only an admin key may register deployment tools")

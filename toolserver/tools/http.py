@@ -19,8 +19,14 @@ from typing import Any, Literal
 
 import httpx
 
-from toolserver.egress import EgressPolicy, guarded_client
+from toolserver.egress import EgressPolicy, GuardedTransport
 from toolserver.errors import ValidationFailed
+from toolserver.outbound_body import (
+    DEFAULT_MAX_OUTBOUND_BYTES,
+    SETTING,
+    ResponseTooLarge,
+    bounded_transport,
+)
 from toolserver.tools.base import (
     CallContext,
     ToolCallFailed,
@@ -103,7 +109,7 @@ class HttpToolConfig:
             secret_headers=config_str_map(config, "secret_headers"),
             aliases=config_str_map(config, "aliases"),
             timeout_s=_positive(config, "timeout_s", DEFAULT_TIMEOUT_S),
-            max_response_bytes=int(_positive(config, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)),
+            max_response_bytes=_positive_int(config, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
             response_headers=tuple(
                 h.lower() for h in _names(config, "response_headers", _DEFAULT_RESPONSE_HEADERS)
             ),
@@ -161,15 +167,31 @@ class HttpToolRunner(ToolRunner):
     """Calls `http` tools with one shared `httpx.AsyncClient`.
 
     Without a client, one is made on first use that connects only where `policy` allows (default: public
-    addresses); a client passed in is used as it is.
+    addresses) and decodes bodies in bounded pieces; a client passed in is used as it is. No response is read
+    past `max_body_bytes` (the server's `TOOLSERVER_MAX_OUTBOUND_BODY_MB`), whatever a tool's config asks.
     """
 
     def __init__(
-        self, client: httpx.AsyncClient | None = None, *, policy: EgressPolicy | None = None
+        self,
+        client: httpx.AsyncClient | None = None,
+        *,
+        policy: EgressPolicy | None = None,
+        max_body_bytes: int = DEFAULT_MAX_OUTBOUND_BYTES,
     ) -> None:
         self._client = client
         self._own_client = client is None
         self.policy = policy or EgressPolicy()
+        self.max_body_bytes = max_body_bytes
+
+    def check_response_cap(self, max_response_bytes: int, *, field: str) -> None:
+        """At registration: refuse a tool asking to read more than the server's ceiling."""
+        if max_response_bytes > self.max_body_bytes:
+            raise ValidationFailed(
+                f"max_response_bytes can be at most {self.max_body_bytes}, the most this server reads from a "
+                f"url ({SETTING})",
+                field=field,
+                max_bytes=self.max_body_bytes,
+            )
 
     async def run(self, tool: ToolSpec, arguments: dict[str, Any], context: CallContext) -> Any:
         config = HttpToolConfig.from_dict(tool.config)
@@ -195,12 +217,22 @@ class HttpToolRunner(ToolRunner):
 
     async def _send(self, config: HttpToolConfig, request: httpx.Request) -> dict[str, Any]:
         if self._client is None:
-            self._client = guarded_client(self.policy)
+            transport = bounded_transport(GuardedTransport(self.policy), httpx)
+            self._client = httpx.AsyncClient(
+                transport=transport, trust_env=False
+            )  # proxies would skip the check
         timeout = httpx.Timeout(config.timeout_s)
         request.extensions["timeout"] = timeout.as_dict()
         response = await self._client.send(request, stream=True, follow_redirects=config.follow_redirects)
         try:
-            raw = await _read_capped(response, config.max_response_bytes)
+            if config.max_response_bytes > self.max_body_bytes:  # stored before the ceiling was lowered
+                raw = await _read_capped(
+                    response, self.max_body_bytes, ResponseTooLarge(_where(request), self.max_body_bytes)
+                )
+            else:
+                raw = await _read_capped(
+                    response, config.max_response_bytes, _too_large(config.max_response_bytes)
+                )
         finally:
             await response.aclose()
         text = _decode(raw, response.charset_encoding)
@@ -219,16 +251,17 @@ class HttpToolRunner(ToolRunner):
         }
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+async def _read_capped(response: httpx.Response, cap: int, too_large: ToolCallFailed) -> bytes:
+    """The body, refused as soon as it is known to pass `cap`: nothing past it is read or kept."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap and "content-encoding" not in response.headers:
-        raise _too_large(cap)
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > cap:
-            raise _too_large(cap)
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -319,6 +352,15 @@ def _names(config: Mapping[str, Any], key: str, default: tuple[str, ...] = ()) -
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise _bad(key, f"{key} must be a list of names")
     return tuple(value)
+
+
+def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not value > 0:
+        raise _bad(key, f"{key} must be a positive whole number")
+    return value
 
 
 def _choice(config: Mapping[str, Any], key: str, options: tuple[str, ...]) -> Any:
