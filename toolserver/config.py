@@ -97,10 +97,12 @@ class Settings(BaseSettings):
         return EgressPolicy.parse(self.egress_allow)
 
     def llm_policy(self) -> LLMPolicy:
+        """Agents' LLM endpoints and shared keys (each bound to its endpoints); UserError on a bad entry."""
         from toolserver.runs.llm import LLMPolicy  # the agent core is not needed to read settings
 
-        envs = frozenset(name.strip() for name in self.llm_key_envs.split(",") if name.strip())
-        return LLMPolicy(self.egress_policy(), envs)
+        return LLMPolicy.from_setting(
+            self.egress_policy(), self.llm_key_envs, self.max_outbound_body_mb * 1024 * 1024
+        )
 
     @property
     def database(self) -> str:
