@@ -1,4 +1,10 @@
-"""API keys: create, verify, revoke. Only the sha256 of a secret is stored."""
+"""API keys: create, verify, revoke. Only the sha256 of a secret is stored.
+
+Revocation across processes: a process may accept a key it verified for at most `KEY_TRUST_S` without asking
+the registry again (toolserver.auth caches verifications that long), and `KeyStore.revoke` returns only once
+that time has passed since the revocation was committed. So when a revoke has returned, no replica, on this
+machine or another, accepts the key; nothing has to reach every process, and no request pays a registry read.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +23,14 @@ from registry.errors import WriteConflict
 from registry.models import ApiKey
 from toolserver.errors import Conflict, ValidationFailed
 
-__all__ = ["KEY_PREFIX", "KeyStore", "hash_secret"]
+__all__ = ["KEY_PREFIX", "KEY_TRUST_S", "KeyStore", "hash_secret"]
 
 KEY_PREFIX = "tsk_"
+KEY_TRUST_S = 1.0
+"""Longest a process accepts a key it verified without reading the registry again; revoke waits this out."""
+# Clocks of two machines run at rates a few ppm apart; the margin covers that and a scheduling hiccup.
+_TRUST_MARGIN_S = 0.05
+_RECENT_S = 60.0  # longer than any commit takes (the busy timeout is 10 s)
 _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
@@ -33,8 +44,10 @@ def _display_prefix(secret: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, trust_s: float = KEY_TRUST_S) -> None:
+        """`trust_s`: how long processes may trust a verification (see KEY_TRUST_S); revoke waits it out."""
         self._db = db
+        self.trust_s = trust_s
 
     def create(self, namespace: str, name: str = "", *, admin: bool = False) -> tuple[ApiKey, str]:
         """A new key for `namespace`; returns the record and the plaintext secret (shown once, never stored)."""
@@ -84,7 +97,12 @@ class KeyStore:
             return builtins.list(session.exec(query).all())
 
     def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key (idempotent); it stops verifying at once."""
+        """Revoke a key (idempotent); when this returns, no process of the server accepts it any more.
+
+        Blocks for up to `trust_s` (plus a small margin) after the revocation is committed, the longest any
+        process may still trust an earlier verification of the key.
+        """
+        revoked_here = False
         with self._db.session() as session:
             record = session.get(ApiKey, key_id)
             if record is None:
@@ -92,6 +110,13 @@ class KeyStore:
             if record.revoked_at is None:
                 record.revoked_at = time.time()
                 session.add(record)
+                revoked_here = True
+        window = self.trust_s * 1.001 + _TRUST_MARGIN_S if self.trust_s > 0 else 0.0
+        # The whole window, counted from now (after the commit). A key revoked before, but recently (maybe by
+        # another replica whose commit just ended), waits it too: only long-revoked keys answer at once.
+        assert record.revoked_at is not None
+        if revoked_here or time.time() - record.revoked_at < window + _RECENT_S:
+            time.sleep(window)
         return record
 
     def ensure_admin(self, secret: str, *, namespace: str = "default", name: str = "admin") -> ApiKey:

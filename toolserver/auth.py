@@ -100,11 +100,21 @@ def seal_secrets(db: Database, settings: Settings) -> None:
 
 
 class Authenticator:
-    """Turns an `Authorization: Bearer <key>` header into a Principal."""
+    """Turns an `Authorization: Bearer <key>` header into a Principal.
 
-    def __init__(self, keys: KeyStore, cache_s: float = 5.0) -> None:
+    A verification is cached for `cache_s`, at most the key store's `trust_s` (registry.keys.KEY_TRUST_S, 1 s):
+    `KeyStore.revoke` waits that long before it returns, so a revoked key is refused by every replica, on any
+    machine, once its DELETE has answered.
+    """
+
+    def __init__(self, keys: KeyStore, cache_s: float | None = None) -> None:
         self.keys = keys
-        self.cache_s = cache_s
+        self.cache_s = keys.trust_s if cache_s is None else cache_s
+        if self.cache_s > keys.trust_s:
+            raise ValueError(
+                f"cache_s={self.cache_s} is longer than the key store's trust_s={keys.trust_s}: "
+                "a revoked key would stay valid past its revocation"
+            )
         self._cache: dict[str, tuple[float, Principal]] = {}
 
     def cached(self, authorization: str | None) -> Principal | None:
@@ -126,7 +136,7 @@ class Authenticator:
             raise Unauthorized("malformed Authorization header: expected 'Bearer <key>'")
         digest = hashlib.sha256(secret.encode()).hexdigest()
         hit = self._cache.get(digest)
-        now = time.monotonic()
+        now = time.monotonic()  # before the read: the cache may trust it only from when it could have begun
         if hit is not None and now - hit[0] < self.cache_s:
             return hit[1]
         record = self.keys.verify(secret)
