@@ -25,6 +25,7 @@ __all__ = [
     "mark_sessions_of_lost_nodes",
     "start_server",
     "stop_server",
+    "without_admin_key",
 ]
 
 APP_NAME = "toolserver"
@@ -68,11 +69,18 @@ class ServerHandle:
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
-    env = {}
-    for name, value in settings.model_dump(mode="json").items():
+    """The environment of an ingress replica: every setting but the admin key, which a replica never uses
+    (keys are checked against the registry), and which is blanked rather than left to be inherited."""
+    env = {"TOOLSERVER_API_KEY": ""}
+    for name, value in settings.model_dump(mode="json", exclude={"api_key"}).items():
         if value is not None:
             env[f"TOOLSERVER_{name.upper()}"] = str(value)
     return env
+
+
+def without_admin_key(settings: Settings) -> Settings:
+    """`settings` for a process that serves tenants: the admin key is only needed where it is bootstrapped."""
+    return settings.model_copy(update={"api_key": None})
 
 
 def _instance_id(settings: Settings) -> str:
@@ -154,7 +162,8 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     from toolserver.auth import ensure_admin_key, seal_secrets, with_secrets_key
 
     settings.home.mkdir(parents=True, exist_ok=True)
-    settings, secrets_source = with_secrets_key(settings)  # resolved once: every replica and actor gets it
+    settings.llm_policy()  # a bad TOOLSERVER_LLM_KEY_ENVS stops the start here, with its reason
+    settings, secrets_source = with_secrets_key(settings)  # resolved once: the processes that use it get it
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if settings.fast_ingress and not address:
         from toolserver.ingress import haproxy_env, haproxy_state_dir
@@ -187,7 +196,7 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     start_memory_actor(settings.database)  # memory for agents that run as Ray tasks or actors on any node
     from toolserver.environments import start_center
 
-    start_center(settings, RAY_NAMESPACE)
+    start_center(without_admin_key(settings), RAY_NAMESPACE)
     serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
     env = _settings_env(settings)
     app = ToolServerIngress.options(  # type: ignore[attr-defined]

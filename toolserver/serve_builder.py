@@ -30,16 +30,30 @@ from registry import Database, KeyStore, SessionStore
 from toolserver.auth import with_secrets_key
 from toolserver.config import Settings
 from toolserver.errors import UserError
-from toolserver.nodes.ray_actors import RAY_NAMESPACE, start_missing_node_actors, start_node_actors
+from toolserver.nodes.ray_actors import (
+    KEY_ENV_VARS,
+    RAY_NAMESPACE,
+    start_missing_node_actors,
+    start_node_actors,
+)
 from toolserver.serve_app import (
     ToolServerIngress,
     _instance_id,
     _settings_env,
     mark_sessions_of_lost_nodes,
     stop_server,
+    without_admin_key,
 )
 
-__all__ = ["WATCHER_NAME", "NodeWatcher", "app_builder", "ensure_started", "instance_id_for", "main"]
+__all__ = [
+    "WATCHER_NAME",
+    "NodeWatcher",
+    "app_builder",
+    "ensure_started",
+    "instance_id_for",
+    "main",
+    "watcher_settings",
+]
 
 WATCHER_NAME = "node-watcher"
 _MANAGER_PREFIX = "sandbox-node-"
@@ -51,7 +65,10 @@ log = logging.getLogger(__name__)
 def app_builder(args: dict[str, Any]) -> Application:
     """Start the server's actors (once) and return the ingress application; `args` override settings."""
     settings, instance_id = _parse_args(dict(args or {}))
-    settings, _ = with_secrets_key(settings)  # one key for every replica and actor this build starts
+    settings.llm_policy()  # a bad TOOLSERVER_LLM_KEY_ENVS stops the build here, with its reason
+    settings, _ = with_secrets_key(
+        settings
+    )  # one key for every replica and actor this build starts that uses it
     if not ray.is_initialized():  # `serve run <import path>` calls builders before it connects
         ray.init(address=settings.ray_address or os.environ.get("RAY_ADDRESS"), namespace=RAY_NAMESPACE)
     ensure_started(settings, instance_id)
@@ -109,7 +126,7 @@ def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
     from toolserver.environments import start_center
 
     start_memory_actor(settings.database)
-    start_center(settings, RAY_NAMESPACE)
+    start_center(without_admin_key(settings), RAY_NAMESPACE)
     remote_cls: Any = ray.remote(NodeWatcher)
     watcher = remote_cls.options(
         name=WATCHER_NAME,
@@ -117,8 +134,9 @@ def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
         lifetime="detached",
         get_if_exists=True,
         num_cpus=0,
+        runtime_env={"env_vars": dict.fromkeys(KEY_ENV_VARS, "")},  # not inherited from the cluster's start
     )
-    ray.get(watcher.remote(settings.model_dump(mode="json"), instance_id).start.remote())
+    ray.get(watcher.remote(watcher_settings(settings), instance_id).start.remote())
     log.info("toolserver actors ready: %s", started)
     return started
 
@@ -166,11 +184,20 @@ def _actor_exists(name: str) -> bool:
     return True
 
 
-class NodeWatcher:
-    """What `toolserver up` does every 10 s: mark sessions of dead nodes lost, manage nodes that joined."""
+def watcher_settings(settings: Settings) -> Settings:
+    """What the node watcher is given: the settings without the admin key and the secrets key (it only reads
+    sessions and starts node managers, which get neither)."""
+    return settings.model_copy(update={"api_key": None, "secrets_key": None})
 
-    def __init__(self, settings: dict[str, Any], instance_id: str, interval_s: float = _SCAN_S) -> None:
-        self.settings = Settings(**settings)
+
+class NodeWatcher:
+    """What `toolserver up` does every 10 s: mark sessions of dead nodes lost, manage nodes that joined.
+
+    `settings` arrive as the object (`watcher_settings`), not re-read from this process's environment.
+    """
+
+    def __init__(self, settings: Settings, instance_id: str, interval_s: float = _SCAN_S) -> None:
+        self.settings = settings
         self.instance_id = instance_id
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -15,33 +16,57 @@ from toolserver.errors import Unavailable
 from toolserver.nodes.base import NodeClient, NodeDirectory
 
 __all__ = [
+    "KEY_ENV_VARS",
     "RAY_NAMESPACE",
     "RayNodes",
     "SandboxNodeActor",
+    "node_actor_args",
     "start_missing_node_actors",
     "start_node_actors",
 ]
 
 RAY_NAMESPACE = "toolserver"
 _PREFIX = "sandbox-node-"
+KEY_ENV_VARS = ("TOOLSERVER_API_KEY", "TOOLSERVER_SECRETS_KEY")
+"""Blanked in a node manager's environment: a Ray worker inherits the one the cluster was started in."""
+# Known only on the node itself: its own temporary directory, and its Ray node id.
+_NODE_LOCAL = ("runtime_dir", "node_id")
+
+
+def node_actor_args(settings: Settings, instance_id: str) -> tuple[dict[str, Any], str]:
+    """What a node manager is given: its sandbox config (as fields) and the registry's url, nothing else.
+
+    A node manager talks to sandboxed code; it needs neither the admin key nor the key that seals secrets, so
+    neither is handed to it (nor anything else it does not use).
+    """
+    config = settings.sandbox_config(instance_id=instance_id, node_id="")
+    fields = {
+        f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in _NODE_LOCAL
+    }
+    return fields, settings.database
 
 
 class SandboxNodeActor:
-    """Wraps this node's SandboxManager; every method is async, so one actor serves many sessions."""
+    """Wraps this node's SandboxManager; every method is async, so one actor serves many sessions.
 
-    def __init__(self, settings: dict[str, Any], instance_id: str) -> None:
+    Built from `node_actor_args`: sandbox config fields and the registry's url (to mark expired sessions).
+    """
+
+    def __init__(self, sandbox: dict[str, Any], database: str) -> None:
+        from sandbox.config import SandboxConfig
         from sandbox.manager import SandboxManager
 
-        self.settings = Settings(**settings)
         self.node_id = ray.get_runtime_context().get_node_id()
-        config = self.settings.sandbox_config(instance_id=instance_id, node_id=self.node_id)
+        self.database = database
+        config = SandboxConfig(**sandbox, node_id=self.node_id)
         self.manager = SandboxManager(config, on_expired=self._expired)
         self._on_expired: Callable[[str], Coroutine[Any, Any, None]] | None = None
 
     async def start(self, live_sessions: dict[str, float], adopt_from: list[str]) -> dict[str, list[str]]:
         from toolserver.session_expiry import mark_expired_callback
 
-        self._on_expired = mark_expired_callback(self.settings)
+        # model_construct reads no environment: these settings hold the registry's url and nothing else.
+        self._on_expired = mark_expired_callback(Settings.model_construct(database_url=self.database))
         return await self.manager.start(live_sessions, set(adopt_from))
 
     async def _expired(self, session_id: str) -> None:
@@ -107,6 +132,7 @@ def start_node_actors(
     """
     adopt = adopt or {}
     remote_cls = ray.remote(SandboxNodeActor)
+    args = node_actor_args(settings, instance_id)
     handles = {}
     for node in ray.nodes():
         if not node.get("Alive") or (only is not None and node["NodeID"] not in only):
@@ -121,7 +147,8 @@ def start_node_actors(
             max_concurrency=1000,
             max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-        ).remote(settings.model_dump(mode="json"), instance_id)  # type: ignore[attr-defined]
+            runtime_env={"env_vars": dict.fromkeys(KEY_ENV_VARS, "")},
+        ).remote(*args)  # type: ignore[attr-defined]
     reports = ray.get(
         [h.start.remote(live_sessions.get(n, {}), sorted(adopt.get(n, set()))) for n, h in handles.items()]  # type: ignore[attr-defined]
     )

@@ -9,22 +9,26 @@ import ray
 from toolserver.actor_client import ActorClient
 from toolserver.config import Settings
 
-__all__ = ["SCHEDULER_NAME", "RunSchedulerActor", "scheduler_client", "start_scheduler"]
+__all__ = ["SCHEDULER_NAME", "RunSchedulerActor", "scheduler_client", "scheduler_settings", "start_scheduler"]
 
 SCHEDULER_NAME = "run-scheduler"
 
 
 class RunSchedulerActor:
-    """Hosts a RunScheduler with its own services (tools reach sandboxes through the node actors)."""
+    """Hosts a RunScheduler with its own services (tools reach sandboxes through the node actors).
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    `settings` arrive as the object (`scheduler_settings`), not re-read from this process's environment: they
+    carry the secrets key (runs call tools with secret headers) but never the admin key.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         from registry import Database
         from toolserver.app import build_services
         from toolserver.deployments import DeploymentToolRunner
         from toolserver.nodes.ray_actors import RayNodes
         from toolserver.runs.scheduler import RunScheduler
 
-        self.settings = Settings(**settings)
+        self.settings = settings
         db = Database(self.settings.database)
         services = build_services(
             self.settings, db, RayNodes(), {"deployment": DeploymentToolRunner()}, scheduler=_Unused()
@@ -39,6 +43,11 @@ class _Unused:
     """The scheduler actor's own services never schedule runs themselves."""
 
 
+def scheduler_settings(settings: Settings) -> Settings:
+    """What the scheduler is given: every setting but the admin key, which it has no use for."""
+    return settings.model_copy(update={"api_key": None})
+
+
 def start_scheduler(settings: Settings, namespace: str) -> dict[str, int]:
     """Start (or find) the scheduler actor and let it resume what a previous server left unfinished."""
     handle = (
@@ -50,8 +59,9 @@ def start_scheduler(settings: Settings, namespace: str) -> dict[str, int]:
             get_if_exists=True,
             num_cpus=0,
             max_concurrency=1000,
+            runtime_env={"env_vars": {"TOOLSERVER_API_KEY": ""}},  # not inherited from the cluster's start
         )
-        .remote(settings.model_dump(mode="json"))
+        .remote(scheduler_settings(settings))
     )
     report: dict[str, int] = ray.get(handle.call.remote("recover"))  # type: ignore[attr-defined,assignment]
     return report
