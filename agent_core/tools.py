@@ -2,6 +2,9 @@
 
 `LocalToolExecutor` runs the caller's own Python functions in-process: it exists for tests and
 demos. User-registered tools never run here; the server's executor sends them to a sandbox.
+
+Argument checks use the server's bounded validators (RE2 patterns, linear `uniqueItems`, a work budget): the
+schemas and the model's arguments are tenants' text, and the loop checks them on its event loop.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import jsonschema
 import jsonschema.validators
 
 from agent_core.errors import InvalidToolSchema, MalformedCall
+from toolserver.errors import ValidationFailed
+from toolserver.tools.bounded_schema import bounded_validator, check_schema_cost, validation_budget
+from toolserver.tools.validation import MAX_ARGUMENT_BYTES
 
 __all__ = [
     "ASK_HUMAN_PARAMETERS",
@@ -108,9 +114,10 @@ class ArgumentChecker:
             cls = jsonschema.validators.validator_for(parameters)
             try:
                 cls.check_schema(parameters)
-            except jsonschema.SchemaError:
-                continue  # a broken remote schema is the executor's to report, not the model's
-            self._validators[function["name"]] = cls(parameters)
+                check_schema_cost(parameters)
+            except (jsonschema.SchemaError, ValidationFailed, RecursionError):
+                continue  # a broken or unbounded remote schema is the executor's to report, not the model's
+            self._validators[function["name"]] = bounded_validator(cls)(parameters)
 
     @property
     def names(self) -> list[str]:
@@ -123,7 +130,19 @@ class ArgumentChecker:
             raise MalformedCall(f"Error: unknown tool {name!r}. Available tools: {known}.", tool=name)
         parsed = _parse_arguments(name, arguments)
         validator = self._validators.get(name)
-        errors = sorted(validator.iter_errors(parsed), key=lambda e: list(e.path)) if validator else []
+        try:
+            with validation_budget():
+                errors = (
+                    sorted(validator.iter_errors(parsed), key=lambda e: list(e.path)) if validator else []
+                )
+        except ValidationFailed as exc:
+            raise MalformedCall(
+                f"Error: invalid arguments for tool {name!r}: {exc.message}", tool=name
+            ) from None
+        except RecursionError:
+            raise MalformedCall(
+                f"Error: the arguments for tool {name!r} are nested too deeply.", tool=name
+            ) from None
         if errors:
             where = [
                 f"at {'/'.join(str(p) for p in e.path) or '(top level)'}: {e.message}" for e in errors[:5]
@@ -141,6 +160,12 @@ class ArgumentChecker:
 def _parse_arguments(name: str, arguments: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(arguments, dict):
         return arguments
+    if len(arguments) > MAX_ARGUMENT_BYTES:
+        raise MalformedCall(
+            f"Error: the arguments for tool {name!r} are {len(arguments)} characters, over the cap of "
+            f"{MAX_ARGUMENT_BYTES}.",
+            tool=name,
+        )
     if not arguments.strip():
         return {}  # some models send "" for a tool without parameters
     try:
@@ -216,8 +241,11 @@ class LocalToolExecutor:
             tool = LocalTool(name or fn.__name__, fn, parameters, description or (doc[0] if doc else ""))
         try:
             jsonschema.validators.validator_for(tool.parameters).check_schema(tool.parameters)
+            check_schema_cost(tool.parameters)
         except jsonschema.SchemaError as exc:
             raise InvalidToolSchema(f"tool {tool.name!r} has an invalid JSON Schema: {exc.message}") from exc
+        except ValidationFailed as exc:
+            raise InvalidToolSchema(f"tool {tool.name!r}: {exc.field}: {exc.message}") from None
         if tool.parameters.get("type") != "object":
             raise InvalidToolSchema(f"tool {tool.name!r}: parameters must be a schema of type 'object'")
         self._tools[tool.name] = tool

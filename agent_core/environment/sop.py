@@ -9,14 +9,19 @@
         "done":   {"terminal": true}}}
 
 A reply of the acting agent takes the first transition whose `when` holds (`contains`: a case-insensitive
-substring, `regex`: `re.search`, `metadata`: these keys with these values; all given must hold; no
+substring, `regex`: a search, `metadata`: these keys with these values; all given must hold; no
 `when` always holds) and goes to the new state's agent; entering a terminal state ends the run. A reply
 matching nothing goes back to the same agent. A message from anyone else goes to the acting agent.
+
+Regexes are tenants' text matched on a shared event loop, so they are RE2 patterns (linear time; no
+backreferences or lookaround, refused when the SOP is created) and the regex work of one routing decision is
+capped at `MAX_REGEX_WORK` (pattern size x reply length): once a reply has spent it, its remaining regex
+conditions do not hold.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,20 +30,24 @@ from agent_core.environment.messages import Message, check_name
 from agent_core.environment.registry import AgentInfo
 from agent_core.environment.routing import Router, _known
 from toolserver.errors import ValidationFailed
+from toolserver.tools.limits import MAX_REGEX_WORK
+from toolserver.tools.linear_regex import LinearPattern, RegexBudget, RegexBudgetExceeded, compile_linear
 
 __all__ = ["SOPCondition", "SOPRouter", "SOPState", "SOPTransition", "linear_sop"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SOPCondition:
     contains: str | None = None
-    regex: re.Pattern[str] | None = None
+    regex: LinearPattern | None = None
     metadata: Mapping[str, Any] | None = None
 
-    def holds(self, message: Message) -> bool:
+    def holds(self, message: Message, budget: RegexBudget | None = None) -> bool:
         if self.contains is not None and self.contains.lower() not in message.content.lower():
             return False
-        if self.regex is not None and not self.regex.search(message.content):
+        if self.regex is not None and not _search(self.regex, message.content, budget):
             return False
         return self.metadata is None or all(message.metadata.get(k) == v for k, v in self.metadata.items())
 
@@ -108,8 +117,9 @@ class SOPRouter(Router):
             return []
         if message.sender != current.agent:
             return [current.agent]
+        budget = RegexBudget(MAX_REGEX_WORK)
         for transition in current.transitions:
-            if transition.when is None or transition.when.holds(message):
+            if transition.when is None or transition.when.holds(message, budget):
                 self.state = transition.to
                 self.path.append(transition.to)
                 following = self.states[transition.to]
@@ -168,11 +178,18 @@ def _transition(body: Any, field: str) -> SOPTransition:
             raise ValidationFailed(f"'{key}' must be a string", field=f"{field}.when.{key}")
     if "metadata" in when and not isinstance(when["metadata"], Mapping):
         raise ValidationFailed("'metadata' must be an object", field=f"{field}.when.metadata")
-    try:
-        regex = re.compile(when["regex"]) if "regex" in when else None
-    except re.error as exc:
-        raise ValidationFailed(f"bad regular expression: {exc}", field=f"{field}.when.regex") from None
+    regex = compile_linear(when["regex"], field=f"{field}.when.regex") if "regex" in when else None
     return SOPTransition(body["to"], SOPCondition(when.get("contains"), regex, when.get("metadata")))
+
+
+def _search(pattern: LinearPattern, text: str, budget: RegexBudget | None) -> bool:
+    if budget is None:
+        return pattern.search(text)
+    try:
+        return budget.search(pattern, text)
+    except RegexBudgetExceeded as exc:
+        log.warning("SOP transition skipped: %s", exc)
+        return False
 
 
 def _keys(body: Mapping[str, Any], allowed: set[str], field: str) -> None:

@@ -1,10 +1,14 @@
-"""Check tool schemas at registration and call arguments against them (JSON Schema Draft 2020-12)."""
+"""Check tool schemas at registration and call arguments against them (JSON Schema Draft 2020-12).
+
+Both run tenants' schemas, so both are bounded (see `bounded_schema`): a schema over `MAX_SCHEMA_BYTES` or with
+a pattern RE2 cannot run is refused at registration; a call's validation matches patterns by RE2 and stops
+with a 422 once it has spent its budget. Both are synchronous: servers call them on a worker thread.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any
@@ -15,12 +19,15 @@ from jsonschema.exceptions import ValidationError as _SchemaViolation
 from referencing.exceptions import Unresolvable
 
 from toolserver.errors import PayloadTooLarge, ValidationFailed
+from toolserver.tools.bounded_schema import bounded_validator, check_schema_cost, matches, validation_budget
+from toolserver.tools.limits import MAX_SCHEMA_BYTES
 
 __all__ = ["MAX_ARGUMENT_BYTES", "check_schema", "validate_arguments"]
 
 MAX_ARGUMENT_BYTES = 1024 * 1024
 _MAX_MESSAGE_CHARS = 300
 _DATA_KEYWORDS = {"enum", "const", "default", "examples", "example"}  # values, not subschemas
+_Validator = bounded_validator(Draft202012Validator)
 
 
 def check_schema(schema: object) -> dict[str, Any]:
@@ -30,7 +37,20 @@ def check_schema(schema: object) -> dict[str, Any]:
     if schema.get("type") != "object":
         raise ValidationFailed('parameters must be a schema of "type": "object"', field="parameters")
     try:
+        size = len(json.dumps(schema, ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationFailed(f"parameters is not JSON: {exc}", field="parameters") from None
+    if size > MAX_SCHEMA_BYTES:
+        raise PayloadTooLarge(
+            f"parameters is {size} bytes as JSON, over the cap of {MAX_SCHEMA_BYTES}",
+            field="parameters",
+            limit=MAX_SCHEMA_BYTES,
+        )
+    try:
         Draft202012Validator.check_schema(schema)
+        check_schema_cost(schema)
+    except RecursionError:
+        raise ValidationFailed("parameters is nested too deeply", field="parameters") from None
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         raise ValidationFailed(
@@ -53,26 +73,29 @@ def validate_arguments(
         raise ValidationFailed("arguments must be a JSON object", field="arguments")
     try:
         size = len(json.dumps(arguments, ensure_ascii=False, allow_nan=False).encode("utf-8"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationFailed(f"arguments are not JSON: {exc}", field="arguments") from None
     if size > max_bytes:
         raise PayloadTooLarge(f"arguments are {size} bytes, over the cap of {max_bytes}", field="arguments")
     validator = _validator(json.dumps(schema, sort_keys=True))
-    try:
-        error = best_match(validator.iter_errors(arguments))
-    except Unresolvable as exc:
-        raise ValidationFailed(
-            f"the tool's schema has an unresolvable $ref: {exc}", field="parameters"
-        ) from None
-    if error is not None:
-        field = _field(error)
-        raise ValidationFailed(f"{field}: {_short(error.message)}", field=field)
+    with validation_budget():
+        try:
+            error = best_match(validator.iter_errors(arguments))
+        except Unresolvable as exc:
+            raise ValidationFailed(
+                f"the tool's schema has an unresolvable $ref: {exc}", field="parameters"
+            ) from None
+        except RecursionError:
+            raise ValidationFailed("arguments are nested too deeply to check", field="arguments") from None
+        if error is not None:
+            field = _field(error)
+            raise ValidationFailed(f"{field}: {_short(error.message)}", field=field)
     return dict(arguments)
 
 
 @functools.lru_cache(maxsize=1024)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json), format_checker=Draft202012Validator.FORMAT_CHECKER)
+def _validator(schema_json: str) -> Any:
+    return _Validator(json.loads(schema_json), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def _field(error: _SchemaViolation) -> str:
@@ -84,7 +107,7 @@ def _field(error: _SchemaViolation) -> str:
     elif rule == "additionalProperties" and isinstance(instance, dict) and isinstance(error.schema, dict):
         known = error.schema.get("properties", {})
         patterns = error.schema.get("patternProperties", {})
-        extra = [k for k in instance if k not in known and not any(re.search(p, k) for p in patterns)]
+        extra = [k for k in instance if k not in known and not any(matches(p, k) for p in patterns)]
         path.extend(extra[:1])
     return ".".join(path)
 
