@@ -8,8 +8,6 @@ import json
 import time
 from typing import Any
 
-import yaml
-
 from agent_core.tools import ASK_HUMAN_TOOL
 from registry import AuditStore, HumanRequestStore, SecretStore, ToolStore
 from sandbox.base import SandboxInfo
@@ -22,7 +20,8 @@ from toolserver.service.sessions import SessionService
 from toolserver.tools.base import CallContext, ToolCallFailed, ToolRunner, ToolSpec, check_tool_name
 from toolserver.tools.formats import render
 from toolserver.tools.http import HttpToolConfig, HttpToolRunner
-from toolserver.tools.openapi import tools_from_openapi
+from toolserver.tools.limits import run_import, run_validation
+from toolserver.tools.openapi import import_document
 from toolserver.tools.schema import derive_schema
 from toolserver.tools.search import ToolIndex
 from toolserver.tools.validation import check_schema, validate_arguments
@@ -69,7 +68,8 @@ class ToolService:
         name = check_tool_name(body.name)
         if name in _BUILTIN:
             raise ValidationFailed(f"{name} is a builtin tool name", field="name")
-        spec = self._spec_from_body(principal, body)
+        # A schema check costs up to a second or so (meta-schema, RE2 compiles): off the event loop.
+        spec = await run_validation(self._spec_from_body, principal, body)
         if spec.kind == "deployment":
             await self.runners["deployment"].deploy(spec)  # type: ignore[attr-defined]
         return (await self.register_specs(principal, [spec]))[0]
@@ -77,16 +77,8 @@ class ToolService:
     async def import_openapi(
         self, principal: Principal, document: dict[str, Any] | str, base_url: str | None, prefix: str
     ) -> builtins.list[dict[str, Any]]:
-        if isinstance(document, str):
-            try:
-                document = yaml.safe_load(document)
-            except yaml.YAMLError as exc:
-                raise ValidationFailed(
-                    f"document is neither JSON nor YAML: {exc}", field="document"
-                ) from None
-            if not isinstance(document, dict):
-                raise ValidationFailed("document must be an OpenAPI object", field="document")
-        specs = tools_from_openapi(document, base_url=base_url, prefix=prefix)
+        # Parsing and $ref expansion are bounded (size, time) but can take seconds: off the event loop.
+        specs = await run_import(import_document, document, base_url=base_url, prefix=prefix)
         runner = self.runners.get("http")
         if specs and isinstance(runner, HttpToolRunner):
             runner.policy.check_url(specs[0].config["url"], field="base_url")  # one server for all operations
@@ -211,7 +203,7 @@ class ToolService:
         status, error_type, response = "ok", None, {}
         try:
             spec = await self.get(principal, name)
-            arguments = validate_arguments(spec.parameters, arguments)
+            arguments = await run_validation(validate_arguments, spec.parameters, arguments)
             if spec.name == ASK_HUMAN_TOOL:
                 request = await asyncio.to_thread(
                     self.humans.create,

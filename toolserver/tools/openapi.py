@@ -4,6 +4,11 @@ Parameters are the operation's path, query and header parameters plus the proper
 request body object; a body that is not an object becomes a single `body` argument. Local `$ref`s are inlined
 (a recursive reference becomes an unconstrained schema). Cookie parameters, and operations whose body is only
 multipart or binary, are left out. Security schemes are not mapped: set `secret_headers` on the tool.
+
+Inlining is what a hostile document exploits: two `$ref`s to the next level, eighteen levels deep, is a 2.6 KB
+document whose schemas expand to 2^18 copies. Each reference is inlined once and reused (when its expansion
+does not depend on where it is used), and an `ExpansionBudget` counts the bytes every tool's schema would take
+and the time spent: past either the import is a 413, whatever the document's shape.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ import re
 import urllib.parse
 from typing import Any
 
-from toolserver.errors import ValidationFailed
+from toolserver.errors import PayloadTooLarge, ValidationFailed
 from toolserver.tools.base import ToolSpec
 from toolserver.tools.http import HttpToolConfig
+from toolserver.tools.limits import MAX_IMPORT_OPERATIONS, MAX_SCHEMA_BYTES, ExpansionBudget
+from toolserver.tools.openapi_document import load_document
 from toolserver.tools.validation import check_schema
 
-__all__ = ["tools_from_openapi"]
+__all__ = ["import_document", "tools_from_openapi"]
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +36,38 @@ _SCHEMA_VALUES = frozenset(
     {"items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else"}
     | {"unevaluatedItems", "unevaluatedProperties", "additionalItems"}
 )
-_DROPPED_KEYWORDS = frozenset({"discriminator", "xml", "externalDocs", "nullable"})
+# unevaluated*: tool schemas may not use them (see bounded_schema); the API behind the tool still checks them.
+_DROPPED_KEYWORDS = frozenset(
+    {"discriminator", "xml", "externalDocs", "nullable", "unevaluatedProperties", "unevaluatedItems"}
+)
 _MAX_REF_DEPTH = 32
 _ARG_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+def import_document(
+    document: dict[str, Any] | str, *, base_url: str | None = None, prefix: str = "", namespace: str = ""
+) -> list[ToolSpec]:
+    """Parse (JSON object or JSON/YAML text) and convert a tenant's document within one budget; slow: off-loop."""
+    budget = ExpansionBudget()
+    try:
+        return tools_from_openapi(
+            load_document(document, budget),
+            base_url=base_url,
+            prefix=prefix,
+            namespace=namespace,
+            budget=budget,
+        )
+    except RecursionError:
+        raise _bad("the document is nested too deeply") from None
+
+
 def tools_from_openapi(
-    document: dict[str, Any], *, base_url: str | None = None, prefix: str = "", namespace: str = ""
+    document: dict[str, Any],
+    *,
+    base_url: str | None = None,
+    prefix: str = "",
+    namespace: str = "",
+    budget: ExpansionBudget | None = None,
 ) -> list[ToolSpec]:
     """One `http` ToolSpec per operation; raise ValidationFailed(field="document") naming what is wrong."""
     if not isinstance(document, dict):
@@ -49,10 +81,11 @@ def tools_from_openapi(
     paths = document.get("paths")
     if not isinstance(paths, dict) or not paths:
         raise _bad("the document has no paths, so there are no operations to import")
-    refs = _Refs(document, legacy=version.startswith("3.0"))
+    refs = _Refs(document, legacy=version.startswith("3.0"), budget=budget or ExpansionBudget())
     server = _server_url(document, base_url)
     tools: list[ToolSpec] = []
     taken: set[str] = set()
+    operations = 0
     for path, raw_item in paths.items():
         item = refs.deref(raw_item)
         if not isinstance(item, dict):
@@ -60,6 +93,14 @@ def tools_from_openapi(
         for method in _METHODS:
             operation = item.get(method)
             if isinstance(operation, dict):
+                operations += 1
+                if operations > MAX_IMPORT_OPERATIONS:
+                    raise PayloadTooLarge(
+                        f"the document has over {MAX_IMPORT_OPERATIONS} operations; import it in parts",
+                        field="document",
+                        limit=MAX_IMPORT_OPERATIONS,
+                    )
+                refs.budget.check_time()
                 tool = _operation_tool(refs, server, path, method, item, operation, prefix, taken, namespace)
                 if tool is not None:
                     tools.append(tool)
@@ -80,6 +121,7 @@ def _operation_tool(
     name = _unique_tool_name(
         prefix + str(operation.get("operationId") or _fallback_name(method, path)), taken
     )
+    expanded_before = refs.budget.used
     properties: dict[str, Any] = {}
     required: list[str] = []
     aliases: dict[str, str] = {}
@@ -135,11 +177,19 @@ def _operation_tool(
         "required": required,
         "additionalProperties": False,
     }
+    if refs.budget.used - expanded_before > MAX_SCHEMA_BYTES:
+        raise PayloadTooLarge(
+            f"operation {method.upper()} {path}: its parameters expand to over {MAX_SCHEMA_BYTES} bytes",
+            field="document",
+            limit=MAX_SCHEMA_BYTES,
+        )
     try:
         check_schema(parameters)
         HttpToolConfig.from_dict(config)
     except ValidationFailed as exc:
         raise _bad(f"operation {method.upper()} {path}: {exc.message}") from None
+    except PayloadTooLarge as exc:
+        raise PayloadTooLarge(f"operation {method.upper()} {path}: {exc.message}", field="document") from None
     return ToolSpec(
         name=name,
         description=_description(operation, method, path),
@@ -206,9 +256,11 @@ def _object_members(schema: dict[str, Any]) -> tuple[dict[str, Any], set[str]] |
 class _Refs:
     """Local `$ref` resolution and OpenAPI-to-JSON-Schema clean-up for one document."""
 
-    def __init__(self, document: dict[str, Any], *, legacy: bool) -> None:
+    def __init__(self, document: dict[str, Any], *, legacy: bool, budget: ExpansionBudget) -> None:
         self.document = document
         self.legacy = legacy  # OpenAPI 3.0: `nullable`, boolean exclusiveMinimum/Maximum
+        self.budget = budget
+        self._inlined: dict[str, tuple[Any, int]] = {}  # $ref -> (expansion, its size), when context-free
 
     def resolve(self, ref: str) -> Any:
         if not ref.startswith("#/"):
@@ -237,30 +289,55 @@ class _Refs:
         return node
 
     def schema(self, node: dict[str, Any]) -> dict[str, Any]:
-        result = self._inline(node, ())
-        return result if isinstance(result, dict) else {}
+        result, _ = self._inline(node, ())
+        return dict(result) if isinstance(result, dict) else {}  # a copy: expansions are shared
 
-    def _inline(self, node: Any, stack: tuple[str, ...]) -> Any:
+    def _inline(self, node: Any, stack: tuple[str, ...]) -> tuple[Any, bool]:
+        """The schema with its `$ref`s inlined, and whether that expansion is the same wherever it is used."""
         if not isinstance(node, dict):
-            return node  # a boolean schema
+            self.budget.charge(_json_size(node))
+            return node, True  # a boolean schema
         ref = node.get("$ref")
         if isinstance(ref, str):
             if ref in stack or len(stack) >= _MAX_REF_DEPTH:
-                return {}  # a recursive schema: no constraint below this point
-            target = self._inline(self.resolve(ref), (*stack, ref))
-            siblings = self._inline({k: v for k, v in node.items() if k != "$ref"}, stack)
-            return {**target, **siblings} if isinstance(target, dict) else target
+                self.budget.charge(2)
+                return {}, False  # a recursive schema: no constraint below this point
+            known = self._inlined.get(ref)
+            if known is not None:
+                target, size = known
+                self.budget.charge(size)  # reused, but stored once per use
+                free = True
+            else:
+                before = self.budget.used
+                target, free = self._inline(self.resolve(ref), (*stack, ref))
+                if free:
+                    self._inlined[ref] = (target, self.budget.used - before)
+            siblings, siblings_free = self._inline({k: v for k, v in node.items() if k != "$ref"}, stack)
+            merged = {**target, **siblings} if isinstance(target, dict) else target
+            return merged, free and siblings_free
         out: dict[str, Any] = {}
+        free = True
+        self.budget.charge(2)
         for key, value in node.items():
+            self.budget.charge(len(key) + 4)
             if key in _SCHEMA_MAPS and isinstance(value, dict):
-                out[key] = {name: self._inline(sub, stack) for name, sub in value.items()}
+                members: dict[str, Any] = {}
+                for name, sub in value.items():
+                    self.budget.charge(len(name) + 4)
+                    members[name], sub_free = self._inline(sub, stack)
+                    free = free and sub_free
+                out[key] = members
             elif key in _SCHEMA_LISTS and isinstance(value, list):
-                out[key] = [self._inline(sub, stack) for sub in value]
+                items = [self._inline(sub, stack) for sub in value]
+                out[key] = [schema for schema, _ in items]
+                free = free and all(sub_free for _, sub_free in items)
             elif key in _SCHEMA_VALUES:
-                out[key] = self._inline(value, stack)
+                out[key], sub_free = self._inline(value, stack)
+                free = free and sub_free
             elif key not in _DROPPED_KEYWORDS:
+                self.budget.charge(_json_size(value))
                 out[key] = value
-        return self._clean(node, out)
+        return self._clean(node, out), free
 
     def _clean(self, original: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
         if "example" in out:
@@ -342,6 +419,17 @@ def _unique_arg(wire: str, taken: dict[str, Any]) -> str:
         suffix = f"_{n}"
         candidate, n = name[: 64 - len(suffix)] + suffix, n + 1
     return candidate
+
+
+def _json_size(value: Any) -> int:
+    """About how many bytes `value` takes as JSON (exact enough for a cap, cheaper than dumping it)."""
+    if isinstance(value, dict):
+        return 2 + sum(len(str(k)) + 4 + _json_size(v) for k, v in value.items())
+    if isinstance(value, list):
+        return 2 + sum(_json_size(v) + 1 for v in value)
+    if isinstance(value, str):
+        return len(value) + 2
+    return 5
 
 
 def _list(value: Any) -> list[Any]:
