@@ -75,6 +75,7 @@ def build_services(
     """
     keys, secrets, audit = KeyStore(db), SecretStore(db, secrets_box(settings)), AuditStore(db)
     egress, llm_policy = settings.egress_policy(), settings.llm_policy()
+    outbound_cap = settings.max_outbound_body_mb * 1024 * 1024
     session_service = SessionService(
         SessionStore(db),
         nodes,
@@ -84,8 +85,8 @@ def build_services(
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),
-        "http": HttpToolRunner(policy=egress),
-        "mcp": McpToolRunner(policy=egress),
+        "http": HttpToolRunner(policy=egress, max_body_bytes=outbound_cap),
+        "mcp": McpToolRunner(policy=egress, max_body_bytes=outbound_cap),
         **(extra_runners or {}),
     }
     humans = HumanRequestStore(db)

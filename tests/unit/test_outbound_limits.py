@@ -254,3 +254,24 @@ async def test_an_agent_run_against_a_huge_llm_answer_fails_and_others_keep_answ
     assert state["status"] == "failed"
     assert f"over {DEFAULT_MAX_OUTBOUND_BYTES} bytes" in state["error"]
     assert times and max(times) < 10
+
+
+async def test_the_operators_ceiling_reaches_http_tools(tmp_path: Any, upstream: Upstream) -> None:
+    settings = Settings(
+        home=tmp_path, pool_size=0, egress_allow=f"127.0.0.1:{upstream.port}", max_outbound_body_mb=1
+    )
+    db = Database(settings.database)
+    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="node-a"), backend=FakeBackend("node-a"))
+    services = build_services(settings, db, LocalNodes({"node-a": manager}))
+    _, key = KeyStore(db).create("team-a", "k")
+    transport = httpx.ASGITransport(app=create_app(services))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+        tool = {"name": "fetch", "kind": "http", "url": f"{upstream.url}/small"}
+        over = await client.post("/v1/tools", json={**tool, "max_response_bytes": MIB + 1})
+        assert over.status_code == 422, over.text
+        assert over.json()["error"]["field"] == "max_response_bytes"
+        assert (await client.post("/v1/tools", json={**tool, "max_response_bytes": MIB})).status_code == 201
+    await manager.shutdown()
+    db.close()
