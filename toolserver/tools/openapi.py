@@ -13,6 +13,7 @@ and the time spent: past either the import is a 413, whatever the document's sha
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import urllib.parse
@@ -171,12 +172,12 @@ def _operation_tool(
             ]
     if aliases:
         config["aliases"] = aliases
-    parameters = {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
+    # A tree of its own: expansions are shared between operations while inlining, never once stored.
+    parameters = json.loads(
+        json.dumps(
+            {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+        )
+    )
     if refs.budget.used - expanded_before > MAX_SCHEMA_BYTES:
         raise PayloadTooLarge(
             f"operation {method.upper()} {path}: its parameters expand to over {MAX_SCHEMA_BYTES} bytes",

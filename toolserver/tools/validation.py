@@ -8,7 +8,9 @@ with a 422 once it has spent its budget. Both are synchronous: servers call them
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import threading
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +30,10 @@ MAX_ARGUMENT_BYTES = 1024 * 1024
 _MAX_MESSAGE_CHARS = 300
 _DATA_KEYWORDS = {"enum", "const", "default", "examples", "example"}  # values, not subschemas
 _Validator = bounded_validator(Draft202012Validator)
+# Schemas that passed the meta-schema check (about 5 us per byte): imports repeat the same ones many times.
+_CHECKED: dict[bytes, None] = {}
+_MAX_CHECKED = 4096
+_CHECKED_LOCK = threading.Lock()
 
 
 def check_schema(schema: object) -> dict[str, Any]:
@@ -37,7 +43,8 @@ def check_schema(schema: object) -> dict[str, Any]:
     if schema.get("type") != "object":
         raise ValidationFailed('parameters must be a schema of "type": "object"', field="parameters")
     try:
-        size = len(json.dumps(schema, ensure_ascii=False).encode("utf-8"))
+        text = json.dumps(schema, ensure_ascii=False, sort_keys=True)
+        size = len(text.encode("utf-8"))
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationFailed(f"parameters is not JSON: {exc}", field="parameters") from None
     if size > MAX_SCHEMA_BYTES:
@@ -46,9 +53,12 @@ def check_schema(schema: object) -> dict[str, Any]:
             field="parameters",
             limit=MAX_SCHEMA_BYTES,
         )
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
     try:
-        Draft202012Validator.check_schema(schema)
-        check_schema_cost(schema)
+        if digest not in _CHECKED:
+            Draft202012Validator.check_schema(schema)
+            check_schema_cost(schema)
+            _remember(digest)
     except RecursionError:
         raise ValidationFailed("parameters is nested too deeply", field="parameters") from None
     except SchemaError as exc:
@@ -63,6 +73,13 @@ def check_schema(schema: object) -> dict[str, Any]:
         if ref.startswith("#/") and not _points_into(schema, ref):
             raise ValidationFailed(f"$ref {ref!r} does not resolve inside the schema", field="parameters")
     return schema
+
+
+def _remember(digest: bytes) -> None:
+    with _CHECKED_LOCK:  # checks run on several worker threads
+        if len(_CHECKED) >= _MAX_CHECKED:
+            del _CHECKED[next(iter(_CHECKED))]  # the oldest
+        _CHECKED[digest] = None
 
 
 def validate_arguments(

@@ -1,0 +1,183 @@
+"""Hostile OpenAPI documents: $ref fan-out, YAML aliases, too many operations — bounded, and others keep answering.
+
+Before the caps, the 2.6 KB fan-out document below (depth 18) took 145 s of one core to import, doubling per
+level, and the 700-byte alias document turned into gigabytes of stored JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from registry import Database, KeyStore
+from sandbox.config import SandboxConfig
+from sandbox.fake import FakeBackend
+from sandbox.manager import SandboxManager
+from toolserver.app import build_services, create_app
+from toolserver.config import Settings
+from toolserver.errors import PayloadTooLarge, ValidationFailed
+from toolserver.nodes.local import LocalNodes
+from toolserver.tools.limits import MAX_IMPORT_OPERATIONS, ExpansionBudget
+from toolserver.tools.openapi import import_document, tools_from_openapi
+
+QUICK_S = 10.0  # generous: the attacks now answer in milliseconds, and took minutes to hours before
+
+
+def fanout_document(depth: int, *, cyclic: bool = False) -> dict[str, Any]:
+    """Each level refers twice to the next: 2**depth copies once inlined (cyclic: each also refers back)."""
+    schemas: dict[str, Any] = {}
+    for level in range(depth):
+        following = {"$ref": f"#/components/schemas/s{level + 1}"}
+        properties: dict[str, Any] = {"a": following, "b": following}
+        if cyclic:
+            properties["back"] = {"$ref": "#/components/schemas/s0"}
+        schemas[f"s{level}"] = {"type": "object", "properties": properties}
+    schemas[f"s{depth}"] = {"type": "string"}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "fan-out", "version": "1"},
+        "servers": [{"url": "https://api.example.com"}],
+        "paths": {
+            "/x": {
+                "post": {
+                    "operationId": "x",
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/s0"}}}
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+def alias_yaml(levels: int = 9) -> str:
+    """The "billion laughs": nine references to the level below, nine levels deep."""
+    lines = [
+        "openapi: 3.0.3",
+        "info: {title: laughs, version: '1'}",
+        "servers: [{url: 'https://api.example.com'}]",
+        "paths:",
+        "  /x:",
+        "    get:",
+        "      operationId: x",
+        "      responses: {'200': {description: ok}}",
+        "x-laughs:",
+        "  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]",
+    ]
+    lines += [f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+async def server(tmp_path):
+    settings = Settings(home=tmp_path, pool_size=0)
+    db = Database(settings.database)
+    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="n"), backend=FakeBackend("n"))
+    services = build_services(settings, db, LocalNodes({"n": manager}))
+    _, key_a = KeyStore(db).create("team-a", "a")
+    _, key_b = KeyStore(db).create("team-b", "b")
+    transport = httpx.ASGITransport(app=create_app(services))
+    clients = {
+        name: httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {key}"}, timeout=120
+        )
+        for name, key in (("a", key_a), ("b", key_b))
+    }
+    yield clients
+    for client in clients.values():
+        await client.aclose()
+    await manager.shutdown()
+    db.close()
+
+
+async def _while_attacking(server: dict[str, httpx.AsyncClient], body: dict[str, Any]) -> httpx.Response:
+    """Send the import as team-a; meanwhile team-b lists its tools and /healthz answers."""
+    started = time.monotonic()
+    attack = asyncio.create_task(server["a"].post("/v1/tools/import/openapi", json=body))
+    others = await asyncio.gather(server["b"].get("/v1/tools"), server["b"].get("/healthz"))
+    assert [r.status_code for r in others] == [200, 200]
+    response = await attack
+    assert time.monotonic() - started < QUICK_S
+    error = response.json()["error"]
+    assert error["field"] == "document" and error["type"] and error["message"]
+    return response
+
+
+async def test_fanout_json_document_is_refused_quickly_over_http(server):
+    response = await _while_attacking(server, {"document": fanout_document(18)})
+    assert response.status_code == 413
+    assert "expand" in response.json()["error"]["message"]
+    assert (await server["a"].get("/v1/tools")).json()["tools"] == (
+        await server["b"].get("/v1/tools")
+    ).json()["tools"]  # nothing of the refused import was stored
+
+
+async def test_cyclic_fanout_cannot_use_the_memo_and_still_hits_the_cap(server):
+    response = await _while_attacking(server, {"document": fanout_document(30, cyclic=True)})
+    assert response.status_code == 413
+
+
+async def test_yaml_aliases_are_refused_over_http(server):
+    text = alias_yaml()
+    assert len(text) < 1000
+    response = await _while_attacking(server, {"document": text})
+    assert response.status_code == 422
+    assert "alias" in response.json()["error"]["message"]
+
+
+def test_merge_keys_are_aliases_too() -> None:
+    text = alias_yaml(1) + "x-base: &base {a: 1}\nx-derived:\n  <<: *base\n"
+    with pytest.raises(ValidationFailed, match="alias"):
+        import_document(text)
+
+
+def test_anchors_without_aliases_and_plain_yaml_import() -> None:
+    tools = import_document(alias_yaml(1).replace("&l0 ", "&unused "))
+    assert [tool.name for tool in tools] == ["x"]
+
+
+def test_shared_schemas_are_inlined_once_and_copied_into_each_tool() -> None:
+    document = fanout_document(7)
+    shared = {"requestBody": document["paths"]["/x"]["post"]["requestBody"]}
+    document["paths"] = {
+        f"/op{i}": {"post": {"operationId": f"op{i}", **shared, "responses": {}}} for i in range(200)
+    }
+    started = time.monotonic()
+    tools = tools_from_openapi(document)
+    assert time.monotonic() - started < QUICK_S
+    assert len(tools) == 200
+    first, second = tools[0].parameters, tools[1].parameters
+    assert json.dumps(first) == json.dumps(second)
+    first["properties"]["a"]["description"] = "edited"  # one tool's schema is not another's
+    assert "description" not in second["properties"]["a"]
+
+
+def test_too_many_operations_is_413() -> None:
+    document = fanout_document(0)
+    document["paths"] = {f"/p{i}": {"get": {"responses": {}}} for i in range(MAX_IMPORT_OPERATIONS + 1)}
+    with pytest.raises(PayloadTooLarge, match="operations"):
+        tools_from_openapi(document)
+
+
+def test_one_operation_over_the_tool_cap_names_it() -> None:
+    with pytest.raises(PayloadTooLarge) as caught:
+        tools_from_openapi(fanout_document(14), budget=ExpansionBudget(max_bytes=64 * 1024 * 1024))
+    assert "POST /x" in caught.value.message and caught.value.details["field"] == "document"
+
+
+def test_the_deadline_stops_an_import() -> None:
+    with pytest.raises(PayloadTooLarge, match="took over"):
+        tools_from_openapi(fanout_document(8), budget=ExpansionBudget(deadline_s=0.0))
+
+
+def test_deeply_nested_documents_are_422() -> None:
+    text = "openapi: 3.0.3\nx: " + "[" * 5000 + "]" * 5000 + "\n"
+    with pytest.raises((ValidationFailed, PayloadTooLarge)):
+        import_document(text)
