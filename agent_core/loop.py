@@ -159,7 +159,7 @@ class AgentLoop:
         bad: list[tuple[ToolCall, MalformedCall]] = []
         for call in calls:
             try:
-                checker.check(call.name, call.arguments)
+                await asyncio.to_thread(checker.check, call.name, call.arguments)
                 good.append(call)
             except MalformedCall as exc:
                 bad.append((call, exc))
@@ -193,7 +193,7 @@ class AgentLoop:
 
     async def _call(self, checker: ArgumentChecker, call: PendingCall) -> ToolOutcome:
         try:
-            arguments = checker.check(call.name, call.arguments)
+            arguments = await asyncio.to_thread(checker.check, call.name, call.arguments)
             return await self.tools.call(call.name, arguments)
         except ToolServerError as exc:
             return ToolOutcome.failure(f"Error: {exc.message}")
