@@ -6,12 +6,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from toolserver.api_models import AgentCreate, HumanAnswer, RunCreate
 from toolserver.routes.deps import caller, services
 from toolserver.service.principal import Principal
+from toolserver.stream_limits import StreamSlot, stream_limits, stream_slot
 
 router = APIRouter(tags=["agents"])
 
@@ -54,8 +55,13 @@ async def get_run(run_id: str, who: Principal = Depends(caller), svc: Any = Depe
 
 @router.get("/v1/runs/{run_id}/events")
 async def run_events(
-    run_id: str, after: int = -1, who: Principal = Depends(caller), svc: Any = Depends(services)
+    run_id: str,
+    after: int = -1,
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
+    slot: StreamSlot = Depends(stream_slot),
 ) -> StreamingResponse:
+    """Steps as SSE; a stream ends with a `reconnect` event after TOOLSERVER_MAX_STREAM_S."""
     events = svc.agents.events(who, run_id, after)
     first = await anext(events)  # a missing or foreign run fails here, as a normal 404
 
@@ -64,7 +70,9 @@ async def run_events(
         async for event, data in events:
             yield _sse(event, data)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        slot.bounded(stream()), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 @router.get("/v1/human-requests")
@@ -78,12 +86,18 @@ async def human_requests(
 
 @router.get("/v1/human-requests/{request_id}")
 async def human_request(
+    request: Request,
     request_id: str,
     wait_s: float = Query(0.0, ge=0, le=300),
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
-    return await svc.agents.human_request(who, request_id, wait_s)
+    """One request; with `wait_s` a long-poll, which counts as one of the namespace's open streams."""
+    if wait_s <= 0:
+        return await svc.agents.human_request(who, request_id, 0.0)
+    limits = stream_limits(request)
+    with limits.hold(who.namespace):
+        return await svc.agents.human_request(who, request_id, min(wait_s, limits.max_stream_s))
 
 
 @router.post("/v1/human-requests/{request_id}/answer")

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from toolserver.api_models import EnvironmentCreate, EnvironmentMessage, EnvironmentStep
 from toolserver.routes.deps import caller, services
 from toolserver.service.principal import Principal
+from toolserver.stream_limits import StreamSlot, stream_slot
 
 router = APIRouter(prefix="/v1/environments", tags=["environments"])
 
@@ -63,7 +64,9 @@ async def events(
     follow: bool = Query(True, description="keep streaming new messages; false: send what exists and end"),
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
+    slot: StreamSlot = Depends(stream_slot),
 ) -> StreamingResponse:
+    """Messages as SSE; a stream ends with a `reconnect` event after TOOLSERVER_MAX_STREAM_S."""
     first = await svc.environments.wait_history(who.namespace, name, after, 0.0)  # 404 before streaming
 
     async def stream() -> AsyncIterator[bytes]:
@@ -79,7 +82,9 @@ async def events(
                 yield b": keep-alive\n\n"
             batch = await svc.environments.wait_history(who.namespace, name, position, 15.0)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        slot.bounded(stream()), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 @router.delete("/{name}", status_code=204)

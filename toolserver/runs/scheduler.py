@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import update
@@ -26,6 +25,7 @@ from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.service.principal import Principal
 from toolserver.service.tools import ToolService
 from toolserver.tools.base import MissingSecret
+from toolserver.wakeups import Wakeups
 
 __all__ = ["RunScheduler", "human_view", "run_view"]
 
@@ -83,8 +83,9 @@ class RunScheduler:
         self.tools = tools
         self.memory = memory
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._changed: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-        self._answered: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        # Held only while someone long-polls: a run or request nobody waits on costs nothing here.
+        self._changed = Wakeups()
+        self._answered = Wakeups()
         self._timers: dict[str, asyncio.Task[None]] = {}
 
     # -- entry points --------------------------------------------------------------------------------
@@ -97,35 +98,29 @@ class RunScheduler:
         """Store a human's answer (once) and resume the run that asked."""
         record = await asyncio.to_thread(self.humans.answer, namespace, request_id, answer)
         self._cancel_timer(request_id)
-        self._answered[request_id].set()
+        self._answered.notify(request_id)
         if record.run_id:
             self._spawn(namespace, record.run_id, answer, request_id)
         return human_view(record)
 
     async def wait_answer(self, namespace: str, request_id: str, wait_s: float) -> dict[str, Any]:
         """A human request, after waiting up to `wait_s` for its answer (an event, not a polling loop)."""
-        record = await asyncio.to_thread(self.humans.get, namespace, request_id)
-        if record.status == "pending" and wait_s > 0:
-            try:
-                await asyncio.wait_for(self._answered[request_id].wait(), wait_s)
-            except asyncio.TimeoutError:
-                pass
+        with self._answered.watch(request_id) as answered:  # before the read: an answer in between counts
             record = await asyncio.to_thread(self.humans.get, namespace, request_id)
+            if record.status == "pending" and wait_s > 0:
+                await self._answered.wait(answered, wait_s)
+                record = await asyncio.to_thread(self.humans.get, namespace, request_id)
         return human_view(record)
 
     async def wait_steps(self, namespace: str, run_id: str, after: int, wait_s: float) -> dict[str, Any]:
         """Steps after index `after`; waits up to `wait_s` for new ones while the run is running."""
-        record = await asyncio.to_thread(self.runs.get, namespace, run_id)
-        steps = await asyncio.to_thread(self.runs.steps, namespace, run_id, after=after)
-        if not steps and record.status == "running" and wait_s > 0:
-            event = self._changed[run_id]
-            event.clear()
-            try:
-                await asyncio.wait_for(event.wait(), wait_s)
-            except asyncio.TimeoutError:
-                pass
+        with self._changed.watch(run_id) as changed:  # before the reads: a step in between wakes us
             record = await asyncio.to_thread(self.runs.get, namespace, run_id)
             steps = await asyncio.to_thread(self.runs.steps, namespace, run_id, after=after)
+            if not steps and record.status == "running" and wait_s > 0:
+                await self._changed.wait(changed, wait_s)
+                record = await asyncio.to_thread(self.runs.get, namespace, run_id)
+                steps = await asyncio.to_thread(self.runs.steps, namespace, run_id, after=after)
         return {"status": record.status, "steps": [step_view(s) for s in steps]}
 
     async def recover(self) -> dict[str, int]:
@@ -165,7 +160,7 @@ class RunScheduler:
             finally:
                 if self._tasks.get(run_id) is task:
                     del self._tasks[run_id]
-                self._changed[run_id].set()
+                self._changed.notify(run_id)
 
         task = asyncio.get_running_loop().create_task(drive(), name=f"run-{run_id}")
         self._tasks[run_id] = task
@@ -281,7 +276,7 @@ class RunScheduler:
     async def _step(self, namespace: str, run_id: str, step: Step) -> None:
         usage = step.usage.to_dict() if step.usage else None
         await asyncio.to_thread(self.runs.add_step, namespace, run_id, step.kind, step.content, usage=usage)
-        self._changed[run_id].set()
+        self._changed.notify(run_id)
 
     # -- human timeouts ------------------------------------------------------------------------------
 
@@ -305,7 +300,7 @@ class RunScheduler:
         if not await asyncio.to_thread(self._expire_one, namespace, request_id):
             return  # answered in the meantime
         request = await asyncio.to_thread(self.humans.get, namespace, request_id)
-        self._answered[request_id].set()
+        self._answered.notify(request_id)
         if request.run_id:
             self._spawn_timeout(namespace, request.run_id, request_id)
 
@@ -323,7 +318,7 @@ class RunScheduler:
             await self._step(
                 namespace, run.id, Step(-1, "error", {"type": "human_timeout", "message": message})
             )
-            self._changed[run.id].set()
+            self._changed.notify(run.id)
             return
         self._spawn(namespace, run.id, NO_ANSWER.format(timeout=timeout), request_id)
 
