@@ -118,9 +118,10 @@ class HumanAnswer(_Body):
 
 class EnvironmentCreate(_Body):
     name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-    agents: list[dict[str, Any]] = Field(..., min_length=1, max_length=256)
+    # Each agent is a process on the cluster; the namespace's cap (TOOLSERVER_MAX_ENV_AGENTS_PER_NAMESPACE) also counts.
+    agents: list[dict[str, Any]] = Field(..., min_length=1, max_length=64)
     router: str | dict[str, Any] = "send_to"
-    subscriptions: list[dict[str, str]] = Field(default_factory=list)
+    subscriptions: list[dict[str, str]] = Field(default_factory=list, max_length=256)
     act_timeout_s: float = Field(120.0, gt=0, le=3600)
 
 

@@ -11,7 +11,6 @@ import asyncio
 import copy
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +20,14 @@ from agent_core.environment.agents import SERVER_EGRESS, SERVER_TOOLS, LoopAgent
 from registry import Database
 from toolserver.config import Settings
 from toolserver.environment_tools import EnvironmentTools
-from toolserver.errors import Conflict, NotFound, ValidationFailed
+from toolserver.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from toolserver.wakeups import Wakeups
 
 __all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
 
 CENTER_NAME = "environment-center"
+_DEFAULT_MAX_ENVIRONMENTS: int = Settings.model_fields["max_environments_per_namespace"].default
+_DEFAULT_MAX_AGENTS: int = Settings.model_fields["max_env_agents_per_namespace"].default
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,12 @@ class EnvironmentManager:
         egress_allow: str = "",
         llm_key_envs: tuple[str, ...] = (),
         tools: EnvironmentTools | None = None,
+        max_environments: int = _DEFAULT_MAX_ENVIRONMENTS,
+        max_agents: int = _DEFAULT_MAX_AGENTS,
     ) -> None:
         self.database_url = database_url
+        self.max_environments = max_environments  # per namespace; 0: no cap
+        self.max_agents = max_agents  # across a namespace's environments; 0: no cap
         self.tools = tools
         self.server_egress = {"allow": egress_allow, "key_envs": list(llm_key_envs)}
         self.use_ray = use_ray
@@ -72,8 +78,23 @@ class EnvironmentManager:
         self._db: Database | None = None
         self._sql_store: SqlEnvironmentStore | None = None
         self._envs: dict[tuple[str, str], _Environment] = {}
-        self._changed: dict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
-        self._lock = asyncio.Lock()
+        self._busy: dict[tuple[str, str], int] = {}  # being created or removed: their agent counts
+        self._changed = Wakeups()  # followers of an environment's events, held only while they wait
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, use_ray: bool, tools: EnvironmentTools | None = None
+    ) -> EnvironmentManager:
+        """A manager under the operator's policy: egress, LLM keys, and the per-namespace caps."""
+        return cls(
+            settings.database,
+            use_ray=use_ray,
+            egress_allow=settings.egress_allow,
+            llm_key_envs=tuple(settings.llm_policy().key_envs),
+            tools=tools,
+            max_environments=settings.max_environments_per_namespace,
+            max_agents=settings.max_env_agents_per_namespace,
+        )
 
     async def create(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
         name = str(spec.get("name", ""))
@@ -94,36 +115,60 @@ class EnvironmentManager:
                     exc.message, field=f"agents[{i}].{exc.field or ''}".rstrip(".")
                 ) from None
         router = make_router(spec.get("router", "send_to"))
-        async with self._lock:
-            if (namespace, name) in self._envs:
-                raise Conflict(f"environment {name!r} exists", environment=name)
-            sessions: list[str] = []
-            ray_env = None
+        key = (namespace, name)
+        self._reserve(key, len(agents))  # no await before it: the check and the reservation are one step
+        sessions: list[str] = []
+        ray_env = None
+        try:
+            await self._forget(namespace, name)  # what a removed or lost environment of this name left
+            if self.tools is not None:
+                for i, config in enumerate(agents):
+                    agents[i], session = await self.tools.provision(namespace, config, i)
+                    sessions += [session] if session else []
+            hub, members, ray_env = await self._start(namespace, name, agents)
+            center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
+            await center.start()  # registers in-process agents: subscriptions may name them after this
+            for sub in spec.get("subscriptions") or []:
+                await hub.subscribe(sub["topic"], agent=sub.get("agent"), role=sub.get("role"))
+        except BaseException:  # nothing of a half-made environment stays: actors, sessions
+            if ray_env is not None:
+                await ray_env.shutdown()
             try:
-                await self._forget(namespace, name)  # what a removed or lost environment of this name left
-                if self.tools is not None:
-                    for i, config in enumerate(agents):
-                        agents[i], session = await self.tools.provision(namespace, config, i)
-                        sessions += [session] if session else []
-                hub, members, ray_env = await self._start(namespace, name, agents)
-                center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
-                await center.start()  # registers in-process agents: subscriptions may name them after this
-                for sub in spec.get("subscriptions") or []:
-                    await hub.subscribe(sub["topic"], agent=sub.get("agent"), role=sub.get("role"))
-            except BaseException:  # nothing of a half-made environment stays: actors, sessions
-                if ray_env is not None:
-                    await ray_env.shutdown()
-                try:
-                    await self._forget(namespace, name)
-                except Exception:  # the failure that brought us here is the one to report
-                    log.exception("could not release the agents of %s/%s", namespace, name)
-                if sessions and self.tools is not None:
-                    await self.tools.release(namespace, sessions)
-                raise
-            self._envs[(namespace, name)] = _Environment(hub, center, ray_env, sessions)
-            if self.use_ray and self._watchdog is None:
-                self._watchdog = asyncio.get_running_loop().create_task(self._watch_forever())
+                await self._forget(namespace, name)
+            except Exception:  # the failure that brought us here is the one to report
+                log.exception("could not release the agents of %s/%s", namespace, name)
+            if sessions and self.tools is not None:
+                await self.tools.release(namespace, sessions)
+            raise
+        finally:
+            del self._busy[key]
+        self._envs[key] = _Environment(hub, center, ray_env, sessions)
+        if self.use_ray and self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_forever())
         return await self.describe(namespace, name)
+
+    def _reserve(self, key: tuple[str, str], agents: int) -> None:
+        """Count an environment being made against its namespace's caps; Conflict if its name is taken."""
+        namespace, name = key
+        if key in self._envs or key in self._busy:
+            state = "exists" if key in self._envs else "is being created or removed"
+            raise Conflict(f"environment {name!r} {state}", environment=name)
+        held = [len(env.center.agents) for (ns, _), env in self._envs.items() if ns == namespace]
+        held += [count for (ns, _), count in self._busy.items() if ns == namespace]
+        if self.max_environments and len(held) >= self.max_environments:
+            raise QuotaExceeded(
+                f"namespace {namespace!r} holds {len(held)} environments, the most it may; remove one first",
+                limit=self.max_environments,
+                setting="TOOLSERVER_MAX_ENVIRONMENTS_PER_NAMESPACE",
+            )
+        if self.max_agents and sum(held) + agents > self.max_agents:
+            raise QuotaExceeded(
+                f"namespace {namespace!r} holds {sum(held)} environment agents; {agents} more would pass "
+                f"its cap of {self.max_agents}",
+                limit=self.max_agents,
+                setting="TOOLSERVER_MAX_ENV_AGENTS_PER_NAMESPACE",
+            )
+        self._busy[key] = agents
 
     def _under_policy(self, config: Any) -> Any:
         """A tenant's agent config with the server's egress policy on its LLM (whatever the tenant wrote there)."""
@@ -171,7 +216,7 @@ class EnvironmentManager:
             topic=str(message.get("topic") or "general"),
             metadata=message.get("metadata") or {},
         )
-        self._changed[(namespace, name)].set()
+        self._changed.notify((namespace, name))
         return posted.to_dict()
 
     async def step(self, namespace: str, name: str, steps: int = 1) -> list[dict[str, Any]]:
@@ -180,7 +225,7 @@ class EnvironmentManager:
         for _ in range(max(1, min(steps, 100))):
             result = await env.center.step()
             results.append(result.to_dict())
-            self._changed[(namespace, name)].set()
+            self._changed.notify((namespace, name))
             if result.finished or (not result.acted and not result.waiting):
                 break
         return results
@@ -204,23 +249,21 @@ class EnvironmentManager:
         self, namespace: str, name: str, after: int, wait_s: float
     ) -> list[dict[str, Any]]:
         """Messages after position `after`; waits up to `wait_s` for new ones (an event, not a poll loop)."""
-        env = self._get(namespace, name)
-        found: list[Message] = await env.hub.history(after=after, limit=500)
-        if not found and wait_s > 0:
-            event = self._changed[(namespace, name)]
-            event.clear()
-            try:
-                await asyncio.wait_for(event.wait(), wait_s)
-            except asyncio.TimeoutError:
-                pass
-            found = await env.hub.history(after=after, limit=500)
+        with self._changed.watch((namespace, name)) as changed:  # before the read: nothing slips between
+            found: list[Message] = await self._get(namespace, name).hub.history(after=after, limit=500)
+            if not found and wait_s > 0:
+                await self._changed.wait(changed, wait_s)
+                found = await self._get(namespace, name).hub.history(after=after, limit=500)
         return [m.to_dict() for m in found]
 
     async def delete(self, namespace: str, name: str) -> None:
         """Stop the environment and release its agents and sessions; its history stays in the database."""
-        async with self._lock:  # a create of the same name waits until this one is gone
-            env = self._get(namespace, name)
-            del self._envs[(namespace, name)]
+        key = (namespace, name)
+        env = self._get(namespace, name)
+        # Until its actors are gone it still counts against the caps, and its name stays taken.
+        self._busy[key] = len(env.center.agents)
+        del self._envs[key]
+        try:
             if env.ray_env is not None:
                 await env.ray_env.shutdown()
             else:
@@ -228,6 +271,9 @@ class EnvironmentManager:
             await self._forget(namespace, name)
             if env.sessions and self.tools is not None:
                 await self.tools.release(namespace, env.sessions)
+        finally:
+            del self._busy[key]
+            self._changed.notify(key)  # its followers see it gone instead of waiting out their poll
 
     async def _store(self) -> SqlEnvironmentStore:
         if self._sql_store is None:
@@ -322,13 +368,7 @@ class EnvironmentCenterActor:
         tools = EnvironmentTools(
             services.sessions, services.tools, actor=CENTER_NAME, ray_namespace=ray_namespace
         )
-        self.manager = EnvironmentManager(
-            parsed.database,
-            use_ray=True,
-            egress_allow=parsed.egress_allow,
-            llm_key_envs=tuple(parsed.llm_policy().key_envs),
-            tools=tools,
-        )
+        self.manager = EnvironmentManager.from_settings(parsed, use_ray=True, tools=tools)
 
     async def call(self, method: str, *args: Any) -> Any:
         return await getattr(self.manager, method)(*args)

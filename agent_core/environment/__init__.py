@@ -27,6 +27,7 @@ from agent_core.environment.errors import (
     InboxFull,
     InvalidTransition,
     NoLivingNode,
+    NoRoomForAgent,
     UnknownAgent,
 )
 from agent_core.environment.hub import DEFAULT_INBOX_LIMIT, Hub
@@ -93,6 +94,7 @@ __all__ = [
     "LoopAgent",
     "Message",
     "NoLivingNode",
+    "NoRoomForAgent",
     "Placement",
     "PlacementPolicy",
     "RayEnvironment",

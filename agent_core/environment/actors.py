@@ -26,9 +26,11 @@ from agent_core.environment.messages import Message
 from agent_core.environment.registry import AgentInfo
 from agent_core.tools import ToolOutcome
 from toolserver.actor_client import call_actor
-from toolserver.errors import NotFound, ValidationFailed
+from toolserver.errors import NotFound, Unavailable, ValidationFailed
 
 __all__ = [
+    "AGENT_ACTOR_MEMORY",
+    "HUB_ACTOR_MEMORY",
     "RAY_NAMESPACE",
     "AgentActor",
     "HubActor",
@@ -42,6 +44,10 @@ __all__ = [
 ]
 
 RAY_NAMESPACE = "toolserver"  # the same namespace as toolserver.nodes.ray_actors
+AGENT_ACTOR_MEMORY = 128 * 1024 * 1024
+"""Bytes of Ray's `memory` resource an agent actor reserves: about what its worker process costs."""
+HUB_ACTOR_MEMORY = 128 * 1024 * 1024
+"""The same for an environment's hub actor (its inboxes are bounded by `inbox_limit`)."""
 _HUB_METHODS = frozenset(name for name in dir(HubAPI) if not name.startswith("_"))
 
 
@@ -232,6 +238,7 @@ async def start_hub_actor(
     *,
     node_id: str | None = None,
     inbox_limit: int = DEFAULT_INBOX_LIMIT,
+    start_timeout_s: float = 60.0,
 ) -> RemoteHub:
     """Start (or find) the environment's hub actor, pinned to `node_id` if given, and wait until it is ready."""
     Hub(namespace, name, inbox_limit=inbox_limit)  # validates the names before anything starts
@@ -244,13 +251,22 @@ async def start_hub_actor(
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
+            memory=HUB_ACTOR_MEMORY,
             max_concurrency=1000,
             max_restarts=0,
             scheduling_strategy=strategy,
         )
         .remote(namespace, name, database_url, inbox_limit)
     )
-    await call_actor(handle.ready.remote(), f"the hub of environment {name!r}", environment=name)  # type: ignore[attr-defined]
+    what = f"the hub of environment {name!r}"
+    try:
+        await asyncio.wait_for(call_actor(handle.ready.remote(), what, environment=name), start_timeout_s)  # type: ignore[attr-defined]
+    except asyncio.TimeoutError:
+        ray.kill(handle)  # type: ignore[arg-type]
+        raise Unavailable(
+            f"no room on the cluster for {what}: it was not placed within {start_timeout_s:g} s",
+            environment=name,
+        ) from None
     return RemoteHub(handle, namespace, name)
 
 

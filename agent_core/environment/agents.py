@@ -9,6 +9,7 @@ key only comes from a variable its operator shares and the endpoint must pass th
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,8 @@ __all__ = [
     "render_inbox",
 ]
 
+_SEEN_LIMIT = 1_000
+
 AgentFactory = Callable[[Mapping[str, Any]], EnvironmentAgent]
 
 
@@ -45,7 +48,7 @@ class EchoAgent(EnvironmentAgent):
         self.prefix = prefix
         self.max_replies = max_replies
         self.replies = 0
-        self.seen: list[Message] = []
+        self.seen: deque[Message] = deque(maxlen=_SEEN_LIMIT)  # the latest only: it may live for long
 
     async def act(self, inbox: list[Message]) -> list[Message]:
         self.seen.extend(inbox)

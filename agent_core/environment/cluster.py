@@ -18,6 +18,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_core.environment.actors import (
+    AGENT_ACTOR_MEMORY,
     RAY_NAMESPACE,
     AgentActor,
     RemoteAgent,
@@ -29,14 +30,17 @@ from agent_core.environment.actors import (
     stop_hub_actor,
 )
 from agent_core.environment.agents import build_agent
-from agent_core.environment.errors import UnknownAgent
+from agent_core.environment.errors import NoRoomForAgent, UnknownAgent
 from agent_core.environment.hub import DEFAULT_INBOX_LIMIT
 from agent_core.environment.placement import Placement, choose_node
 from agent_core.environment.registry import AgentInfo
 from agent_core.environment.store import SqlEnvironmentStore
 from toolserver.actor_client import call_actor
 
-__all__ = ["RayEnvironment", "alive_nodes"]
+__all__ = ["AGENT_START_TIMEOUT_S", "RayEnvironment", "alive_nodes"]
+
+AGENT_START_TIMEOUT_S = 60.0
+"""How long an agent's actor may wait to be placed and started; a full cluster answers NoRoomForAgent."""
 
 
 def alive_nodes() -> list[str]:
@@ -48,9 +52,16 @@ class RayEnvironment:
     """Starts and tracks the actors of one environment; `agents` maps names to stable proxies."""
 
     def __init__(
-        self, hub: RemoteHub, database_url: str, hub_node_id: str, *, heartbeat_s: float = 1.0
+        self,
+        hub: RemoteHub,
+        database_url: str,
+        hub_node_id: str,
+        *,
+        heartbeat_s: float = 1.0,
+        start_timeout_s: float = AGENT_START_TIMEOUT_S,
     ) -> None:
         self.hub = hub
+        self.start_timeout_s = start_timeout_s
         self.namespace, self.name = hub.namespace, hub.name
         self.database_url = database_url
         self.hub_node_id = hub_node_id
@@ -68,13 +79,14 @@ class RayEnvironment:
         hub_node_id: str | None = None,
         heartbeat_s: float = 1.0,
         inbox_limit: int = DEFAULT_INBOX_LIMIT,
+        start_timeout_s: float = AGENT_START_TIMEOUT_S,
     ) -> RayEnvironment:
         """Start (or find) the hub actor, on `hub_node_id` if given."""
         hub = await start_hub_actor(
             namespace, name, database_url, node_id=hub_node_id, inbox_limit=inbox_limit
         )
         node = await call_actor(hub.handle.ready.remote(), "the hub")
-        return cls(hub, database_url, node, heartbeat_s=heartbeat_s)
+        return cls(hub, database_url, node, heartbeat_s=heartbeat_s, start_timeout_s=start_timeout_s)
 
     @classmethod
     async def attach(
@@ -101,7 +113,11 @@ class RayEnvironment:
             Placement.parse(placement), alive_nodes(), await self._load(), home=self.hub_node_id
         )
         info = await self.hub.register_agent(agent.name, agent.role, node_id=chosen, config=config)
-        return await self._launch(info, chosen)
+        try:
+            return await self._launch(info, chosen)
+        except BaseException:
+            await self.hub.unregister_agent(agent.name)  # an agent without an actor is not a member
+            raise
 
     async def restart_agent_elsewhere(self, name: str) -> RemoteAgent:
         """Recreate `name` from its stored config on a living node other than its last one (if any)."""
@@ -146,6 +162,8 @@ class RayEnvironment:
                 namespace=RAY_NAMESPACE,
                 lifetime="detached",
                 num_cpus=0,
+                # Each agent is a worker process: reserving what one costs lets Ray refuse the one too many.
+                memory=AGENT_ACTOR_MEMORY,
                 max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
             )
@@ -153,7 +171,12 @@ class RayEnvironment:
                 hub_actor_name(self.namespace, self.name), info.config, info.incarnation, self.heartbeat_s
             )
         )
-        where = await call_actor(handle.start.remote(), f"agent {info.name!r}", agent=info.name)  # type: ignore[attr-defined]
+        started = call_actor(handle.start.remote(), f"agent {info.name!r}", agent=info.name)  # type: ignore[attr-defined]
+        try:
+            where = await asyncio.wait_for(started, self.start_timeout_s)
+        except asyncio.TimeoutError:
+            ray.kill(handle)  # type: ignore[arg-type]  # a pending actor would take the next free room
+            raise NoRoomForAgent(info.name, self.start_timeout_s) from None
         proxy = self.agents.get(info.name)
         if proxy is None:
             proxy = self.agents[info.name] = RemoteAgent(info.name, info.role, info.config, handle, where)

@@ -7,7 +7,8 @@
         ├── InvalidTransition  (Conflict)     a status change the agent lifecycle forbids
         ├── InboxFull          (UserError)    a recipient's bounded inbox is full (429); nothing was stored
         ├── AgentFailed        (RuntimeFailure) an agent's `act` raised; its inbox was put back
-        └── NoLivingNode       (Unavailable)  no alive Ray node can take an agent
+        ├── NoLivingNode       (Unavailable)  no alive Ray node can take an agent
+        └── NoRoomForAgent     (Unavailable)  the chosen node has no resources left for another agent actor
 
 Bad messages and bad router or SOP specs raise `toolserver.errors.ValidationFailed` with the failing
 `field`; an oversized content `PayloadTooLarge`. All errors are picklable (they cross Ray actors).
@@ -27,6 +28,7 @@ __all__ = [
     "InboxFull",
     "InvalidTransition",
     "NoLivingNode",
+    "NoRoomForAgent",
     "UnknownAgent",
 ]
 
@@ -94,3 +96,16 @@ class AgentFailed(EnvError, RuntimeFailure):
 
 class NoLivingNode(EnvError, Unavailable):
     type = "no_living_node"
+
+
+class NoRoomForAgent(EnvError, Unavailable):
+    """Ray could not place an agent's actor in time: the cluster's agents hold what it has."""
+
+    type = "no_room_for_agent"
+
+    def __init__(self, agent: str, waited_s: float) -> None:
+        super().__init__(
+            f"no room on the cluster for agent {agent!r}: its actor was not placed within {waited_s:g} s",
+            agent=agent,
+        )
+        self.agent = agent
