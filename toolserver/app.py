@@ -108,11 +108,9 @@ def build_services(
         agents=agent_service,
         memory=memory_service,
         environments=environments
-        or EnvironmentManager(
-            settings.database,
+        or EnvironmentManager.from_settings(
+            settings,
             use_ray=False,
-            egress_allow=settings.egress_allow,
-            llm_key_envs=tuple(llm_policy.key_envs),
             tools=EnvironmentTools(session_service, tool_service, actor="", ray_namespace=""),
         ),
     )

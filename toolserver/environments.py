@@ -21,6 +21,7 @@ from registry import Database
 from toolserver.config import Settings
 from toolserver.environment_tools import EnvironmentTools
 from toolserver.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES
 from toolserver.wakeups import Wakeups
 
 __all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
@@ -62,6 +63,7 @@ class EnvironmentManager:
         dead_after_s: float = 5.0,
         egress_allow: str = "",
         llm_key_envs: tuple[str, ...] = (),
+        max_body_bytes: int = DEFAULT_MAX_OUTBOUND_BYTES,
         tools: EnvironmentTools | None = None,
         max_environments: int = _DEFAULT_MAX_ENVIRONMENTS,
         max_agents: int = _DEFAULT_MAX_AGENTS,
@@ -70,7 +72,11 @@ class EnvironmentManager:
         self.max_environments = max_environments  # per namespace; 0: no cap
         self.max_agents = max_agents  # across a namespace's environments; 0: no cap
         self.tools = tools
-        self.server_egress = {"allow": egress_allow, "key_envs": list(llm_key_envs)}
+        self.server_egress = {
+            "allow": egress_allow,
+            "key_envs": list(llm_key_envs),
+            "max_body_bytes": max_body_bytes,
+        }
         self.use_ray = use_ray
         self.dead_after_s = dead_after_s
         self._watchdog: asyncio.Task[None] | None = None
@@ -91,6 +97,7 @@ class EnvironmentManager:
             use_ray=use_ray,
             egress_allow=settings.egress_allow,
             llm_key_envs=tuple(settings.llm_policy().key_envs),
+            max_body_bytes=settings.max_outbound_body_mb * 1024 * 1024,
             tools=tools,
             max_environments=settings.max_environments_per_namespace,
             max_agents=settings.max_env_agents_per_namespace,
@@ -349,13 +356,11 @@ class EnvironmentCenterActor:
     run like any other: tenancy, argument checks, audit, and the node that holds the session.
     """
 
-    def __init__(self, settings: dict[str, Any], ray_namespace: str) -> None:
+    def __init__(self, parsed: Settings, ray_namespace: str) -> None:
         from toolserver.app import build_services
-        from toolserver.config import Settings
         from toolserver.deployments import DeploymentToolRunner
         from toolserver.nodes.ray_actors import RayNodes
 
-        parsed = Settings(**settings)
         self.db = Database(parsed.database)
         services = build_services(
             parsed,
@@ -388,7 +393,8 @@ def start_center(settings: Settings, namespace: str) -> None:
         get_if_exists=True,
         num_cpus=0,
         max_concurrency=1000,
-    ).remote(settings.model_dump(mode="json"), namespace)
+        runtime_env={"env_vars": {"TOOLSERVER_API_KEY": ""}},  # not inherited from the cluster's start
+    ).remote(settings.model_copy(update={"api_key": None}), namespace)  # never the admin key
 
 
 def center_client(namespace: str) -> Any:

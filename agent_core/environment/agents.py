@@ -185,10 +185,13 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
     if not isinstance(server, Mapping):
         raise ValidationFailed("llm settings are not valid", field=f"config.llm.{SERVER_EGRESS}")
     from toolserver.egress import EgressPolicy
+    from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES
     from toolserver.runs.llm import LLMPolicy, tenant_llm
 
     policy = LLMPolicy(
-        EgressPolicy.parse(str(server.get("allow", ""))), frozenset(server.get("key_envs", ()))
+        EgressPolicy.parse(str(server.get("allow", ""))),
+        frozenset(server.get("key_envs", ())),
+        int(server.get("max_body_bytes", DEFAULT_MAX_OUTBOUND_BYTES)),
     )
     return tenant_llm(options, policy, api_key="", api_key_env=env, field="config.llm")
 

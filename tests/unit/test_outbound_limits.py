@@ -275,3 +275,14 @@ async def test_the_operators_ceiling_reaches_http_tools(tmp_path: Any, upstream:
         assert (await client.post("/v1/tools", json={**tool, "max_response_bytes": MIB})).status_code == 201
     await manager.shutdown()
     db.close()
+
+
+def test_environment_agents_read_their_llm_under_the_operators_ceiling(tmp_path: Any) -> None:
+    from agent_core.environment.agents import SERVER_EGRESS, llm_from_config
+    from toolserver.environments import EnvironmentManager
+
+    manager = EnvironmentManager.from_settings(Settings(home=tmp_path, max_outbound_body_mb=2), use_ray=False)
+    client = llm_from_config(
+        {"base_url": "https://llm.example/v1", "model": "m", SERVER_EGRESS: manager.server_egress}
+    )
+    assert client.max_response_bytes == 2 * MIB  # type: ignore[attr-defined]
