@@ -28,7 +28,16 @@ _BEGIN_MODE = "registry_sqlite_begin"
 class Database:
     """An engine plus a transaction helper; `Database(url)` also brings the schema up to date."""
 
-    def __init__(self, url: str | URL, *, busy_timeout_s: float = 10.0, ensure_schema: bool = True) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        busy_timeout_s: float = 10.0,
+        ensure_schema: bool = True,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+    ) -> None:
+        """`pool_size` and `max_overflow` bound a server database's connections (SQLAlchemy's defaults)."""
         self.url = make_url(url)
         if self.url.get_backend_name() == "sqlite":
             self.engine = _sqlite_engine(self.url, busy_timeout_s)
@@ -36,7 +45,9 @@ class Database:
             self.url = _with_driver(self.url)
             try:
                 # Server databases drop idle connections; pre-ping replaces them instead of failing a request.
-                self.engine = create_engine(self.url, pool_pre_ping=True)
+                self.engine = create_engine(
+                    self.url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+                )
             except ModuleNotFoundError as exc:
                 raise RegistryError(
                     f"the database driver for {self.url.drivername} is not installed ({exc.name}); "

@@ -67,7 +67,12 @@ class HubActor:
         from agent_core.environment.store import SqlEnvironmentStore
         from registry import Database
 
-        self.hub = Hub(namespace, name, SqlEnvironmentStore(Database(database_url)), inbox_limit=inbox_limit)
+        self.hub = Hub(
+            namespace,
+            name,
+            SqlEnvironmentStore(Database(database_url, pool_size=1, max_overflow=2)),
+            inbox_limit=inbox_limit,
+        )
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if method not in _HUB_METHODS:

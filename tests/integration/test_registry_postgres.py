@@ -91,3 +91,28 @@ def test_an_unreachable_server_is_reported_unavailable() -> None:
     with pytest.raises(RegistryUnavailable) as error:
         Database("postgresql+psycopg2://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
     assert error.value.status == 503 and "unavailable" in error.value.message
+
+
+def test_a_hubs_database_handle_holds_at_most_three_connections(db_url: str) -> None:
+    """An environment hub opens its own handle; its pool is bounded so hubs cannot exhaust the server."""
+    import threading
+
+    handle = Database(db_url, pool_size=1, max_overflow=2)
+    try:
+        held = [handle.engine.connect() for _ in range(3)]
+        got_fourth = threading.Event()
+
+        def fourth() -> None:
+            with handle.engine.connect():
+                got_fourth.set()
+
+        thread = threading.Thread(target=fourth, daemon=True)
+        thread.start()
+        assert not got_fourth.wait(1.0)  # the fourth waits for one of the three
+        held.pop().close()
+        assert got_fourth.wait(30)
+        for conn in held:
+            conn.close()
+        thread.join(timeout=30)
+    finally:
+        handle.close()
