@@ -79,7 +79,9 @@ class Settings(BaseSettings):
         "", description="where http/mcp tools and agents' LLM endpoints may connect besides public addresses"
     )
     llm_key_envs: str = Field(
-        "", description="server environment variables agents may name as llm.api_key_env"
+        "",
+        description="NAME=ENDPOINT entries: a server environment variable agents may name as llm.api_key_env,"
+        " and where it may be sent",
     )
 
     @field_validator("egress_allow")
