@@ -1,4 +1,10 @@
-"""Host-side client of a sandbox's IPython kernel, spoken to over ZeroMQ `ipc` sockets in a shared directory."""
+"""Host-side client of a sandbox's IPython kernel, spoken to over ZeroMQ `ipc` sockets.
+
+The host binds its shell and iopub sockets in the sandbox's private directory, and a relay for each
+listens in the shared one, where the kernel connects (`sandbox/_guest/sbxkernel.py`): so the sandbox
+needs no writable shared directory, and every message the host's libzmq reads is bounded
+(`sandbox/_kernel_relay.py`). A kernel that breaks the caps is cut off and replaced on the next call.
+"""
 
 from __future__ import annotations
 
@@ -17,20 +23,26 @@ import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
+from jupyter_client.connect import channel_socket_types
 
-from sandbox._output import cap_text, truncation_marker
+from sandbox._kernel_relay import KernelRelay
+from sandbox._output import DEFAULT_OUTPUT_LIMIT, cap_text, truncation_marker
 from sandbox.base import Display, PythonError, PythonResult
 from sandbox.errors import SandboxUnavailable
 
-__all__ = ["KernelConnection", "write_connection_files"]
+__all__ = ["DISPLAY_LIMIT", "KernelConnection", "message_cap", "write_connection_files"]
 
 CONNECTION_FILE = "kernel.json"
 HOST_CONNECTION_FILE = "kernel.host.json"
 DISPLAY_LIMIT = 8 * 1024 * 1024  # total bytes of rich display data kept per cell
+MAX_PARTS = 64  # frames of one message: a kernel's have 7 and a few buffers
+RCVHWM = 4  # complete messages libzmq queues per socket before it stops reading
+SNDHWM = 16  # requests queued for a kernel that does not read them
 _QUIET_S = 0.25  # silence after which the kernel's liveness is checked
 _INTERRUPT_GRACE_S = 2.0  # how long an interrupted cell gets to report idle
 _REPLY_GRACE_S = 1.0  # how long the execute_reply may lag behind the idle status
 _BATCH = 256  # messages taken from one channel per wake-up
+_HOST_SOCKETS = "zk"  # name prefix of the host's own sockets in the private directory
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _KERNEL_DIED = PythonError(
     ename="KernelDied",
@@ -39,13 +51,24 @@ _KERNEL_DIED = PythonError(
 )
 
 
+def message_cap(output_limit: int = DEFAULT_OUTPUT_LIMIT) -> int:
+    """The largest message the host takes from a kernel: the output cap plus the display cap, and headers."""
+    return output_limit + DISPLAY_LIMIT + 256 * 1024
+
+
 def write_connection_files(
-    host_dir: str, container_dir: str = "/sbx", *, private_dir: str | None = None
+    host_dir: str,
+    container_dir: str = "/sbx",
+    *,
+    private_dir: str | None = None,
+    max_message: int | None = None,
 ) -> str:
     """Write `kernel.json` (the container's view) into the shared `host_dir`; return the host's view.
 
-    The host's view goes to `private_dir` (default: `host_dir`), where the sandbox cannot replace it.
+    The host's view goes to `private_dir` (default: `host_dir`), where the sandbox cannot replace it; it
+    names the host's sockets there (`ip`) and the relays the kernel connects to (`relay_ip`).
     """
+    max_message = message_cap() if max_message is None else max_message
     info: dict[str, Any] = {
         "transport": "ipc",
         "ip": f"{container_dir.rstrip('/')}/kernel",
@@ -57,10 +80,13 @@ def write_connection_files(
         "stdin_port": 3,
         "control_port": 4,
         "hb_port": 5,
+        "max_message_bytes": max_message,
     }
     _write_readable(os.path.join(host_dir, CONNECTION_FILE), info)
-    host_path = os.path.join(private_dir or host_dir, HOST_CONNECTION_FILE)
-    _write_readable(host_path, {**info, "ip": f"{host_dir.rstrip('/')}/kernel"})
+    private = (private_dir or host_dir).rstrip("/")
+    host_path = os.path.join(private, HOST_CONNECTION_FILE)
+    host_info = {**info, "ip": f"{private}/{_HOST_SOCKETS}", "relay_ip": f"{host_dir.rstrip('/')}/kernel"}
+    _write_readable(host_path, host_info)
     return host_path
 
 
@@ -76,38 +102,38 @@ _CONTEXT: zmq.asyncio.Context | None = None
 
 
 def _context() -> zmq.asyncio.Context:
-    """A ZeroMQ context whose sockets never reconnect on their own.
-
-    The socket files live where the sandbox can replace them (say, by a symlink to a host socket);
-    every connection is made only after `_wait_for_sockets` checked the paths.
-    """
+    """The process's ZeroMQ context for kernel sockets."""
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = zmq.asyncio.Context()
-        _CONTEXT.setsockopt(zmq.RECONNECT_IVL, -1)
     return _CONTEXT
 
 
-async def _wait_for_sockets(client: AsyncKernelClient, timeout_s: float) -> None:
-    """Wait until the kernel's shell and iopub endpoints exist, and refuse anything but a socket there."""
-    if client.transport != "ipc":
-        return
-    paths = [f"{client.ip}-{port}" for port in (client.shell_port, client.iopub_port)]
-    deadline = time.monotonic() + timeout_s
-    for path in paths:
-        while True:
-            try:
-                mode = os.lstat(path).st_mode
-            except FileNotFoundError:
-                if time.monotonic() > deadline:
-                    raise SandboxUnavailable(
-                        f"the kernel did not open {os.path.basename(path)} in time"
-                    ) from None
-                await asyncio.sleep(0.01)
-                continue
-            if not stat.S_ISSOCK(mode):
-                raise SandboxUnavailable(f"refusing to connect: {os.path.basename(path)} is not a socket")
-            break
+class _BindingKernelClient(AsyncKernelClient):
+    """A kernel client whose sockets bind (in the private directory) with bounded queues and messages."""
+
+    max_message = message_cap()
+
+    def _create_connected_socket(self, channel: str, identity: bytes | None = None) -> zmq.Socket[Any]:
+        sock = self.context.socket(channel_socket_types[channel])
+        sock.linger = 0
+        if identity:
+            sock.identity = identity
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message)
+        sock.setsockopt(zmq.RCVHWM, RCVHWM)
+        sock.setsockopt(zmq.SNDHWM, SNDHWM)
+        # jupyter_client sends synchronously: with no kernel connected, or one that reads nothing, a send
+        # would block the event loop; it raises zmq.Again instead.
+        sock.setsockopt(zmq.SNDTIMEO, 0)
+        url = self._make_url(channel)
+        path = url.removeprefix("ipc://")
+        try:
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)  # left by a server that stopped without closing
+        except FileNotFoundError:
+            pass
+        sock.bind(url)
+        return sock
 
 
 class _CappedText:
@@ -217,16 +243,18 @@ class _Cell:
 
 
 class KernelConnection:
-    """One kernel's shell and iopub channels, opened once and reused for every cell."""
+    """One kernel's shell and iopub channels, bound once and reused for every cell."""
 
-    def __init__(self, client: AsyncKernelClient) -> None:
+    def __init__(self, client: AsyncKernelClient, relays: list[KernelRelay]) -> None:
         self._client = client
+        self._relays = relays
         self._shell: AsyncZMQSocketChannel = client.shell_channel
         self._iopub: AsyncZMQSocketChannel = client.iopub_channel
         self._poller = zmq.asyncio.Poller()
         self._poller.register(self._shell.socket, zmq.POLLIN)
         self._poller.register(self._iopub.socket, zmq.POLLIN)
         self._dead = False
+        self._breach: str | None = None
         self._busy = asyncio.Lock()  # one cell at a time: each cell drains the shared sockets
 
     @property
@@ -234,15 +262,39 @@ class KernelConnection:
         """Whether the last cell saw the kernel die (cleared when a later liveness check finds it alive)."""
         return self._dead
 
+    @property
+    def breach(self) -> str | None:
+        """What the kernel sent over the caps, once it did: it is cut off and must be replaced."""
+        return self._breach
+
+    def _breached(self, reason: str) -> None:
+        self._breach = self._breach or reason
+
     @classmethod
     async def connect(cls, host_connection_file: str, ready_timeout_s: float) -> KernelConnection:
-        """Open the channels and wait until the kernel answers a kernel_info request."""
-        client = AsyncKernelClient(context=_context())
+        """Bind the host's sockets and relays, and wait until the kernel connects and answers kernel_info."""
+        with open(host_connection_file, encoding="utf-8") as f:
+            info = json.load(f)
+        client = _BindingKernelClient(context=_context())
         client.load_connection_file(host_connection_file)
-        await _wait_for_sockets(client, ready_timeout_s)
+        client.max_message = int(info.get("max_message_bytes") or message_cap())
+        # Replays are no threat from a peer that holds the key anyway; the default remembers 65536 digests.
+        client.session.digest_history_size = 1024
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
-        conn = cls(client)
+        relays: list[KernelRelay] = []
+        conn = cls(client, relays)
         try:
+            relay_ip = str(info.get("relay_ip") or client.ip)
+            for port in (client.shell_port, client.iopub_port):
+                relay = KernelRelay(
+                    f"{relay_ip}-{port}",
+                    f"{client.ip}-{port}",
+                    max_message=client.max_message,
+                    max_parts=MAX_PARTS,
+                    on_breach=conn._breached,
+                )
+                relays.append(relay)
+                relay.start()
             await conn.wait_ready(ready_timeout_s)
         except BaseException:
             await conn.close()
@@ -258,10 +310,17 @@ class KernelConnection:
             next_send = 0.0
             while not (replied and subscribed):
                 now = time.monotonic()
+                if self._breach is not None:
+                    raise SandboxUnavailable(
+                        f"the kernel sent {self._breach}; it is replaced on the next call"
+                    )
                 if now >= deadline:
                     raise SandboxUnavailable(f"the kernel was not ready within {timeout_s:g} s")
                 if now >= next_send:
-                    sent.add(self._client.kernel_info())
+                    try:
+                        sent.add(self._client.kernel_info())
+                    except zmq.Again:
+                        pass  # not connected yet
                     next_send = now + 0.5
                 for channel, msg in await self._receive(min(deadline, next_send) - now):
                     if channel is self._iopub:
@@ -301,12 +360,22 @@ class KernelConnection:
                 return PythonResult(status="error", error=_KERNEL_DIED)
             self._dead = False
         cell = _Cell(output_limit)
-        msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        try:
+            msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        except zmq.Again:  # the kernel is gone from its socket, or reads nothing
+            if self._breach is not None:
+                return _broke_the_caps(cell, self._breach)
+            if not await is_alive():
+                self._dead = True
+                return _died(cell, False)
+            raise SandboxUnavailable("the kernel is not taking requests; restart it") from None
         deadline = time.monotonic() + timeout_s
         reply_deadline: float | None = None
         timed_out = False
         while True:
             now = time.monotonic()
+            if self._breach is not None:
+                return _broke_the_caps(cell, self._breach)
             if cell.idle and cell.reply_status is not None:
                 break
             if cell.idle and reply_deadline is None:
@@ -345,15 +414,35 @@ class KernelConnection:
                 for _ in range(_BATCH):
                     if not await channel.msg_ready():
                         break
-                    msgs.append((channel, await channel.get_msg(timeout=0)))
+                    try:
+                        msgs.append((channel, await channel.get_msg(timeout=0)))
+                    except Exception as exc:  # a bad signature, or not a Jupyter message at all
+                        self._breached(
+                            f"a message that is not a valid Jupyter message ({type(exc).__name__})"
+                        )
+                        break
         return msgs
 
     async def close(self) -> None:
-        """Close the sockets; the kernel itself is left running."""
+        """Close the relays and the sockets; the kernel itself is left running."""
+        for relay in self._relays:
+            await relay.close()
         for channel in (self._shell, self._iopub):
             if channel.socket is not None:
                 self._poller.unregister(channel.socket)
         self._client.stop_channels()
+
+
+def _broke_the_caps(cell: _Cell, reason: str) -> PythonResult:
+    error = PythonError(
+        ename="KernelProtocolError",
+        evalue=(
+            f"the kernel sent {reason}; it was cut off, and the next call gets a fresh kernel"
+            " (its variables are lost)"
+        ),
+        traceback=[],
+    )
+    return dataclasses.replace(cell.finish("error"), status="error", error=error)
 
 
 def _died(cell: _Cell, timed_out: bool) -> PythonResult:

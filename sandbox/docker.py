@@ -18,7 +18,7 @@ from typing import Any
 from sandbox import _hostdirs, _labels
 from sandbox._guest_client import GuestClient
 from sandbox._ids import new_session_id
-from sandbox._kernel import KernelConnection, write_connection_files
+from sandbox._kernel import KernelConnection, message_cap, write_connection_files
 from sandbox._paths import workspace_relative
 from sandbox._runtime_dir import prepare_runtime_dir
 from sandbox.base import (
@@ -93,8 +93,8 @@ class DockerSandbox(Sandbox):
                 is_alive=self._kernel_alive,
                 output_limit=self._config.output_limit,
             )
-            if result.error is not None and result.error.ename == "KernelDied":
-                self._kernel_dead = True
+            if kernel.breach is not None or (result.error is not None and result.error.ename == "KernelDied"):
+                self._kernel_dead = True  # the next call gets a fresh kernel
             return result
 
     async def restart_python(self) -> None:
@@ -125,6 +125,8 @@ class DockerSandbox(Sandbox):
             )
 
     async def _ensure_kernel(self) -> KernelConnection:
+        if self._kernel is not None and self._kernel.breach is not None:
+            self._kernel_dead = True  # it broke the caps between two calls
         if self._kernel_dead or not await self._kernel_alive():
             await self._restart_kernel()
         if self._kernel is None:
@@ -228,7 +230,12 @@ class DockerBackend(SandboxBackend):
             created_at=time.time(),
         )
         try:
-            write_connection_files(_hostdirs.shared_dir(host_dir), _GUEST_DIR, private_dir=host_dir)
+            write_connection_files(
+                _hostdirs.shared_dir(host_dir),
+                _GUEST_DIR,
+                private_dir=host_dir,
+                max_message=message_cap(self.config.output_limit),
+            )
             _write_meta(host_dir, info)
             container = await asyncio.to_thread(self._run_container, info, host_dir, pooled)
             info = replace(info, container_id=container.id)

@@ -458,12 +458,19 @@ class Shell:
         return found
 
 
+KERNEL_LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sbxkernel.py")
+
+
 class Kernel:
-    """Supervises `ipykernel_launcher -f <connection file>` in its own process group."""
+    """Supervises `sbxkernel.py -f <connection file>` (an IPython kernel) in its own process group.
+
+    The kernel connects to sockets the host listens on; those it binds itself go to a private directory.
+    """
 
     def __init__(self, connection_file: str, cwd: str) -> None:
         self.connection_file = connection_file
         self.cwd = cwd
+        self.private_dir = _scratch_dir()
         self.lock = threading.RLock()
         self.proc: subprocess.Popen | None = None
         self.exited = threading.Event()
@@ -483,28 +490,27 @@ class Kernel:
                 return self.status()
             if not os.path.isfile(self.connection_file):
                 raise RequestError("internal", f"no kernel connection file at {self.connection_file}")
-            self._remove_stale_endpoints()
-            argv = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file]
+            self._clear_private_dir()
+            argv = [sys.executable, KERNEL_LAUNCHER, "-f", self.connection_file]
             # The shell keeps the image's headless Agg backend; the kernel shows figures inline.
-            env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+            env = {
+                **os.environ,
+                "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                "SBXD_KERNEL_DIR": self.private_dir,
+            }
             self.proc = spawn(argv, self.cwd, subprocess.DEVNULL, env)
             self.exited = threading.Event()
             watch_exit(self.proc, self.exited)
             return self.status()
 
-    def _remove_stale_endpoints(self) -> None:
-        """Delete a dead kernel's socket files, so the host connects only once the new kernel listens."""
-        try:
-            with open(self.connection_file, encoding="utf-8") as f:
-                info = json.load(f)
-        except (OSError, ValueError):
-            return
-        if info.get("transport") != "ipc":
-            return
-        for key in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+    def _clear_private_dir(self) -> None:
+        """Remove a dead kernel's socket files (the user may have removed the directory too)."""
+        if not os.path.isdir(self.private_dir):
+            self.private_dir = _scratch_dir()
+        for name in os.listdir(self.private_dir):
             try:
-                os.unlink(f"{info['ip']}-{info[key]}")
-            except (OSError, KeyError):
+                os.unlink(os.path.join(self.private_dir, name))
+            except OSError:
                 pass
 
     def stop(self) -> None:
@@ -739,6 +745,7 @@ class Daemon:
         self.kernel.stop()
         self.shell.close()
         shutil.rmtree(self.shell.scripts, ignore_errors=True)
+        shutil.rmtree(self.kernel.private_dir, ignore_errors=True)
         try:
             os.unlink(self.socket_path)
         except OSError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from sandbox._guest_client import GuestClient
+from sandbox._kernel import HOST_CONNECTION_FILE, KernelConnection, write_connection_files
 from sandbox._output import truncation_marker
 from sandbox.errors import (
     FileTooLarge,
@@ -49,32 +49,13 @@ class Guest:
         return os.path.join(self.dir, "sbxd.sock")
 
 
-def write_connection_file(directory: str) -> str:
-    path = os.path.join(directory, "kernel.json")
-    info = {
-        "transport": "ipc",
-        "ip": os.path.join(directory, "kernel"),
-        "shell_port": 1,
-        "iopub_port": 2,
-        "stdin_port": 3,
-        "control_port": 4,
-        "hb_port": 5,
-        "key": secrets.token_hex(16),
-        "signature_scheme": "hmac-sha256",
-        "kernel_name": "",
-    }
-    with open(path, "w") as f:
-        json.dump(info, f)
-    return path
-
-
 async def start_guest(with_kernel: bool) -> Guest:
     base = tempfile.mkdtemp(prefix="sbxd-")  # short: unix socket paths are capped at 107 bytes
     directory, workspace = os.path.join(base, "d"), os.path.join(base, "w")
     os.mkdir(directory, 0o700)
     os.mkdir(workspace)
     if with_kernel:
-        write_connection_file(directory)
+        write_connection_files(directory, container_dir=directory)
     with open(os.path.join(base, "sbxd.log"), "wb") as log:
         argv = [sys.executable, str(SBXD), "--dir", directory, "--workspace", workspace]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -422,14 +403,23 @@ async def test_ping(guest: Guest) -> None:
 # ---------------------------------------------------------------- kernel
 
 
-def kernel_client(guest: Guest) -> Any:
-    from jupyter_client.blocking import BlockingKernelClient
+class HostSide:
+    """The host's end of the guest's kernel: it listens, the kernel connects; the daemon interrupts."""
 
-    client = BlockingKernelClient(connection_file=os.path.join(guest.dir, "kernel.json"))
-    client.load_connection_file()
-    client.start_channels()
-    client.wait_for_ready(timeout=30)
-    return client
+    def __init__(self, guest: Guest, conn: KernelConnection) -> None:
+        self.guest = guest
+        self.conn = conn
+
+    async def run(self, code: str, timeout_s: float = 30.0) -> Any:
+        return await self.conn.execute(
+            code, timeout_s, interrupt=self._interrupt, is_alive=self._is_alive, output_limit=64 * 1024
+        )
+
+    async def _interrupt(self) -> None:
+        await self.guest.client.kernel("interrupt")
+
+    async def _is_alive(self) -> bool:
+        return bool((await self.guest.client.kernel("status"))["alive"])
 
 
 async def wait_until_dead(guest: Guest) -> dict[str, Any]:
@@ -445,22 +435,21 @@ async def test_kernel_supervision(guest: Guest) -> None:
     assert (await guest.client.ping())["kernel_alive"] is True
     assert (await guest.client.kernel("start"))["pid"] == status["pid"]  # already running: a no-op
 
-    kc = await asyncio.to_thread(kernel_client, guest)
+    conn = await KernelConnection.connect(os.path.join(guest.dir, HOST_CONNECTION_FILE), 30)
+    host = HostSide(guest, conn)
     try:
-        kc.execute_interactive("x = 41", timeout=30)
-        msg_id = kc.execute("import time; time.sleep(30)", stop_on_error=False)
-        await asyncio.sleep(0.5)
-        assert (await guest.client.kernel("interrupt"))["alive"] is True
-        reply = await asyncio.to_thread(kc.get_shell_msg, timeout=10)
-        assert reply["parent_header"]["msg_id"] == msg_id
-        assert reply["content"]["ename"] == "KeyboardInterrupt"
-        assert kc.execute_interactive("assert x == 41", timeout=30)["content"]["status"] == "ok"  # state kept
+        assert (await host.run("x = 41")).status == "ok"
+        slept = await host.run("import time; time.sleep(30)", timeout_s=0.5)  # interrupted through the daemon
+        assert slept.status == "timeout" and slept.error is not None
+        assert slept.error.ename == "KeyboardInterrupt"
+        assert (await host.run("assert x == 41")).status == "ok"  # state kept
 
-        kc.execute("import os; os._exit(1)")
+        died = await host.run("import os; os._exit(1)")
+        assert died.error is not None and died.error.ename == "KernelDied"
         dead = await wait_until_dead(guest)
         assert (dead["alive"], dead["pid"]) == (False, None)
     finally:
-        kc.stop_channels()
+        await conn.close()
 
     restarted = await guest.client.kernel("kernel_restart")
     assert restarted["alive"] and restarted["restarts"] == 1 and restarted["pid"] != status["pid"]

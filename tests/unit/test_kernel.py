@@ -18,7 +18,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sandbox._kernel import DISPLAY_LIMIT, KernelConnection, _CappedText, write_connection_files
+from sandbox._guest.sbxd import KERNEL_LAUNCHER
+from sandbox._kernel import (
+    DISPLAY_LIMIT,
+    KernelConnection,
+    _CappedText,
+    message_cap,
+    write_connection_files,
+)
 from sandbox._output import cap_text, truncation_marker
 from sandbox.base import Display, PythonResult
 from sandbox.errors import SandboxUnavailable
@@ -49,7 +56,7 @@ async def _start_kernel() -> AsyncIterator[HostKernel]:
     tmp = tempfile.mkdtemp(dir="/tmp")  # short: unix socket paths are limited to 107 bytes
     host_file = write_connection_files(tmp, container_dir=tmp)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipykernel_launcher", "-f", host_file],
+        [sys.executable, KERNEL_LAUNCHER, "-f", os.path.join(tmp, "kernel.json")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -95,7 +102,9 @@ def test_connection_files_have_both_views_and_are_readable(tmp_path: os.PathLike
     with open(host_file) as f:
         host = json.load(f)
     assert container["ip"] == "/sbx/kernel"
-    assert host["ip"] == f"{host_dir}/kernel"
+    assert host["ip"] == f"{host_dir}/zk"  # the host's own sockets
+    assert host["relay_ip"] == f"{host_dir}/kernel"  # where the kernel connects
+    assert container["max_message_bytes"] == host["max_message_bytes"] == message_cap()
     assert container["transport"] == host["transport"] == "ipc"
     assert container["key"] == host["key"] and len(bytes.fromhex(host["key"])) == 32
     assert host["signature_scheme"] == "hmac-sha256" and host["kernel_name"] == "python3"
