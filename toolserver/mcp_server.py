@@ -5,7 +5,8 @@ over MCP is validated, sandboxed, tenant-scoped and audited exactly like `POST /
 tools run in the namespace's tool sandbox, or in the session an `X-Toolserver-Session` header names.
 
 The session manager runs stateless with JSON responses: no MCP session outlives its HTTP request, so any
-replica can answer any request and there is nothing to lose when one restarts. The SDK's manager needs its
+replica can answer any request and there is nothing to lose when one restarts. Only POST is served: a GET
+(the SDK's standalone event stream) or DELETE (session end) answers 405, so `/mcp` never holds a stream. The SDK's manager needs its
 `run()` context entered before it can serve. Starlette never forwards lifespan events to a mounted or routed
 sub-app, httpx's ASGITransport sends none at all, and Ray Serve (2.60) runs only the outer app's lifespan; so
 `McpEndpoint` enters `run()` itself, in a background task on the first request of each event loop.
@@ -81,6 +82,15 @@ class McpEndpoint:
         self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") != "POST":
+            # Stateless: every exchange is one POST. The SDK would serve a GET as a standalone SSE stream
+            # that holds a replica slot for as long as the client likes, outside every stream cap.
+            refused = error_response(
+                405, "method_not_allowed", "/mcp takes POST only: this server keeps no MCP sessions"
+            )
+            refused.headers["Allow"] = "POST"
+            await refused(scope, receive, send)
+            return
         headers = dict(scope.get("headers") or [])
         authorization = headers.get(b"authorization")
         try:

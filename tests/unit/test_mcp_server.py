@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import asynccontextmanager
 from typing import Any, get_args
@@ -277,3 +278,17 @@ async def test_bridge_forwards_to_its_upstream_and_checks_its_token():
                 assert (await anon.post("/", json={})).status_code == 401
         finally:
             await endpoint.aclose()
+
+
+async def test_mcp_holds_no_stream_get_and_delete_are_405(server):
+    """A GET would be the SDK's standalone SSE stream: a replica slot outside every stream cap, held for ever."""
+    client = server["rest"]["a"]
+    for method in ("GET", "DELETE", "PUT"):
+        refused = await asyncio.wait_for(
+            client.request(method, MCP_PATH, headers={"Accept": "text/event-stream"}), 10
+        )
+        assert refused.status_code == 405, (method, refused.text)
+        assert refused.headers["Allow"] == "POST"
+        assert refused.json()["error"]["type"] == "method_not_allowed"
+    async with mcp_client(server, server["keys"]["b"]) as other:
+        assert "shell" in {tool.name for tool in (await other.list_tools()).tools}
