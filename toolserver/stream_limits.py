@@ -19,17 +19,24 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
-from toolserver.errors import QuotaExceeded, Unavailable
+from toolserver.errors import QuotaExceeded, Unauthorized, Unavailable
 from toolserver.routes.deps import caller
 from toolserver.service.principal import Principal
 
-__all__ = ["MAX_STREAMS_PER_REPLICA", "StreamLimits", "StreamSlot", "stream_limits", "stream_slot"]
+__all__ = [
+    "KEY_RECHECK_S",
+    "MAX_STREAMS_PER_REPLICA",
+    "StreamLimits",
+    "StreamSlot",
+    "stream_limits",
+    "stream_slot",
+]
 
 MAX_STREAMS_PER_REPLICA = 192
 """Streams of all namespaces on one replica: 64 of the ingress's 256 request slots stay for everything else."""
@@ -74,28 +81,52 @@ class StreamLimits:
                 del self._open[namespace]
 
 
+KEY_RECHECK_S = 5.0
+"""How often an open stream checks that its key is still valid: a revoked key's streams end within this."""
+
+
+async def _always_valid() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class StreamSlot:
-    """A held stream: it must end by `deadline` (monotonic seconds)."""
+    """A held stream: it must end by `deadline` (monotonic seconds), or as soon as its key is revoked."""
 
     deadline: float
     max_stream_s: float
+    key_valid: Callable[[], Awaitable[bool]] = _always_valid
 
     async def bounded(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """`body` until it ends or the slot's lifetime is over; then a `reconnect` event, and the end."""
+        """`body` until it ends, the slot's lifetime is over (a `reconnect` event) or the key is revoked."""
+        pending: asyncio.Future[bytes] | None = None
+        checked = time.monotonic()
         try:
             while (left := self.deadline - time.monotonic()) > 0:
+                if time.monotonic() - checked >= KEY_RECHECK_S:
+                    if not await self.key_valid():
+                        revoked = {"type": "unauthorized", "message": "the stream's API key was revoked"}
+                        yield f"event: error\ndata: {json.dumps(revoked)}\n\n".encode()
+                        return
+                    checked = time.monotonic()
+                # One pending read across waits: cancelling a generator mid-await would end it.
+                pending = pending or asyncio.ensure_future(anext(body))
+                done, _ = await asyncio.wait({pending}, timeout=min(left, KEY_RECHECK_S))
+                if not done:
+                    continue
                 try:
-                    async with asyncio.timeout(left):  # no yield inside: the timeout cancels only the wait
-                        chunk = await anext(body)
+                    chunk = pending.result()
                 except StopAsyncIteration:
                     return
-                except TimeoutError:
-                    break
+                pending = None
                 yield chunk
             farewell = {"reason": "max_stream_s", "max_stream_s": self.max_stream_s}
             yield f"event: reconnect\ndata: {json.dumps(farewell)}\n\n".encode()
         finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
             await body.aclose()  # type: ignore[attr-defined]
 
 
@@ -116,5 +147,16 @@ async def stream_slot(request: Request, who: Principal = Depends(caller)) -> Asy
     mid-stream, so a slot can never outlive its connection.
     """
     limits = stream_limits(request)
+    auth, header = request.app.state.services.auth, request.headers.get("authorization")
+
+    async def key_valid() -> bool:
+        if auth.cached(header) is not None:
+            return True
+        try:
+            await asyncio.to_thread(auth.principal, header)
+        except Unauthorized:
+            return False
+        return True
+
     with limits.hold(who.namespace):
-        yield StreamSlot(time.monotonic() + limits.max_stream_s, limits.max_stream_s)
+        yield StreamSlot(time.monotonic() + limits.max_stream_s, limits.max_stream_s, key_valid)

@@ -202,3 +202,37 @@ def test_a_stream_ends_cleanly_at_its_lifetime(server):
 
 def _limits(server: _Server) -> StreamLimits:
     return server.app.state.stream_limits  # type: ignore[no-any-return]
+
+
+def test_a_revoked_keys_stream_ends_and_another_tenants_goes_on(server, monkeypatch):
+    import toolserver.stream_limits
+
+    monkeypatch.setattr(toolserver.stream_limits, "KEY_RECHECK_S", 0.5)
+    victim_key = KeyStore(server.db).create("team-a", "short-lived")
+    revoked_client = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {victim_key[1]}"}, timeout=30
+    )
+    a, b = server.client("team-a"), server.client("team-b")
+    assert a.post("/v1/environments", json=ROOM).status_code == 201
+    assert b.post("/v1/environments", json=ROOM).status_code == 201
+    doomed = _open_stream(revoked_client, "/v1/environments/room/events")
+    bystander = _open_stream(b, "/v1/environments/room/events")
+    try:
+        KeyStore(server.db).revoke(victim_key[0].id)
+        started = time.monotonic()
+        lines = list(doomed.iter_lines())  # the stream ends by itself
+        assert time.monotonic() - started < 15
+        assert "event: error" in lines
+        assert (
+            json.loads(lines[lines.index("event: error") + 1].removeprefix("data: "))["type"]
+            == "unauthorized"
+        )
+        assert b.post("/v1/environments/room/messages", json={"content": "still here"}).status_code in (
+            200,
+            201,
+        )
+        assert any("still here" in line for line in bystander.iter_lines())
+    finally:
+        doomed.close()
+        bystander.close()
+    assert revoked_client.get("/v1/environments").status_code == 401
