@@ -36,8 +36,9 @@ RUN set -eu; \
 
 FROM ${BASE_IMAGE}
 COPY --from=install /staging/ /
-# uid 1000 on purpose: the sandboxes run as uid 1000 and create the unix sockets (kernel, shell daemon) in
-# their shared directory, and a server with another uid could not connect to them.
+# The server's uid is never a sandbox's: it owns each sandbox's /sbx and keeps it read-only to them, and a
+# sandbox with its uid could make it writable again. Sandboxes run as 1000, so under this server (1000) they
+# run as 1001 (sandbox/docker.py picks the next uid; the sandbox image has users for both).
 RUN set -eu; \
     command -v python >/dev/null || ln -s "$(command -v python3)" /usr/local/bin/python; \
     groupadd --gid 1000 toolserver; \

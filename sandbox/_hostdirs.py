@@ -1,11 +1,14 @@
-"""Each sandbox's two host directories: a private one the container never sees, and the shared `/sbx`.
+"""Each sandbox's host directories: a private one the container never sees, and `/sbx`, which it cannot write.
 
-    <root>/<session>/              0700, the server's: kernel.host.json, meta.json
-    <root>/<session>/sbx/          mounted at /sbx: sockets, and kernel.json (server-owned, 0644)
+    <root>/<session>/              0700, the server's: kernel.host.json, meta.json, the host's kernel sockets
+    <root>/<session>/sbx/          0755, the server's, mounted at /sbx: kernel.json, the kernel relays' sockets
+    <root>/<session>/sbx/guest/    the guest daemon's socket; 0777 until that socket exists, then 0755
 
-The shared directory is sticky (1777), so the sandbox cannot replace the files the server put there,
-and, where the server may mount (root), it is a small tmpfs so the sandbox cannot fill the host's disk
-through it. Nothing the server trusts is ever read back from it.
+The sandbox can create nothing in /sbx: the host binds the sockets the kernel connects to, and the guest
+daemon binds its own in `guest/` when the container starts, before any user code can run; the server then
+freezes `guest/` (it owns it; the sandbox's uid is never the server's). So /sbx cannot fill the host's disk
+or its inode table, and no socket there can be swapped for a link. Where the server may mount (root), /sbx
+is a small tmpfs as well. Nothing the server trusts is ever read back from it.
 """
 
 from __future__ import annotations
@@ -15,16 +18,23 @@ import os
 import shutil
 import subprocess
 
-__all__ = ["make_dirs", "remove_dirs", "shared_dir"]
+__all__ = ["freeze_guest_dir", "guest_socket", "make_dirs", "remove_dirs", "shared_dir"]
 
 log = logging.getLogger(__name__)
 
 _SHARED = "sbx"
+_GUEST = "guest"
+GUEST_SOCKET = "sbxd.sock"
 _warned = False
 
 
 def shared_dir(private: str) -> str:
     return os.path.join(private, _SHARED)
+
+
+def guest_socket(private: str) -> str:
+    """The host's path of the guest daemon's socket."""
+    return os.path.join(private, _SHARED, _GUEST, GUEST_SOCKET)
 
 
 def make_dirs(root: str, session_id: str, shared_cap_mb: int) -> str:
@@ -36,19 +46,26 @@ def make_dirs(root: str, session_id: str, shared_cap_mb: int) -> str:
     os.makedirs(private, mode=0o700)
     shared = shared_dir(private)
     os.makedirs(shared)
-    os.chmod(shared, 0o1777)
+    os.chmod(shared, 0o755)
     if shared_cap_mb > 0 and os.geteuid() == 0:
-        options = f"size={shared_cap_mb}m,mode=1777,nosuid,nodev,noexec"
+        options = f"size={shared_cap_mb}m,mode=0755,nosuid,nodev,noexec"
         done = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", options, "tsbx", shared], capture_output=True, text=True
         )
         if done.returncode != 0 and not _warned:
             _warned = True
-            log.warning("could not cap /sbx with a tmpfs (%s); it shares the host disk", done.stderr.strip())
-    elif shared_cap_mb > 0 and not _warned:
-        _warned = True
-        log.warning("not root: each sandbox's /sbx directory is not size-capped")
+            log.warning(
+                "could not mount a tmpfs on /sbx (%s); it is read-only to sandboxes", done.stderr.strip()
+            )
+    guest = os.path.join(shared, _GUEST)
+    os.mkdir(guest)
+    os.chmod(guest, 0o777)  # for the daemon's socket, until freeze_guest_dir
     return private
+
+
+def freeze_guest_dir(private: str) -> None:
+    """Make the guest daemon's directory read-only to the sandbox, now that its socket is there."""
+    os.chmod(os.path.join(private, _SHARED, _GUEST), 0o755)
 
 
 def _is_mountpoint(path: str) -> bool:
@@ -61,7 +78,7 @@ def _is_mountpoint(path: str) -> bool:
 
 
 def remove_dirs(private: str) -> None:
-    """Unmount the shared tmpfs (if any) and delete both directories."""
+    """Unmount the shared tmpfs (if any) and delete both directories (blocking: call it in a thread)."""
     shared = shared_dir(private)
     if _is_mountpoint(shared):
         subprocess.run(["umount", "-l", shared], capture_output=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, replace
@@ -42,6 +43,8 @@ from toolserver.errors import PayloadTooLarge, UserError
 
 __all__ = ["DockerBackend", "DockerSandbox"]
 
+log = logging.getLogger(__name__)
+
 _GUEST_DIR = "/sbx"
 _META_FILE = "meta.json"
 
@@ -53,7 +56,7 @@ class DockerSandbox(Sandbox):
         self._info = info
         self.host_dir = host_dir  # the private directory; the container sees only its `sbx` child
         self._config = config
-        self._guest = GuestClient(os.path.join(_hostdirs.shared_dir(host_dir), "sbxd.sock"))
+        self._guest = GuestClient(_hostdirs.guest_socket(host_dir))
         self._kernel: KernelConnection | None = None
         self._kernel_lock = asyncio.Lock()
         self._kernel_dead = False
@@ -69,8 +72,9 @@ class DockerSandbox(Sandbox):
         _write_meta(self.host_dir, self._info)
 
     async def connect(self) -> None:
-        """Wait for the guest daemon and the kernel to answer."""
+        """Wait for the guest daemon and the kernel to answer; from then on the sandbox can write nothing in /sbx."""
         await self._guest.wait_ready(self._config.ready_timeout_s)
+        await asyncio.to_thread(_hostdirs.freeze_guest_dir, self.host_dir)
         await self._ensure_kernel()
 
     async def ping(self) -> dict[str, Any]:
@@ -181,6 +185,21 @@ def _read_meta(host_dir: str) -> dict[str, Any]:
         return {}
 
 
+def _with_sandbox_uid(config: SandboxConfig) -> SandboxConfig:
+    """The config with a sandbox uid that is not the server's own, nor root.
+
+    A sandbox running as the server's uid could chmod the server's directories back to writable.
+    """
+    euid = os.geteuid()
+    if config.uid == 0:
+        raise UserError("sandboxes never run as root: the sandbox uid must not be 0", field="uid")
+    if config.uid != euid:
+        return config
+    uid = config.uid + 1
+    log.warning("the server runs as uid %d, the sandboxes' default: they run as uid %d instead", euid, uid)
+    return replace(config, uid=uid)
+
+
 def _private_dir(container: Any) -> str | None:
     """The private host directory of a container: the parent of what is mounted at its /sbx."""
     for mount in container.attrs.get("Mounts", []):
@@ -197,6 +216,7 @@ class DockerBackend(SandboxBackend):
         self._client = client
         self._sandboxes: dict[str, DockerSandbox] = {}
         prepare_runtime_dir(self.config.runtime_dir)
+        self.config = _with_sandbox_uid(self.config)
         # Unix socket paths are short (107 bytes), so the node part of the directory is abbreviated.
         self._root = os.path.join(self.config.runtime_dir, self.config.instance_id, self.config.node_id[:12])
 
@@ -218,7 +238,7 @@ class DockerBackend(SandboxBackend):
     ) -> DockerSandbox:
         self.config.check_spec(spec)
         session_id = session_id or new_session_id()
-        host_dir = self._make_host_dir(session_id)
+        host_dir = await asyncio.to_thread(self._make_host_dir, session_id)
         info = SandboxInfo(
             session_id=session_id,
             container_id="",
@@ -243,7 +263,7 @@ class DockerBackend(SandboxBackend):
             await sandbox.connect()
         except BaseException:
             await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
-            _hostdirs.remove_dirs(host_dir)
+            await asyncio.to_thread(_hostdirs.remove_dirs, host_dir)
             raise
         self._sandboxes[session_id] = sandbox
         return sandbox
@@ -272,7 +292,7 @@ class DockerBackend(SandboxBackend):
             host_dir = sandbox.host_dir
             await sandbox.close()
         await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
-        _hostdirs.remove_dirs(host_dir)
+        await asyncio.to_thread(_hostdirs.remove_dirs, host_dir)
 
     async def list(self) -> builtins.list[SandboxInfo]:
         return [s.info for s in self._sandboxes.values()]
@@ -282,7 +302,7 @@ class DockerBackend(SandboxBackend):
             await self.destroy(session_id)
         for container in await asyncio.to_thread(self._owned_containers, set()):
             await asyncio.to_thread(self._remove_container, container.id)
-        self._remove_stray_dirs()
+        await asyncio.to_thread(self._remove_stray_dirs)
         for path in (self._root, os.path.dirname(self._root)):
             try:
                 os.rmdir(path)  # only when empty: other nodes of the instance may share the parent
@@ -312,9 +332,10 @@ class DockerBackend(SandboxBackend):
             if session_id in self._sandboxes:
                 continue
             await asyncio.to_thread(self._remove_container, container.id)
-            _hostdirs.remove_dirs(_private_dir(container) or os.path.join(self._root, session_id))
+            private = _private_dir(container) or os.path.join(self._root, session_id)
+            await asyncio.to_thread(_hostdirs.remove_dirs, private)
             removed.append(session_id)
-        self._remove_stray_dirs()
+        await asyncio.to_thread(self._remove_stray_dirs)
         return {"attached": attached, "removed": removed}
 
     async def _attach(self, container: Any, session_id: str) -> None:

@@ -31,6 +31,7 @@ import time
 import traceback
 
 SOCKET_NAME = "sbxd.sock"
+SOCKET_SUBDIR = "guest"  # where the host lets the daemon bind, when it made one; frozen once bound
 KERNEL_FILE = "kernel.json"
 MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 1 << 30
@@ -654,7 +655,9 @@ class Workspace:
 class Daemon:
     def __init__(self, directory: str, workspace: str) -> None:
         self.directory = directory
-        self.socket_path = os.path.join(directory, SOCKET_NAME)
+        own = os.path.join(directory, SOCKET_SUBDIR)
+        self.socket_dir = own if os.path.isdir(own) else directory
+        self.socket_path = os.path.join(self.socket_dir, SOCKET_NAME)
         self.workspace = Workspace(workspace)
         self.shell = Shell(self.workspace.root)
         self.kernel = Kernel(os.path.join(directory, KERNEL_FILE), self.workspace.root)
@@ -713,7 +716,7 @@ class Daemon:
     def listen(self) -> socket.socket:
         """Bind under a temporary name and rename into place, so the socket's appearance means ready."""
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        temporary = os.path.join(self.directory, f".sbxd-{secrets.token_hex(4)}.sock")
+        temporary = os.path.join(self.socket_dir, f".sbxd-{secrets.token_hex(4)}.sock")
         server.bind(temporary)
         os.chmod(temporary, 0o666)
         server.listen(64)

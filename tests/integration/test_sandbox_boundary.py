@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
@@ -18,7 +19,7 @@ import docker
 import pytest
 import pytest_asyncio
 
-from sandbox import _labels
+from sandbox import _hostdirs, _labels
 from sandbox.base import Limits, PythonResult, SandboxSpec, ShellResult
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend, DockerSandbox
@@ -72,12 +73,14 @@ async def pair(docker_engine: docker.DockerClient, sandbox_image: str) -> AsyncI
         shared_dir_mb=0,  # what a server that is not root gets: no tmpfs under /sbx
     )
     backend = DockerBackend(config)
+    made: list[Pair] = []
     try:
         a = await backend.create(SandboxSpec(limits=LIMITS, owner="tenant-a"))
         b = await backend.create(SandboxSpec(owner="tenant-b"))
-        yield Pair(backend, a, b)
+        made.append(Pair(backend, a, b))
+        yield made[0]
     finally:
-        await backend.close()
+        await (made[0].backend if made else backend).close()  # a re-attach test may have replaced it
         for container in docker_engine.containers.list(
             all=True, filters=_labels.instance_filter(config.instance_id)
         ):
@@ -202,3 +205,146 @@ async def test_honest_large_output_still_arrives_truncated_not_as_a_breach(pair:
     assert (result.status, result.result) == ("ok", "'done'"), result.error
     assert result.truncated and "[... output truncated:" in result.stdout
     assert result.display and "omitted" in result.display[0].data
+
+
+# --- /sbx is read-only to the sandbox (item: /sbx not size-capped for a server that is not root) ----------
+
+WRITE_ATTEMPTS = (
+    "dd if=/dev/zero of={d}/fill bs=1k count=1",
+    "touch {d}/new",
+    "mkdir {d}/dir",
+    "mkfifo {d}/fifo",
+    "ln -s /etc/passwd {d}/link",
+    "cp /etc/hostname {d}/kernel.json",
+    "rm -f {d}/kernel-1 {d}/sbxd.sock",
+    "mv {d}/sbxd.sock {d}/moved",
+    "chmod 0777 {d}",
+)
+
+
+async def assert_sbx_is_read_only(sandbox: DockerSandbox) -> None:
+    for directory in ("/sbx", "/sbx/guest"):
+        for attempt in WRITE_ATTEMPTS:
+            command = attempt.format(d=directory)
+            result = await sh(sandbox, f"{command} 2>&1; echo rc=$?")
+            assert "rc=0" not in result.output, f"{command!r} worked: {result.output!r}"
+    cell = await py(
+        sandbox,
+        "import os\n"
+        "refused = []\n"
+        "for path in ('/sbx/x', '/sbx/guest/x'):\n"
+        "    try:\n"
+        "        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))\n"
+        "    except PermissionError:\n"
+        "        refused.append(path)\n"
+        "print(len(refused), os.getuid() != os.stat('/sbx').st_uid)\n",
+    )
+    assert cell.stdout == "2 True\n", cell
+    shared = _hostdirs.shared_dir(sandbox.host_dir)
+    assert set(os.listdir(shared)) == {"kernel.json", "kernel-1", "kernel-2", "guest"}
+    assert os.listdir(os.path.join(shared, "guest")) == ["sbxd.sock"]
+    for path in (shared, os.path.join(shared, "guest")):
+        st = os.stat(path)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o755, os.geteuid()), path
+
+
+async def test_the_sandbox_can_create_nothing_in_sbx_without_a_tmpfs(pair: Pair) -> None:
+    await assert_sbx_is_read_only(pair.a)
+    mounts = await sh(pair.a, "grep ' /sbx ' /proc/self/mountinfo")
+    assert " - tmpfs " not in mounts.output, mounts  # the layout alone protects the host's disk
+    assert (await py(pair.b, "6 * 7")).result == "42"
+
+
+async def test_swapping_the_guest_socket_for_a_link_to_another_sessions_fails(pair: Pair) -> None:
+    """From inside A, point A's socket at B's (by its host path): the host must keep reaching A."""
+    b_socket = _hostdirs.guest_socket(pair.b.host_dir)
+    for shared_dir_mb in (0, 4):  # the layout of a server that is not root, and of one that mounts a tmpfs
+        if shared_dir_mb:
+            backend = DockerBackend(dataclasses.replace(pair.backend.config, node_id="n2", shared_dir_mb=4))
+            victim = await backend.create(SandboxSpec(limits=LIMITS, owner="tenant-a"))
+        else:
+            backend, victim = pair.backend, pair.a
+        try:
+            if shared_dir_mb and os.geteuid() == 0:
+                mounts = await sh(victim, "grep ' /sbx ' /proc/self/mountinfo")
+                assert " - tmpfs " in mounts.output, mounts
+            swap = await sh(
+                victim,
+                f"cd /sbx/guest && ln -sf {b_socket} sbxd.sock 2>&1; echo rc=$?;"
+                f" ln -s {b_socket} /sbx/guest/.new 2>&1 && mv -f /sbx/guest/.new /sbx/guest/sbxd.sock; echo rc=$?",
+            )
+            assert "rc=0" not in swap.output, swap
+            cell = await py(
+                victim,
+                "import os\n"
+                "for attempt in (lambda: os.unlink('/sbx/guest/sbxd.sock'),\n"
+                f"                lambda: os.symlink({b_socket!r}, '/sbx/guest/sbxd.sock'),\n"
+                "                lambda: os.rename('/sbx/guest/sbxd.sock', '/sbx/guest/old')):\n"
+                "    try:\n"
+                "        attempt()\n"
+                "        print('swapped')\n"
+                "    except OSError as exc:\n"
+                "        print(type(exc).__name__)\n",
+            )
+            assert "swapped" not in cell.stdout, cell
+            who = await sh(victim, "echo $TOOLSERVER_SESSION")
+            assert who.output.strip() == victim.info.session_id, who  # still A's own daemon
+            await assert_sbx_is_read_only(victim)
+        finally:
+            if shared_dir_mb:
+                await backend.close()
+    assert (await sh(pair.b, "echo $TOOLSERVER_SESSION")).output.strip() == pair.b.info.session_id
+
+
+async def test_destroying_a_sandbox_removes_its_directories_off_the_event_loop(pair: Pair) -> None:
+    extra = await pair.backend.create(SandboxSpec(limits=LIMITS, owner="tenant-c"))
+    junk = os.path.join(extra.host_dir, "junk")  # what a sandbox could once leave in a writable /sbx
+
+    def fill() -> None:
+        os.mkdir(junk)
+        for i in range(60_000):
+            os.close(os.open(os.path.join(junk, str(i)), os.O_CREAT | os.O_WRONLY, 0o600))
+
+    await asyncio.to_thread(fill)
+    stalls: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(0.01)
+            stalls.append(time.monotonic() - started)
+
+    ticker = asyncio.ensure_future(tick())
+    started = time.monotonic()
+    await pair.backend.destroy(extra.info.session_id)
+    took = time.monotonic() - started
+    ticker.cancel()
+    await asyncio.gather(ticker, return_exceptions=True)
+    print(f"\ndestroy with 60000 files: {took:.2f} s, longest event-loop stall {max(stalls):.3f} s")
+    assert not os.path.exists(extra.host_dir)
+    assert max(stalls) < 0.5, max(stalls)
+
+
+async def test_kernel_restart_and_reattach_work_with_a_read_only_sbx(pair: Pair) -> None:
+    assert (await py(pair.a, "gone = 1")).status == "ok"
+    await bounded(pair.a.restart_python(), 90)
+    fresh = await py(pair.a, "'gone' in globals()")
+    assert (fresh.status, fresh.result) == ("ok", "False"), fresh
+    assert (await py(pair.a, "kept = 5")).status == "ok"
+    # A server restart: the old backend's connections go (its containers stay), a new one re-attaches.
+    old = pair.backend
+    for sandbox in (pair.a, pair.b):
+        await sandbox.close()
+    new = DockerBackend(old.config)
+    ids = {pair.a.info.session_id, pair.b.info.session_id}
+    report = await bounded(new.reconcile(ids), 120)
+    assert set(report["attached"]) == ids, report
+    old._sandboxes.clear()  # the old server is gone; the fixture closes the new one
+    pair.backend, pair.a, pair.b = (
+        new,
+        await new.get(pair.a.info.session_id),
+        await new.get(pair.b.info.session_id),
+    )
+    kept = await py(pair.a, "kept")
+    assert (kept.status, kept.result) == ("ok", "5"), kept
+    await assert_sbx_is_read_only(pair.a)

@@ -375,7 +375,7 @@ async def test_other_sessions_files_and_processes_are_invisible(pair: Pair) -> N
     await pair.a.write_file(f"secret-{token}.txt", b"the secret of A")
     made = await sh(
         pair.a,
-        f"echo s > /tmp/secret-{token}; echo s > /sbx/secret-{token}; "
+        f"echo s > /tmp/secret-{token}; {{ echo s > /sbx/secret-{token}; }} 2>/dev/null; "
         f"(exec -a secret-{token}-sleeper sleep 300 &) ; sleep 0.2; pgrep -fc secret-{token}",
     )
     assert made.output.strip() == "1", made
@@ -398,20 +398,20 @@ async def test_other_sessions_files_and_processes_are_invisible(pair: Pair) -> N
         await pair.b.read_file(f"secret-{token}.txt")
     # B's /sbx is B's own directory: its daemon socket is not A's (different host inode).
     # (device, inode): each /sbx may be its own tmpfs, where inode numbers repeat.
-    b_socket = await py(pair.b, "import os; st = os.stat('/sbx/sbxd.sock'); f'{st.st_dev}:{st.st_ino}'")
+    b_socket = await py(pair.b, "import os; st = os.stat('/sbx/guest/sbxd.sock'); f'{st.st_dev}:{st.st_ino}'")
 
     def identity(path: str) -> str:
         st = os.stat(path)
         return repr(f"{st.st_dev}:{st.st_ino}")
 
-    assert b_socket.result == identity(os.path.join(shared(pair.b), "sbxd.sock"))
-    assert b_socket.result != identity(os.path.join(shared(pair.a), "sbxd.sock"))
+    assert b_socket.result == identity(_hostdirs.guest_socket(pair.b.host_dir))
+    assert b_socket.result != identity(_hostdirs.guest_socket(pair.a.host_dir))
     a_dir_from_b = await py(pair.b, f"import os; os.path.exists({shared(pair.a)!r})")
     assert a_dir_from_b.result == "False"
 
     assert shared(pair.a) != shared(pair.b)
     assert os.path.commonpath([shared(pair.a), shared(pair.b)]) not in (shared(pair.a), shared(pair.b))
-    assert os.path.exists(os.path.join(shared(pair.a), f"secret-{token}"))
+    assert not os.path.exists(os.path.join(shared(pair.a), f"secret-{token}"))  # /sbx is read-only
     assert not os.path.exists(os.path.join(shared(pair.b), f"secret-{token}"))
     await sh(pair.a, f"pkill -f secret-{token}-sleeper; rm -f /tmp/secret-{token} /sbx/secret-{token}")
     assert await pair.a.read_file(f"secret-{token}.txt") == b"the secret of A"
@@ -519,20 +519,27 @@ async def test_workspace_and_tmp_are_size_capped(pair: Pair) -> None:
 
 
 async def test_sbx_is_not_a_way_around_the_disk_cap(pair: Pair) -> None:
-    """/sbx is a host directory: writing more than disk_mb there must fail like the workspace does."""
+    """/sbx is a host directory: the sandbox can write nothing there (and, for a root server, it is a tmpfs)."""
     count = ATTACK_LIMITS.disk_mb * 2
+    on_host = 0
     try:
         result = await sh(
-            pair.a, f"dd if=/dev/zero of=/sbx/fill bs=1M count={count}; echo rc=$?", timeout_s=30
+            pair.a,
+            f"for d in /sbx /sbx/guest; do dd if=/dev/zero of=$d/fill bs=1M count={count}; done; echo rc=$?",
+            timeout_s=30,
         )
-        on_host = os.path.getsize(os.path.join(shared(pair.a), "fill"))
+        for name in ("fill", "guest/fill"):
+            if os.path.exists(os.path.join(shared(pair.a), name)):
+                on_host += os.path.getsize(os.path.join(shared(pair.a), name))
+        assert "Permission denied" in result.output, result
     finally:
-        try:
-            os.remove(os.path.join(shared(pair.a), "fill"))
-        except FileNotFoundError:
-            pass
+        for name in ("fill", "guest/fill"):
+            try:
+                os.remove(os.path.join(shared(pair.a), name))
+            except FileNotFoundError:
+                pass
     await assert_unharmed(pair)
-    assert on_host <= ATTACK_LIMITS.disk_mb << 20, (
+    assert on_host == 0, (
         f"the sandbox wrote {on_host >> 20} MiB to the host's disk through /sbx (disk_mb="
         f"{ATTACK_LIMITS.disk_mb}): {result.output.strip()!r}"
     )
@@ -749,7 +756,7 @@ async def test_sandbox_cannot_redirect_the_hosts_kernel_connection(pair: Pair) -
         "print(' '.join(outcomes))\n",
     )
     assert forged.status == "ok", forged
-    # The server's own file in the sticky /sbx cannot be replaced; a planted host-view file is ignored.
+    # /sbx is the server's and read-only to the sandbox: its connection file cannot be replaced or planted.
     assert "kernel.json:refused" in forged.stdout, forged
     print("forging the host's connection file:", forged.stdout.strip())
     died = await py(pair.a, "import os; os.kill(os.getpid(), 9)")
