@@ -2,7 +2,9 @@
 
 A frame is a 4-byte big-endian header length, a UTF-8 JSON header, then `header["payload"]` raw bytes.
 The daemon runs inside a container its user controls, so every reply is treated as untrusted input:
-sizes are capped, types are checked, and the socket path must really be a socket.
+sizes are capped, types are checked, and the socket path must really be a socket: it is opened with
+O_PATH | O_NOFOLLOW, checked with fstat, and connected to through /proc/self/fd, so what is checked is what
+is connected to (a link swapped in between is never followed).
 """
 
 from __future__ import annotations
@@ -152,8 +154,11 @@ class GuestClient:
     async def _exchange(
         self, header: dict[str, Any], payload: bytes, max_header: int, max_payload: int
     ) -> tuple[dict[str, Any], bytes]:
-        self._check_socket()
-        reader, writer = await asyncio.open_unix_connection(self.socket_path)
+        fd = self._open_socket()
+        try:
+            reader, writer = await asyncio.open_unix_connection(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
         try:
             data = json.dumps(header).encode("utf-8")
             writer.write(struct.pack(">I", len(data)) + data)
@@ -180,14 +185,16 @@ class GuestClient:
         finally:
             writer.close()
 
-    def _check_socket(self) -> None:
-        # A hostile container could swap the socket for a symlink to a socket of the host.
+    def _open_socket(self) -> int:
+        """A descriptor of the socket file itself (a symlink is opened as a link, and refused)."""
         try:
-            mode = os.lstat(self.socket_path).st_mode
+            fd = os.open(self.socket_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             raise SandboxGone("guest daemon socket is missing", socket=self.socket_path) from None
-        if not stat.S_ISSOCK(mode):
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            os.close(fd)
             raise SandboxUnavailable("guest daemon socket path is not a socket", socket=self.socket_path)
+        return fd
 
 
 def _typed(value: Any, kind: type, *, optional: bool = False, int_ok: bool = False) -> Any:

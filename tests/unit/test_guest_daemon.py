@@ -500,3 +500,59 @@ async def test_shell_round_trip_latency(guest: Guest) -> None:
         f"\nshell `true` round trip over 200 calls: p50 {statistics.median(samples) * 1000:.2f} ms, "
         f"p95 {samples[189] * 1000:.2f} ms"
     )
+
+
+async def test_a_symlink_in_place_of_the_socket_is_never_followed(guest: Guest) -> None:
+    """A link to another session's live socket: the client refuses it and the other daemon sees nothing."""
+    base = tempfile.mkdtemp(prefix="sbxd-link-")
+    try:
+        planted = os.path.join(base, "sbxd.sock")
+        os.symlink(guest.socket, planted)  # `guest` plays the other session: a real daemon that answers
+        before = await guest.client.ping()
+        with pytest.raises(SandboxUnavailable, match="not a socket"):
+            await GuestClient(planted).ping()
+        # A link to a directory holding the socket, and a dangling link, are refused the same way.
+        os.unlink(planted)
+        os.symlink(base, planted)
+        with pytest.raises(SandboxUnavailable, match="not a socket"):
+            await GuestClient(planted).ping()
+        os.unlink(planted)
+        os.symlink(os.path.join(base, "nothing"), planted)
+        with pytest.raises(SandboxUnavailable, match="not a socket"):
+            await GuestClient(planted).ping()
+        assert (await guest.client.ping())["pid"] == before["pid"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_the_client_connects_to_the_inode_it_checked() -> None:
+    """Through /proc/self/fd: a socket path longer than sun_path allows works too, as a side effect."""
+    base = tempfile.mkdtemp(prefix="sbxd-long-")
+    deep = os.path.join(base, *(["d" * 40] * 3))
+    os.makedirs(deep)
+    path = os.path.join(deep, "sbxd.sock")
+    assert len(path) > 108
+    served: list[bytes] = []
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            (size,) = struct.unpack(">I", conn.recv(4))
+            served.append(conn.recv(size))
+            conn.sendall(frame({"ok": True, "pid": 7}))
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    cwd = os.getcwd()
+    os.chdir(deep)  # bind by a short relative name
+    try:
+        listener.bind("sbxd.sock")
+    finally:
+        os.chdir(cwd)
+    listener.listen(1)
+    try:
+        task = asyncio.get_running_loop().run_in_executor(None, lambda: serve(listener.accept()[0]))
+        assert (await GuestClient(path).ping())["pid"] == 7
+        await task
+        assert json.loads(served[0]) == {"op": "ping"}
+    finally:
+        listener.close()
+        shutil.rmtree(base, ignore_errors=True)
