@@ -22,7 +22,12 @@ import jsonschema.validators
 
 from agent_core.errors import InvalidToolSchema, MalformedCall
 from toolserver.errors import ValidationFailed
-from toolserver.tools.bounded_schema import bounded_validator, check_schema_cost, validation_budget
+from toolserver.tools.bounded_schema import (
+    NO_RETRIEVAL,
+    bounded_validator,
+    check_schema_cost,
+    validation_budget,
+)
 from toolserver.tools.validation import MAX_ARGUMENT_BYTES
 
 __all__ = [
@@ -113,11 +118,11 @@ class ArgumentChecker:
             self._parameters[function["name"]] = parameters
             cls = jsonschema.validators.validator_for(parameters)
             try:
+                check_schema_cost(parameters)  # refuses references that are not local, too
                 cls.check_schema(parameters)
-                check_schema_cost(parameters)
             except (jsonschema.SchemaError, ValidationFailed, RecursionError):
                 continue  # a broken or unbounded remote schema is the executor's to report, not the model's
-            self._validators[function["name"]] = bounded_validator(cls)(parameters)
+            self._validators[function["name"]] = bounded_validator(cls)(parameters, registry=NO_RETRIEVAL)
 
     @property
     def names(self) -> list[str]:

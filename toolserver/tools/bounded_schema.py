@@ -7,7 +7,12 @@ keywords. A bounded validator class replaces those keywords: patterns go to RE2 
 are refused. Every keyword evaluation is counted against a `ValidationBudget` (steps, regex work, a deadline).
 
 `check_schema_cost` is the registration side: it compiles every pattern a schema can evaluate, so a pattern RE2
-cannot run is a 422 naming its field when the tool is registered, not when it is called.
+cannot run is a 422 naming its field when the tool is registered, not when it is called. It also refuses every
+reference that is not local (`$ref`, `$dynamicRef`, `$recursiveRef` not starting with "#"), found by walking the
+keywords whose values are schemas (a property *named* "default" is a schema; the value of `default` is not): a
+validator that follows a remote reference fetches it from wherever it names. Validators built here are given a
+registry that refuses retrieval too (`NO_RETRIEVAL`), so a reference that slips past the check is a 422, never
+a request.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import jsonschema.validators
+import referencing
 from jsonschema.exceptions import ValidationError
 
 from toolserver.errors import ValidationFailed
@@ -32,7 +38,19 @@ from toolserver.tools.limits import (
 )
 from toolserver.tools.linear_regex import LinearPattern, RegexBudget, RegexBudgetExceeded, compile_linear
 
-__all__ = ["ValidationBudget", "bounded_validator", "check_schema_cost", "matches", "validation_budget"]
+__all__ = [
+    "NO_RETRIEVAL",
+    "ValidationBudget",
+    "bounded_validator",
+    "check_schema_cost",
+    "matches",
+    "validation_budget",
+]
+
+# An empty registry whose retrieval fails: without one, jsonschema fetches any `$ref` it cannot resolve locally
+# (urlopen: no egress policy, no timeout, the whole body read).
+NO_RETRIEVAL: referencing.Registry[Any] = referencing.Registry()
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 
 _UNSUPPORTED = ("unevaluatedProperties", "unevaluatedItems")
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
@@ -48,6 +66,7 @@ _SUBSCHEMA_VALUES = (
     "then",
     "else",
     "dependencies",
+    "contentSchema",
     *_UNSUPPORTED,
 )
 
@@ -119,11 +138,16 @@ def bounded_validator(cls: type[Any]) -> type[Any]:
 
 
 def check_schema_cost(schema: dict[str, Any], field: str = "parameters") -> None:
-    """Refuse what a bounded validator cannot evaluate: non-RE2 patterns, `unevaluated*`, nested `$schema`."""
+    """Refuse what a bounded validator cannot evaluate: non-RE2 patterns, `unevaluated*`, nested `$schema` or
+    `$id`, references that are not local or do not resolve."""
     for node, path in _schema_nodes(schema, field):
         if path != field and "$schema" in node:
             # jsonschema switches to the stock validator class of a subschema's own $schema.
             raise ValidationFailed("only the top-level schema may declare $schema", field=f"{path}.$schema")
+        if path != field and "$id" in node:
+            # A nested $id moves the base its "#..." references resolve against: "local" would mean elsewhere.
+            raise ValidationFailed("only the top-level schema may declare $id", field=f"{path}.$id")
+        _check_refs(schema, node, path, field)
         for keyword in _UNSUPPORTED:
             if keyword in node:
                 raise ValidationFailed(
@@ -135,6 +159,27 @@ def check_schema_cost(schema: dict[str, Any], field: str = "parameters") -> None
         if isinstance(node.get("patternProperties"), dict):
             for pattern in node["patternProperties"]:
                 compile_linear(pattern, field=f"{path}.patternProperties")
+
+
+def _check_refs(root: dict[str, Any], node: dict[str, Any], path: str, field: str) -> None:
+    for keyword in _REF_KEYWORDS:
+        ref = node.get(keyword)
+        if not isinstance(ref, str):
+            continue
+        if not ref.startswith("#"):
+            raise ValidationFailed(
+                f"{field} may only use local $refs ('#...'), not {_excerpt(ref)} (at {path}.{keyword})",
+                field=field,
+            )
+        if ref.startswith("#/") and _pointer(root, ref) is None:
+            raise ValidationFailed(
+                f"{keyword} {_excerpt(ref)} does not resolve inside the schema (at {path}.{keyword})",
+                field=field,
+            )
+
+
+def _excerpt(text: str) -> str:
+    return repr(text if len(text) <= 200 else text[:197] + "...")
 
 
 # -- keywords ------------------------------------------------------------------------------------------
@@ -274,7 +319,7 @@ def _schema_nodes(root: dict[str, Any], field: str) -> Iterable[tuple[dict[str, 
                 stack.extend((sub, f"{path}.{keyword}.{name}") for name, sub in value.items())
             else:
                 stack.append((value, f"{path}.{keyword}"))
-        for keyword in ("$ref", "$dynamicRef"):
+        for keyword in _REF_KEYWORDS:
             ref = node.get(keyword)
             if isinstance(ref, str) and ref.startswith("#/"):
                 stack.append((_pointer(root, ref), f"{field}.{ref[2:].replace('/', '.')}"))

@@ -1,8 +1,9 @@
 """Check tool schemas at registration and call arguments against them (JSON Schema Draft 2020-12).
 
-Both run tenants' schemas, so both are bounded (see `bounded_schema`): a schema over `MAX_SCHEMA_BYTES` or with
-a pattern RE2 cannot run is refused at registration; a call's validation matches patterns by RE2 and stops
-with a 422 once it has spent its budget. Both are synchronous: servers call them on a worker thread.
+Both run tenants' schemas, so both are bounded (see `bounded_schema`): a schema over `MAX_SCHEMA_BYTES`, with
+a pattern RE2 cannot run or with a reference that is not local is refused at registration; a call's validation
+matches patterns by RE2, never fetches a reference, and stops with a 422 once it has spent its budget. Both are synchronous: servers call them on a worker thread.
+
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import functools
 import hashlib
 import json
 import threading
-import urllib.parse
-from collections.abc import Iterable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -21,14 +20,19 @@ from jsonschema.exceptions import ValidationError as _SchemaViolation
 from referencing.exceptions import Unresolvable
 
 from toolserver.errors import PayloadTooLarge, ValidationFailed
-from toolserver.tools.bounded_schema import bounded_validator, check_schema_cost, matches, validation_budget
+from toolserver.tools.bounded_schema import (
+    NO_RETRIEVAL,
+    bounded_validator,
+    check_schema_cost,
+    matches,
+    validation_budget,
+)
 from toolserver.tools.limits import MAX_SCHEMA_BYTES
 
 __all__ = ["MAX_ARGUMENT_BYTES", "check_schema", "validate_arguments"]
 
 MAX_ARGUMENT_BYTES = 1024 * 1024
 _MAX_MESSAGE_CHARS = 300
-_DATA_KEYWORDS = {"enum", "const", "default", "examples", "example"}  # values, not subschemas
 _Validator = bounded_validator(Draft202012Validator)
 # Schemas that passed the meta-schema check (about 5 us per byte): imports repeat the same ones many times.
 _CHECKED: dict[bytes, None] = {}
@@ -56,8 +60,9 @@ def check_schema(schema: object) -> dict[str, Any]:
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     try:
         if digest not in _CHECKED:
-            Draft202012Validator.check_schema(schema)
+            # The cost check first: it names the field of a pattern RE2 refuses or a reference that is not local.
             check_schema_cost(schema)
+            Draft202012Validator.check_schema(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
             _remember(digest)
     except RecursionError:
         raise ValidationFailed("parameters is nested too deeply", field="parameters") from None
@@ -67,11 +72,6 @@ def check_schema(schema: object) -> dict[str, Any]:
             f"parameters is not a valid JSON Schema{f' at {where}' if where else ''}: {_short(exc.message)}",
             field="parameters",
         ) from None
-    for ref in _refs(schema):
-        if not ref.startswith("#"):
-            raise ValidationFailed(f"parameters may only use local $refs, not {ref!r}", field="parameters")
-        if ref.startswith("#/") and not _points_into(schema, ref):
-            raise ValidationFailed(f"$ref {ref!r} does not resolve inside the schema", field="parameters")
     return schema
 
 
@@ -94,7 +94,7 @@ def validate_arguments(
         raise ValidationFailed(f"arguments are not JSON: {exc}", field="arguments") from None
     if size > max_bytes:
         raise PayloadTooLarge(f"arguments are {size} bytes, over the cap of {max_bytes}", field="arguments")
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(json.dumps(schema, sort_keys=True, ensure_ascii=False))
     with validation_budget():
         try:
             error = best_match(validator.iter_errors(arguments))
@@ -112,7 +112,9 @@ def validate_arguments(
 
 @functools.lru_cache(maxsize=1024)
 def _validator(schema_json: str) -> Any:
-    return _Validator(json.loads(schema_json), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return _Validator(
+        json.loads(schema_json), format_checker=Draft202012Validator.FORMAT_CHECKER, registry=NO_RETRIEVAL
+    )
 
 
 def _field(error: _SchemaViolation) -> str:
@@ -134,28 +136,3 @@ def _short(message: str) -> str:
     if len(message) <= _MAX_MESSAGE_CHARS:
         return message
     return message[: _MAX_MESSAGE_CHARS - 3] + "..."
-
-
-def _refs(node: Any) -> Iterable[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                yield value
-            elif key not in _DATA_KEYWORDS:
-                yield from _refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _refs(item)
-
-
-def _points_into(schema: dict[str, Any], ref: str) -> bool:
-    node: Any = schema
-    for raw in urllib.parse.unquote(ref[2:]).split("/"):
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return False
-    return True
