@@ -23,6 +23,7 @@ __all__ = [
     "RegexBudget",
     "RegexBudgetExceeded",
     "compile_linear",
+    "is_linear_regex",
 ]
 
 MAX_PATTERN_CHARS = 4096
@@ -75,6 +76,11 @@ def compile_linear(pattern: str, *, field: str) -> LinearPattern:
     if isinstance(compiled, str):
         raise ValidationFailed(f"pattern {_excerpt(str(pattern))} cannot be used: {compiled}", field=field)
     return compiled
+
+
+def is_linear_regex(pattern: str) -> bool:
+    """Whether RE2 compiles `pattern` under the caps; not cached (for values that are data, not schemas)."""
+    return isinstance(_compile.__wrapped__(pattern), LinearPattern)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,8 +2,8 @@
 
 Both run tenants' schemas, so both are bounded (see `bounded_schema`): a schema over `MAX_SCHEMA_BYTES`, with
 a pattern RE2 cannot run or with a reference that is not local is refused at registration; a call's validation
-matches patterns by RE2, never fetches a reference, and stops with a 422 once it has spent its budget. Both are synchronous: servers call them on a worker thread.
-
+matches patterns (and `format: regex`) by RE2, never fetches a reference, and stops with a 422 once it has
+spent its budget. Both are synchronous: servers call them on a worker thread.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from toolserver.tools.bounded_schema import (
     matches,
     validation_budget,
 )
+from toolserver.tools.format_checks import FORMAT_CHECKER
 from toolserver.tools.limits import MAX_SCHEMA_BYTES
 
 __all__ = ["MAX_ARGUMENT_BYTES", "check_schema", "validate_arguments"]
@@ -60,9 +61,10 @@ def check_schema(schema: object) -> dict[str, Any]:
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     try:
         if digest not in _CHECKED:
-            # The cost check first: it names the field of a pattern RE2 refuses or a reference that is not local.
+            # The cost check first: it names the field of a pattern RE2 refuses (or of a reference that is not
+            # local); the meta-schema's own `format: regex` on patterns is then an RE2 compile, never `re`.
             check_schema_cost(schema)
-            Draft202012Validator.check_schema(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+            Draft202012Validator.check_schema(schema, format_checker=FORMAT_CHECKER)
             _remember(digest)
     except RecursionError:
         raise ValidationFailed("parameters is nested too deeply", field="parameters") from None
@@ -112,9 +114,7 @@ def validate_arguments(
 
 @functools.lru_cache(maxsize=1024)
 def _validator(schema_json: str) -> Any:
-    return _Validator(
-        json.loads(schema_json), format_checker=Draft202012Validator.FORMAT_CHECKER, registry=NO_RETRIEVAL
-    )
+    return _Validator(json.loads(schema_json), format_checker=FORMAT_CHECKER, registry=NO_RETRIEVAL)
 
 
 def _field(error: _SchemaViolation) -> str:
