@@ -340,3 +340,20 @@ def test_other_format_checks_are_linear():
         except ValidationFailed:
             pass
         assert time.monotonic() - started < QUICK_S, fmt
+
+
+def test_cached_validators_are_bounded_by_schema_bytes():
+    # Before: up to 1024 validators whatever their size (about 3.3 MB each for 256 KB schemas, 3.4 GB).
+    from toolserver.tools.validation import MAX_CACHED_SCHEMA_BYTES, _validator
+
+    _validator.cache_clear()
+    filler = "d" * (200 * 1024)
+    count = MAX_CACHED_SCHEMA_BYTES // len(filler) + 10
+    for i in range(count):
+        schema = {"type": "object", "description": f"{i}{filler}", "properties": {"x": {"type": "integer"}}}
+        validate_arguments(schema, {"x": i})
+    info = _validator.cache_info()
+    assert info.misses == count and 0 < info.schema_bytes <= MAX_CACHED_SCHEMA_BYTES
+    assert info.schemas < count
+    validate_arguments(schema, {"x": 1})
+    assert _validator.cache_info().hits == 1  # the latest is still there

@@ -4,15 +4,20 @@ Both run tenants' schemas, so both are bounded (see `bounded_schema`): a schema 
 a pattern RE2 cannot run or with a reference that is not local is refused at registration; a call's validation
 matches patterns (and `format: regex`) by RE2, never fetches a reference, and stops with a 422 once it has
 spent its budget. Both are synchronous: servers call them on a worker thread.
+
+Validators are cached by the hash of their schema, up to `MAX_CACHED_SCHEMA_BYTES` of schemas in all: a
+validator holds about 13 times its schema's JSON size (3.3 MB for a 256 KB schema), so a count alone would let
+1024 large schemas hold gigabytes.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import threading
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
@@ -30,9 +35,16 @@ from toolserver.tools.bounded_schema import (
 from toolserver.tools.format_checks import FORMAT_CHECKER
 from toolserver.tools.limits import MAX_SCHEMA_BYTES
 
-__all__ = ["MAX_ARGUMENT_BYTES", "check_schema", "validate_arguments"]
+__all__ = [
+    "MAX_ARGUMENT_BYTES",
+    "MAX_CACHED_SCHEMA_BYTES",
+    "ValidatorCache",
+    "check_schema",
+    "validate_arguments",
+]
 
 MAX_ARGUMENT_BYTES = 1024 * 1024
+MAX_CACHED_SCHEMA_BYTES = 16 * 1024 * 1024  # of schema JSON; the validators take about 200 MB then
 _MAX_MESSAGE_CHARS = 300
 _Validator = bounded_validator(Draft202012Validator)
 # Schemas that passed the meta-schema check (about 5 us per byte): imports repeat the same ones many times.
@@ -112,9 +124,60 @@ def validate_arguments(
     return dict(arguments)
 
 
-@functools.lru_cache(maxsize=1024)
-def _validator(schema_json: str) -> Any:
-    return _Validator(json.loads(schema_json), format_checker=FORMAT_CHECKER, registry=NO_RETRIEVAL)
+class _CacheInfo(NamedTuple):
+    hits: int
+    misses: int
+    schemas: int
+    schema_bytes: int
+
+
+class ValidatorCache:
+    """`build(schema)` by the SHA-256 of the schema's JSON; least recently used out past `max_bytes` of JSON."""
+
+    def __init__(self, max_bytes: int, build: Callable[[dict[str, Any]], Any]) -> None:
+        self.max_bytes = max_bytes
+        self._build = build
+        self._entries: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._hits = self._misses = 0
+        self._lock = threading.Lock()  # validations run on several worker threads
+
+    def __call__(self, schema_json: str) -> Any:
+        encoded = schema_json.encode("utf-8")
+        digest = hashlib.sha256(encoded).digest()
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is not None:
+                self._entries.move_to_end(digest)
+                self._hits += 1
+                return entry[0]
+            self._misses += 1
+        validator = self._build(json.loads(schema_json))
+        size = len(encoded)
+        with self._lock:
+            if digest not in self._entries and size <= self.max_bytes:
+                self._entries[digest] = (validator, size)
+                self._bytes += size
+                while self._bytes > self.max_bytes:
+                    _, (_, dropped) = self._entries.popitem(last=False)
+                    self._bytes -= dropped
+        return validator
+
+    def cache_info(self) -> _CacheInfo:
+        with self._lock:
+            return _CacheInfo(self._hits, self._misses, len(self._entries), self._bytes)
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = self._hits = self._misses = 0
+
+
+def _bounded(schema: dict[str, Any]) -> Any:
+    return _Validator(schema, format_checker=FORMAT_CHECKER, registry=NO_RETRIEVAL)
+
+
+_validator = ValidatorCache(MAX_CACHED_SCHEMA_BYTES, _bounded)
 
 
 def _field(error: _SchemaViolation) -> str:
