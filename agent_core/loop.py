@@ -106,7 +106,7 @@ class AgentLoop:
 
     async def _run(self, state: RunState) -> RunState:
         schemas = self.tools.tool_schemas()
-        checker = ArgumentChecker(schemas)
+        checker = ArgumentChecker(schemas)  # cheap: each schema is checked off the loop, at its first call
         while True:
             if state.pending:
                 await self._execute_pending(state, checker)
@@ -159,7 +159,7 @@ class AgentLoop:
         bad: list[tuple[ToolCall, MalformedCall]] = []
         for call in calls:
             try:
-                await asyncio.to_thread(checker.check, call.name, call.arguments)
+                await checker.check_off_loop(call.name, call.arguments)
                 good.append(call)
             except MalformedCall as exc:
                 bad.append((call, exc))
@@ -193,7 +193,7 @@ class AgentLoop:
 
     async def _call(self, checker: ArgumentChecker, call: PendingCall) -> ToolOutcome:
         try:
-            arguments = await asyncio.to_thread(checker.check, call.name, call.arguments)
+            arguments = await checker.check_off_loop(call.name, call.arguments)
             return await self.tools.call(call.name, arguments)
         except ToolServerError as exc:
             return ToolOutcome.failure(f"Error: {exc.message}")
