@@ -57,6 +57,19 @@ def fanout_document(depth: int, *, cyclic: bool = False) -> dict[str, Any]:
     }
 
 
+def number_fanout(levels: int, number: Any, count: int = 10) -> dict[str, Any]:
+    """`count` copies of `number` in an enum, then `levels` levels of two $refs each to the level below."""
+    document = fanout_document(0)
+    schemas: dict[str, Any] = {"L0": {"enum": [number] * count}}
+    for level in range(1, levels + 1):
+        below = {"$ref": f"#/components/schemas/L{level - 1}"}
+        schemas[f"L{level}"] = {"type": "object", "properties": {"a": below, "b": below}}
+    document["components"]["schemas"] = schemas
+    body = document["paths"]["/x"]["post"]["requestBody"]["content"]["application/json"]
+    body["schema"] = {"$ref": f"#/components/schemas/L{levels}"}
+    return document
+
+
 def alias_yaml(levels: int = 9) -> str:
     """The "billion laughs": nine references to the level below, nine levels deep."""
     lines = [
@@ -181,3 +194,37 @@ def test_deeply_nested_documents_are_422() -> None:
     text = "openapi: 3.0.3\nx: " + "[" * 5000 + "]" * 5000 + "\n"
     with pytest.raises((ValidationFailed, PayloadTooLarge)):
         import_document(text)
+
+
+async def test_huge_integers_are_refused_before_anything_is_dumped(server):
+    # Before: this 45 KB document (4096 copies of ten 4299-digit integers, charged 5 bytes each) took 14 s and
+    # 440 MB, and froze the event loop for 4 s in one json.dumps (which holds the GIL while it converts them).
+    document = number_fanout(12, int("9" * 4299))
+    assert len(json.dumps(document)) < 50_000
+    response = await _while_attacking(server, {"document": document})
+    assert response.status_code == 422
+    assert "digits" in response.json()["error"]["message"]
+
+
+async def test_a_fanout_of_numbers_is_charged_at_their_size(server):
+    response = await _while_attacking(server, {"document": number_fanout(12, 10**19)})  # 20 digits: allowed
+    assert response.status_code == 413 and "expand" in response.json()["error"]["message"]
+
+
+def test_the_charge_is_at_least_what_is_stored() -> None:
+    # Before: a non-ASCII or control character was charged 1 byte and stored as up to 12 ("\ud83d\ude00").
+    document = fanout_document(0)
+    schema = {
+        "type": "object",
+        "description": "\U0001f600" * 500 + "\u0000" * 500 + "é" * 500,
+        "properties": {
+            "n": {"type": "integer", "maximum": 10**19, "minimum": -(10**19), "default": 12345678901234},
+            "f": {"type": "number", "multipleOf": 0.000123456789, "enum": [1.5e300, True, None, False]},
+            "s": {"type": "string", "examples": ['"\\\n' * 100], "default": "\u2028" * 100},
+        },
+    }
+    document["paths"]["/x"]["post"]["requestBody"]["content"]["application/json"]["schema"] = schema
+    budget = ExpansionBudget()
+    (tool,) = tools_from_openapi(document, budget=budget)
+    stored = len(json.dumps(tool.parameters, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    assert budget.used >= stored

@@ -8,7 +8,11 @@ multipart or binary, are left out. Security schemes are not mapped: set `secret_
 Inlining is what a hostile document exploits: two `$ref`s to the next level, eighteen levels deep, is a 2.6 KB
 document whose schemas expand to 2^18 copies. Each reference is inlined once and reused (when its expansion
 does not depend on where it is used), and an `ExpansionBudget` counts the bytes every tool's schema would take
-and the time spent: past either the import is a 413, whatever the document's shape.
+and the time spent: past either the import is a 413, whatever the document's shape. The count is exact (each
+scalar by its dumped UTF-8 length) and comes before anything is dumped: `json.dumps` holds the GIL for its whole
+call, so an underestimated expansion froze the event loop as well as the import's thread (4096 copies of ten
+4299-digit integers: 4 s in one stretch, each integer converted to decimal again in every copy). Integers in
+schemas have at most `MAX_INT_DIGITS` digits, which also keeps every conversion short.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from toolserver.tools.limits import MAX_IMPORT_OPERATIONS, MAX_SCHEMA_BYTES, Exp
 from toolserver.tools.openapi_document import load_document
 from toolserver.tools.validation import check_schema
 
-__all__ = ["import_document", "tools_from_openapi"]
+__all__ = ["MAX_INT_DIGITS", "import_document", "tools_from_openapi"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ _DROPPED_KEYWORDS = frozenset(
     {"discriminator", "xml", "externalDocs", "nullable", "unevaluatedProperties", "unevaluatedItems"}
 )
 _MAX_REF_DEPTH = 32
+MAX_INT_DIGITS = 20  # 2**64 has 20 digits: any bound, count or enum value a real API states
 _ARG_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -172,18 +177,20 @@ def _operation_tool(
             ]
     if aliases:
         config["aliases"] = aliases
-    # A tree of its own: expansions are shared between operations while inlining, never once stored.
-    parameters = json.loads(
-        json.dumps(
-            {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
-        )
-    )
-    if refs.budget.used - expanded_before > MAX_SCHEMA_BYTES:
+    if refs.budget.used - expanded_before > MAX_SCHEMA_BYTES:  # before dumping it: see the module docstring
         raise PayloadTooLarge(
             f"operation {method.upper()} {path}: its parameters expand to over {MAX_SCHEMA_BYTES} bytes",
             field="document",
             limit=MAX_SCHEMA_BYTES,
         )
+    # A tree of its own: expansions are shared between operations while inlining, never once stored.
+    parameters = json.loads(
+        json.dumps(
+            {"type": "object", "properties": properties, "required": required, "additionalProperties": False},
+            ensure_ascii=False,
+            default=str,  # YAML dates and times, as the strings they were written as
+        )
+    )
     try:
         check_schema(parameters)
         HttpToolConfig.from_dict(config)
@@ -320,11 +327,11 @@ class _Refs:
         free = True
         self.budget.charge(2)
         for key, value in node.items():
-            self.budget.charge(len(key) + 4)
+            self.budget.charge(_json_size(str(key)) + 2)
             if key in _SCHEMA_MAPS and isinstance(value, dict):
                 members: dict[str, Any] = {}
                 for name, sub in value.items():
-                    self.budget.charge(len(name) + 4)
+                    self.budget.charge(_json_size(str(name)) + 2)
                     members[name], sub_free = self._inline(sub, stack)
                     free = free and sub_free
                 out[key] = members
@@ -423,14 +430,22 @@ def _unique_arg(wire: str, taken: dict[str, Any]) -> str:
 
 
 def _json_size(value: Any) -> int:
-    """About how many bytes `value` takes as JSON (exact enough for a cap, cheaper than dumping it)."""
+    """The bytes `value` takes as compact UTF-8 JSON, give or take the separators' spaces (at least that much)."""
     if isinstance(value, dict):
-        return 2 + sum(len(str(k)) + 4 + _json_size(v) for k, v in value.items())
+        return 2 + sum(_json_size(str(k)) + 2 + _json_size(v) for k, v in value.items())
     if isinstance(value, list):
         return 2 + sum(_json_size(v) + 1 for v in value)
     if isinstance(value, str):
-        return len(value) + 2
-    return 5
+        return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))  # escapes and multi-byte characters
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        if value.bit_length() > 64:  # refused before any decimal conversion, which is quadratic in the digits
+            raise _bad(f"the document has an integer of over {MAX_INT_DIGITS} digits; schemas may not")
+        return len(str(value))
+    if isinstance(value, float):
+        return len(repr(value))
+    return len(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def _list(value: Any) -> list[Any]:
