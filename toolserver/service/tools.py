@@ -69,7 +69,7 @@ class ToolService:
         if name in _BUILTIN:
             raise ValidationFailed(f"{name} is a builtin tool name", field="name")
         # A schema check costs up to a second or so (meta-schema, RE2 compiles): off the event loop.
-        spec = await run_validation(self._spec_from_body, principal, body)
+        spec = await run_validation(principal.namespace, self._spec_from_body, principal, body)
         if spec.kind == "deployment":
             await self.runners["deployment"].deploy(spec)  # type: ignore[attr-defined]
         return (await self.register_specs(principal, [spec]))[0]
@@ -78,7 +78,9 @@ class ToolService:
         self, principal: Principal, document: dict[str, Any] | str, base_url: str | None, prefix: str
     ) -> builtins.list[dict[str, Any]]:
         # Parsing and $ref expansion are bounded (size, time) but can take seconds: off the event loop.
-        specs = await run_import(import_document, document, base_url=base_url, prefix=prefix)
+        specs = await run_import(
+            principal.namespace, import_document, document, base_url=base_url, prefix=prefix
+        )
         runner = self.runners.get("http")
         if specs and isinstance(runner, HttpToolRunner):
             runner.policy.check_url(specs[0].config["url"], field="base_url")  # one server for all operations
@@ -203,7 +205,9 @@ class ToolService:
         status, error_type, response = "ok", None, {}
         try:
             spec = await self.get(principal, name)
-            arguments = await run_validation(validate_arguments, spec.parameters, arguments)
+            arguments = await run_validation(
+                principal.namespace, validate_arguments, spec.parameters, arguments
+            )
             if spec.name == ASK_HUMAN_TOOL:
                 request = await asyncio.to_thread(
                     self.humans.create,
