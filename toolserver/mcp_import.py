@@ -40,7 +40,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolserver.egress import EgressDenied, EgressPolicy, Pinner
-from toolserver.errors import ToolServerError, UserError, ValidationFailed
+from toolserver.errors import PayloadTooLarge, ToolServerError, UserError, ValidationFailed
 from toolserver.mcp_server import HOPS_HEADER, current_hops
 from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES, ResponseTooLarge, bounded_transport
 from toolserver.routes.deps import caller, services
@@ -56,6 +56,7 @@ from toolserver.tools.base import (
     config_str_map,
     secret_header_values,
 )
+from toolserver.tools.limits import ExpansionBudget, run_import
 from toolserver.tools.validation import check_schema
 
 if TYPE_CHECKING:
@@ -320,15 +321,28 @@ async def import_mcp_tools(tools: ToolService, principal: Principal, body: McpIm
         "secret_headers": dict(endpoint.secret_headers),
         "timeout_s": endpoint.timeout_s,
     }
-    specs = _specs(remote, body.prefix, config, principal.namespace)
+    # Checking a schema costs about 5 us per byte (1.7 s for 250 KB): on the import pool, never on this loop.
+    specs = await run_import(principal.namespace, _specs, remote, body.prefix, config, principal.namespace)
     registered: list[dict[str, Any]] = await tools.register_specs(principal, specs)
     return registered
 
 
 def _specs(remote: list[types.Tool], prefix: str, config: dict[str, Any], namespace: str) -> list[ToolSpec]:
-    """Every remote tool as our spec, checked before anything is written."""
+    """Every remote tool as our spec, checked before anything is written; slow: off the loop."""
     builtin = {spec.name for spec in BUILTIN_TOOLS}
     specs: dict[str, ToolSpec] = {}
+    budget = ExpansionBudget()  # the schemas together, as an OpenAPI import's: bytes and time
+    try:
+        for tool in remote:
+            budget.charge(len(json.dumps(tool.input_schema or {}, ensure_ascii=False).encode("utf-8")))
+    except (TypeError, ValueError, RecursionError):
+        raise ValidationFailed("the server lists an input schema that is not JSON", field="url") from None
+    except PayloadTooLarge as exc:
+        raise PayloadTooLarge(
+            f"the server's input schemas are over {budget.max_bytes} bytes together; import fewer tools",
+            field="url",
+            limit=budget.max_bytes,
+        ) from exc
     for tool in remote:
         name = _local_name(prefix, tool.name)
         if name in builtin:
@@ -342,7 +356,11 @@ def _specs(remote: list[types.Tool], prefix: str, config: dict[str, Any], namesp
             )
         schema = dict(tool.input_schema or {"type": "object"})
         try:
+            budget.check_time()
             parameters = check_schema(schema)
+        except PayloadTooLarge as exc:
+            details = {**exc.details, "field": "url"}
+            raise PayloadTooLarge(f"the remote tool {tool.name!r}: {exc.message}", **details) from None
         except ValidationFailed as exc:
             raise ValidationFailed(
                 f"the remote tool {tool.name!r} has an unusable input schema: {exc.message}", field="url"
