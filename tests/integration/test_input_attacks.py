@@ -2,12 +2,15 @@
 another tenant's requests and /healthz answer while it runs.
 
 The attacks: an OpenAPI document whose $refs fan out (JSON) or whose YAML aliases multiply, a catastrophic
-`pattern` and `uniqueItems` over a large array in a tool's call, an exponential schema, an SOP transition regex.
+`pattern` and `uniqueItems` over a large array in a tool's call, an exponential schema, an SOP transition regex,
+a schema whose remote $ref would make the replica fetch a URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -132,3 +135,24 @@ async def test_sop_environment_regexes(server, keys):
         history = (await a.get("/v1/environments/sop")).json()["history"]
         assert [m["content"] for m in history][1:] == [EVIL_INPUT, "a" * 40]
         await a.delete("/v1/environments/sop")
+
+
+async def test_remote_refs_are_refused_and_never_fetched(server, keys):
+    from tests.unit.test_schema_refs import _Recorder, hostile_schemas
+
+    seen: list[str] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    trap = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    trap.daemon_threads = True
+    threading.Thread(target=trap.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{trap.server_address[1]}/latest/meta-data/"
+        for i, schema in enumerate(hostile_schemas(url)[:2]):  # a property named default, $dynamicRef
+            body = {"name": f"remote{i}", "kind": "python", "source": SOURCE, "parameters": schema}
+            response, _ = await _attack(server, keys, "POST", "/v1/tools", body)
+            assert response.status_code == 422 and response.json()["error"]["field"] == "parameters"
+            assert "local $refs" in response.json()["error"]["message"]
+    finally:
+        trap.shutdown()
+        trap.server_close()
+    assert seen == []
