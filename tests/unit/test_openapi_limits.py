@@ -14,14 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from registry import Database, KeyStore
-from sandbox.config import SandboxConfig
-from sandbox.fake import FakeBackend
-from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
-from toolserver.config import Settings
 from toolserver.errors import PayloadTooLarge, ValidationFailed
-from toolserver.nodes.local import LocalNodes
 from toolserver.tools.limits import MAX_IMPORT_OPERATIONS, ExpansionBudget
 from toolserver.tools.openapi import import_document, tools_from_openapi
 
@@ -88,33 +81,11 @@ def alias_yaml(levels: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-async def server(tmp_path):
-    settings = Settings(home=tmp_path, pool_size=0)
-    db = Database(settings.database)
-    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="n"), backend=FakeBackend("n"))
-    services = build_services(settings, db, LocalNodes({"n": manager}))
-    _, key_a = KeyStore(db).create("team-a", "a")
-    _, key_b = KeyStore(db).create("team-b", "b")
-    transport = httpx.ASGITransport(app=create_app(services))
-    clients = {
-        name: httpx.AsyncClient(
-            transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {key}"}, timeout=120
-        )
-        for name, key in (("a", key_a), ("b", key_b))
-    }
-    yield clients
-    for client in clients.values():
-        await client.aclose()
-    await manager.shutdown()
-    db.close()
-
-
-async def _while_attacking(server: dict[str, httpx.AsyncClient], body: dict[str, Any]) -> httpx.Response:
+async def _while_attacking(two_tenants: dict[str, httpx.AsyncClient], body: dict[str, Any]) -> httpx.Response:
     """Send the import as team-a; meanwhile team-b lists its tools and /healthz answers."""
     started = time.monotonic()
-    attack = asyncio.create_task(server["a"].post("/v1/tools/import/openapi", json=body))
-    others = await asyncio.gather(server["b"].get("/v1/tools"), server["b"].get("/healthz"))
+    attack = asyncio.create_task(two_tenants["a"].post("/v1/tools/import/openapi", json=body))
+    others = await asyncio.gather(two_tenants["b"].get("/v1/tools"), two_tenants["b"].get("/healthz"))
     assert [r.status_code for r in others] == [200, 200]
     response = await attack
     assert time.monotonic() - started < QUICK_S
@@ -123,24 +94,24 @@ async def _while_attacking(server: dict[str, httpx.AsyncClient], body: dict[str,
     return response
 
 
-async def test_fanout_json_document_is_refused_quickly_over_http(server):
-    response = await _while_attacking(server, {"document": fanout_document(18)})
+async def test_fanout_json_document_is_refused_quickly_over_http(two_tenants):
+    response = await _while_attacking(two_tenants, {"document": fanout_document(18)})
     assert response.status_code == 413
     assert "expand" in response.json()["error"]["message"]
-    assert (await server["a"].get("/v1/tools")).json()["tools"] == (
-        await server["b"].get("/v1/tools")
+    assert (await two_tenants["a"].get("/v1/tools")).json()["tools"] == (
+        await two_tenants["b"].get("/v1/tools")
     ).json()["tools"]  # nothing of the refused import was stored
 
 
-async def test_cyclic_fanout_cannot_use_the_memo_and_still_hits_the_cap(server):
-    response = await _while_attacking(server, {"document": fanout_document(30, cyclic=True)})
+async def test_cyclic_fanout_cannot_use_the_memo_and_still_hits_the_cap(two_tenants):
+    response = await _while_attacking(two_tenants, {"document": fanout_document(30, cyclic=True)})
     assert response.status_code == 413
 
 
-async def test_yaml_aliases_are_refused_over_http(server):
+async def test_yaml_aliases_are_refused_over_http(two_tenants):
     text = alias_yaml()
     assert len(text) < 1000
-    response = await _while_attacking(server, {"document": text})
+    response = await _while_attacking(two_tenants, {"document": text})
     assert response.status_code == 422
     assert "alias" in response.json()["error"]["message"]
 
@@ -196,18 +167,20 @@ def test_deeply_nested_documents_are_422() -> None:
         import_document(text)
 
 
-async def test_huge_integers_are_refused_before_anything_is_dumped(server):
+async def test_huge_integers_are_refused_before_anything_is_dumped(two_tenants):
     # Before: this 45 KB document (4096 copies of ten 4299-digit integers, charged 5 bytes each) took 14 s and
     # 440 MB, and froze the event loop for 4 s in one json.dumps (which holds the GIL while it converts them).
     document = number_fanout(12, int("9" * 4299))
     assert len(json.dumps(document)) < 50_000
-    response = await _while_attacking(server, {"document": document})
+    response = await _while_attacking(two_tenants, {"document": document})
     assert response.status_code == 422
     assert "digits" in response.json()["error"]["message"]
 
 
-async def test_a_fanout_of_numbers_is_charged_at_their_size(server):
-    response = await _while_attacking(server, {"document": number_fanout(12, 10**19)})  # 20 digits: allowed
+async def test_a_fanout_of_numbers_is_charged_at_their_size(two_tenants):
+    response = await _while_attacking(
+        two_tenants, {"document": number_fanout(12, 10**19)}
+    )  # 20 digits: allowed
     assert response.status_code == 413 and "expand" in response.json()["error"]["message"]
 
 

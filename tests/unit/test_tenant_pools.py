@@ -13,17 +13,9 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
-from registry import Database, KeyStore
-from sandbox.config import SandboxConfig
-from sandbox.fake import FakeBackend
-from sandbox.manager import SandboxManager
 from tests.unit.test_validation_limits import SOURCE, anyof_chain, tool
-from toolserver.app import build_services, create_app
-from toolserver.config import Settings
 from toolserver.errors import QuotaExceeded
-from toolserver.nodes.local import LocalNodes
 from toolserver.tools.limits import MAX_VALIDATIONS_PER_NAMESPACE, MAX_WAITING_VALIDATIONS, _SharedPool
 
 
@@ -66,37 +58,14 @@ async def test_cancelled_waiters_give_their_slots_back():
     assert pool._shares == {}
 
 
-@pytest.fixture
-async def server(tmp_path):
-    settings = Settings(home=tmp_path, pool_size=0)
-    db = Database(settings.database)
-    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="n"), backend=FakeBackend("n"))
-    services = build_services(settings, db, LocalNodes({"n": manager}))
-    _, key_a = KeyStore(db).create("team-a", "a")
-    _, key_b = KeyStore(db).create("team-b", "b")
-    transport = httpx.ASGITransport(app=create_app(services))
-    clients = {
-        name: httpx.AsyncClient(
-            transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {key}"}, timeout=120
-        )
-        for name, key in (("a", key_a), ("b", key_b))
-    }
-    yield clients
-    await services.environments.shutdown()
-    for client in clients.values():
-        await client.aclose()
-    await manager.shutdown()
-    db.close()
-
-
-async def test_one_tenants_flood_of_costly_calls_does_not_hold_up_another(server):
+async def test_one_tenants_flood_of_costly_calls_does_not_hold_up_another(two_tenants):
     body = {"name": "chain", "kind": "python", "source": SOURCE, "parameters": anyof_chain(30)}
-    assert (await server["a"].post("/v1/tools", json=body)).status_code == 201
+    assert (await two_tenants["a"].post("/v1/tools", json=body)).status_code == 201
     cheap = tool("cheap", {"type": "integer"})
-    assert (await server["b"].post("/v1/tools", json=cheap)).status_code == 201
+    assert (await two_tenants["b"].post("/v1/tools", json=cheap)).status_code == 201
     count = MAX_VALIDATIONS_PER_NAMESPACE + MAX_WAITING_VALIDATIONS + 3
     flood = [
-        asyncio.create_task(server["a"].post("/v1/tools/chain/call", json={"arguments": {"x": 1}}))
+        asyncio.create_task(two_tenants["a"].post("/v1/tools/chain/call", json={"arguments": {"x": 1}}))
         for _ in range(count)
     ]
     for _ in range(100):  # the refusals answer at once, once every request has reached the pool
@@ -107,12 +76,12 @@ async def test_one_tenants_flood_of_costly_calls_does_not_hold_up_another(server
     assert len(refused) == 3, [r.text for r in refused]
     for response in refused:
         assert response.status_code == 429 and response.json()["error"]["type"] == "quota_exceeded"
-    answered = await server["b"].post("/v1/tools/cheap/call", json={"arguments": {"x": "no"}})
+    answered = await two_tenants["b"].post("/v1/tools/cheap/call", json={"arguments": {"x": "no"}})
     assert answered.status_code == 422 and answered.json()["error"]["field"] == "arguments.x"
     still_waiting = [task for task in flood if not task.done()]
     assert len(still_waiting) >= MAX_WAITING_VALIDATIONS  # b answered before a's backlog, not after it
     for task in still_waiting:
         task.cancel()
     await asyncio.gather(*still_waiting, return_exceptions=True)
-    again: Any = await server["a"].post("/v1/tools/chain/call", json={"arguments": {"x": 1}})
+    again: Any = await two_tenants["a"].post("/v1/tools/chain/call", json={"arguments": {"x": 1}})
     assert again.status_code == 422  # a's slots came back: its next call is checked (and over budget)

@@ -19,14 +19,7 @@ from agent_core.environment.messages import Message
 from agent_core.environment.sop import SOPRouter
 from agent_core.errors import InvalidToolSchema, MalformedCall
 from agent_core.tools import ArgumentChecker, LocalToolExecutor, openai_tool_schema
-from registry import Database, KeyStore
-from sandbox.config import SandboxConfig
-from sandbox.fake import FakeBackend
-from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
-from toolserver.config import Settings
 from toolserver.errors import PayloadTooLarge, ValidationFailed
-from toolserver.nodes.local import LocalNodes
 from toolserver.tools.limits import MAX_UNIQUE_ITEMS
 from toolserver.tools.validation import check_schema, validate_arguments
 
@@ -55,35 +48,14 @@ def anyof_chain(depth: int) -> dict[str, Any]:
     return {"type": "object", "properties": {"x": {"$ref": "#/$defs/a0"}}, "$defs": defs}
 
 
-@pytest.fixture
-async def server(tmp_path):
-    settings = Settings(home=tmp_path, pool_size=0)
-    db = Database(settings.database)
-    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="n"), backend=FakeBackend("n"))
-    services = build_services(settings, db, LocalNodes({"n": manager}))
-    _, key_a = KeyStore(db).create("team-a", "a")
-    _, key_b = KeyStore(db).create("team-b", "b")
-    transport = httpx.ASGITransport(app=create_app(services))
-    clients = {
-        name: httpx.AsyncClient(
-            transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {key}"}, timeout=120
-        )
-        for name, key in (("a", key_a), ("b", key_b))
-    }
-    yield clients
-    await services.environments.shutdown()
-    for client in clients.values():
-        await client.aclose()
-    await manager.shutdown()
-    db.close()
-
-
-async def _attack(server: dict[str, httpx.AsyncClient], name: str, arguments: Any) -> dict[str, Any]:
+async def _attack(two_tenants: dict[str, httpx.AsyncClient], name: str, arguments: Any) -> dict[str, Any]:
     """Call team-a's tool with hostile arguments; team-b's /healthz answers before the attack does."""
     started = time.monotonic()
-    attack = asyncio.create_task(server["a"].post(f"/v1/tools/{name}/call", json={"arguments": arguments}))
+    attack = asyncio.create_task(
+        two_tenants["a"].post(f"/v1/tools/{name}/call", json={"arguments": arguments})
+    )
     await asyncio.sleep(0.05)
-    health = await server["b"].get("/healthz")
+    health = await two_tenants["b"].get("/healthz")
     assert health.status_code == 200
     response = await attack
     assert time.monotonic() - started < QUICK_S
@@ -93,36 +65,38 @@ async def _attack(server: dict[str, httpx.AsyncClient], name: str, arguments: An
     return error
 
 
-async def test_catastrophic_pattern_is_matched_in_linear_time_over_http(server):
-    registered = await server["a"].post("/v1/tools", json=tool("evil", {"type": "string", "pattern": EVIL}))
+async def test_catastrophic_pattern_is_matched_in_linear_time_over_http(two_tenants):
+    registered = await two_tenants["a"].post(
+        "/v1/tools", json=tool("evil", {"type": "string", "pattern": EVIL})
+    )
     assert registered.status_code == 201, registered.text  # RE2 runs it, so it may be registered
-    error = await _attack(server, "evil", {"x": EVIL_INPUT})
+    error = await _attack(two_tenants, "evil", {"x": EVIL_INPUT})
     assert error["field"] == "arguments.x" and "does not match" in error["message"]
 
 
-async def test_catastrophic_pattern_properties_and_additional_properties(server):
+async def test_catastrophic_pattern_properties_and_additional_properties(two_tenants):
     schema = tool("keys", {"type": "object", "patternProperties": {EVIL: {}}, "additionalProperties": False})
-    assert (await server["a"].post("/v1/tools", json=schema)).status_code == 201
-    error = await _attack(server, "keys", {"x": {EVIL_INPUT: 1}})
+    assert (await two_tenants["a"].post("/v1/tools", json=schema)).status_code == 201
+    error = await _attack(two_tenants, "keys", {"x": {EVIL_INPUT: 1}})
     assert error["field"] == f"arguments.x.{EVIL_INPUT}"
 
 
-async def test_unique_items_over_a_large_array_is_refused_quickly(server):
+async def test_unique_items_over_a_large_array_is_refused_quickly(two_tenants):
     schema = tool("uniq", {"type": "array", "uniqueItems": True})
-    assert (await server["a"].post("/v1/tools", json=schema)).status_code == 201
-    error = await _attack(server, "uniq", {"x": list(range(100_000))})
+    assert (await two_tenants["a"].post("/v1/tools", json=schema)).status_code == 201
+    error = await _attack(two_tenants, "uniq", {"x": list(range(100_000))})
     assert error["field"] == "arguments.x" and str(MAX_UNIQUE_ITEMS) in error["message"]
 
 
-async def test_exponential_schema_stops_at_its_budget_while_others_answer(server):
+async def test_exponential_schema_stops_at_its_budget_while_others_answer(two_tenants):
     body = {"name": "chain", "kind": "python", "source": SOURCE, "parameters": anyof_chain(30)}
-    assert (await server["a"].post("/v1/tools", json=body)).status_code == 201
+    assert (await two_tenants["a"].post("/v1/tools", json=body)).status_code == 201
     started = time.monotonic()
-    attack = asyncio.create_task(server["a"].post("/v1/tools/chain/call", json={"arguments": {"x": 1}}))
+    attack = asyncio.create_task(two_tenants["a"].post("/v1/tools/chain/call", json={"arguments": {"x": 1}}))
     await asyncio.sleep(0.2)
     assert not attack.done()  # the check runs on its own thread, about 2 s ...
-    health = await server["b"].get("/healthz")
-    other = await server["b"].get("/v1/tools")
+    health = await two_tenants["b"].get("/healthz")
+    other = await two_tenants["b"].get("/v1/tools")
     assert health.status_code == 200 and other.status_code == 200
     assert not attack.done()  # ... and the loop answered others meanwhile
     response = await attack
@@ -140,25 +114,25 @@ async def test_exponential_schema_stops_at_its_budget_while_others_answer(server
         ("(?:.{0,100}){10}", "pattern"),  # over the program size cap
     ],
 )
-async def test_patterns_re2_cannot_run_are_refused_at_registration(server, pattern: str, where: str):
-    response = await server["a"].post("/v1/tools", json=tool("bad", {"type": "string", where: pattern}))
+async def test_patterns_re2_cannot_run_are_refused_at_registration(two_tenants, pattern: str, where: str):
+    response = await two_tenants["a"].post("/v1/tools", json=tool("bad", {"type": "string", where: pattern}))
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "parameters.properties.x.pattern"
     keys = tool("bad", {"type": "object", "patternProperties": {pattern: {}}})
-    response = await server["a"].post("/v1/tools", json=keys)
+    response = await two_tenants["a"].post("/v1/tools", json=keys)
     assert response.json()["error"]["field"] == "parameters.properties.x.patternProperties"
 
 
-async def test_unbounded_keywords_and_huge_schemas_are_refused_at_registration(server):
+async def test_unbounded_keywords_and_huge_schemas_are_refused_at_registration(two_tenants):
     for x_schema, field in (
         ({"type": "object", "unevaluatedProperties": False}, "parameters.properties.x.unevaluatedProperties"),
         ({"type": "array", "unevaluatedItems": False}, "parameters.properties.x.unevaluatedItems"),
         ({"$schema": "http://json-schema.org/draft-07/schema#"}, "parameters.properties.x.$schema"),
     ):
-        response = await server["a"].post("/v1/tools", json=tool("bad", x_schema))
+        response = await two_tenants["a"].post("/v1/tools", json=tool("bad", x_schema))
         assert response.status_code == 422 and response.json()["error"]["field"] == field
     huge = tool("big", {"type": "string", "description": "x" * 300_000})
-    response = await server["a"].post("/v1/tools", json=huge)
+    response = await two_tenants["a"].post("/v1/tools", json=huge)
     assert response.status_code == 413 and response.json()["error"]["field"] == "parameters"
 
 
@@ -279,45 +253,49 @@ def test_sop_regex_work_is_capped_per_reply() -> None:
     assert time.monotonic() - started < QUICK_S
 
 
-async def test_sop_environment_with_a_catastrophic_regex_over_http(server):
+async def test_sop_environment_with_a_catastrophic_regex_over_http(two_tenants):
     agents = [
         {"kind": "loop", "name": "writer", "role": "writer", "llm": {"scripted": [EVIL_INPUT, "a" * 40]}},
     ]
-    bad = await server["a"].post(
+    bad = await two_tenants["a"].post(
         "/v1/environments", json={"name": "bad", "agents": agents, "router": {"kind": "sop", **sop(r"(a)\1")}}
     )
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "router.states.draft.transitions[0].when.regex"
-    created = await server["a"].post(
+    created = await two_tenants["a"].post(
         "/v1/environments", json={"name": "sop", "agents": agents, "router": {"kind": "sop", **sop(EVIL)}}
     )
     assert created.status_code == 201, created.text
-    posted = await server["a"].post(
+    posted = await two_tenants["a"].post(
         "/v1/environments/sop/messages", json={"content": "write", "recipients": ["writer"]}
     )
     assert posted.status_code == 201
     started = time.monotonic()
-    stepped = await server["a"].post("/v1/environments/sop/step", json={"steps": 4})
+    stepped = await two_tenants["a"].post("/v1/environments/sop/step", json={"steps": 4})
     assert stepped.status_code == 200 and time.monotonic() - started < QUICK_S
-    described = (await server["a"].get("/v1/environments/sop")).json()
+    described = (await two_tenants["a"].get("/v1/environments/sop")).json()
     assert [m["content"] for m in described["history"]][1:] == [EVIL_INPUT, "a" * 40]
 
 
-async def test_format_regex_arguments_are_compiled_by_re2_never_by_re(server):
+async def test_format_regex_arguments_are_compiled_by_re2_never_by_re(two_tenants):
     # Before: jsonschema's `regex` format check ran re.compile on the argument: 1.25 s per distinct 1 MB
     # pattern, and `re` kept the last 512 of them (about 17.5 MB each).
-    registered = await server["a"].post("/v1/tools", json=tool("fmt", {"type": "string", "format": "regex"}))
+    registered = await two_tenants["a"].post(
+        "/v1/tools", json=tool("fmt", {"type": "string", "format": "regex"})
+    )
     assert registered.status_code == 201, registered.text
     re.purge()
     for i in range(4):
-        error = await _attack(server, "fmt", {"x": f"(x{i})" + "a" * 900_000})
+        error = await _attack(two_tenants, "fmt", {"x": f"(x{i})" + "a" * 900_000})
         assert error["field"] == "arguments.x"
     assert not any(len(key[1]) > 4096 for key in list(re._cache))  # type: ignore[attr-defined]
-    assert (await server["a"].post("/v1/tools/fmt/call", json={"arguments": {"x": "(a"}})).status_code == 422
     assert (
-        await server["a"].post("/v1/tools/fmt/call", json={"arguments": {"x": r"(a)\1"}})
+        await two_tenants["a"].post("/v1/tools/fmt/call", json={"arguments": {"x": "(a"}})
     ).status_code == 422
-    fine = await server["a"].post("/v1/tools/fmt/call", json={"arguments": {"x": "^[a-z]+$"}})
+    assert (
+        await two_tenants["a"].post("/v1/tools/fmt/call", json={"arguments": {"x": r"(a)\1"}})
+    ).status_code == 422
+    fine = await two_tenants["a"].post("/v1/tools/fmt/call", json={"arguments": {"x": "^[a-z]+$"}})
     assert fine.status_code == 200, fine.text
 
 
