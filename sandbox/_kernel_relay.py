@@ -7,8 +7,8 @@ what the kernel sends (never the content) and cuts the connection when a message
 `max_message` bytes or `max_parts` frames; libzmq behind it sees only bounded messages.
 
 The relay listens where the sandbox can reach it (the kernel connects) and joins one connection at a
-time to the host's socket, which listens in the private directory; the newest connection wins, and
-connections are accepted at a bounded rate, so connecting in a loop costs the host little.
+time to the host's socket, which listens in the private directory; the newest connection wins, connections
+are accepted at a bounded rate, and past `MAX_CONNECTIONS` in one kernel's life the kernel is replaced.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import socket
 import stat
 from collections.abc import Callable
 
-__all__ = ["KernelRelay", "ProtocolBreach"]
+__all__ = ["MAX_CONNECTIONS", "KernelRelay", "ProtocolBreach"]
 
 _GREETING = 64
 _NULL_MECHANISM = b"NULL".ljust(20, b"\x00")
@@ -28,6 +28,10 @@ _MAX_COMMAND = 64 * 1024  # READY, PING and the like are a few hundred bytes
 _MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
 _CHUNK = 256 * 1024
 _ACCEPT_INTERVAL_S = 0.05  # at most 20 new connections a second per relay
+# Connections one relay takes in its life (one kernel's): the kernel's own and a reconnect. libzmq keeps the
+# messages of a closed connection queued until they are read (RCVHWM counts per connection), so every
+# further connection could leave another full queue on the host.
+MAX_CONNECTIONS = 2
 
 
 class ProtocolBreach(Exception):
@@ -46,6 +50,7 @@ class _FrameMeter:
         self._skip = 0
         self._message = 0
         self._parts = 0
+        self._commands = 0
 
     def feed(self, data: bytes) -> None:
         i, end = 0, len(data)
@@ -58,8 +63,7 @@ class _FrameMeter:
                 step = min(_GREETING - len(self._greeting), end - i)
                 self._greeting += data[i : i + step]
                 i += step
-                if len(self._greeting) == _GREETING:
-                    self._check_greeting()
+                self._check_greeting()
             elif self._flags is None:
                 self._flags = data[i]
                 i += 1
@@ -74,10 +78,12 @@ class _FrameMeter:
                     self._frame(self._flags, int.from_bytes(self._size, "big"))
 
     def _check_greeting(self) -> None:
+        # As far as it has arrived: libzmq picks the protocol version from bytes 0, 9 and 10 and would
+        # parse what follows by an older framing, so no byte goes on before the ones that decide it.
         g = self._greeting
-        if g[0] != 0xFF or not g[9] & 0x01 or g[10] < 3:
+        if g[0] != 0xFF or (len(g) > 9 and not g[9] & 0x01) or (len(g) > 10 and g[10] < 3):
             raise ProtocolBreach("the peer does not speak ZMTP 3")
-        if bytes(g[12:32]) != _NULL_MECHANISM:
+        if len(g) >= 32 and bytes(g[12:32]) != _NULL_MECHANISM:
             raise ProtocolBreach("the peer asked for a security mechanism other than NULL")
 
     def _frame(self, flags: int, size: int) -> None:
@@ -86,6 +92,11 @@ class _FrameMeter:
         if flags & _COMMAND:
             if flags & _MORE or size > _MAX_COMMAND:
                 raise ProtocolBreach(f"a ZMTP command of {size} bytes")
+            self._commands += 1
+            if self._commands > 1:
+                # READY is the only command a kernel sends (ipykernel sets no ZMTP heartbeat); anything
+                # after it, such as a flood of PINGs, would only cost the host's event loop.
+                raise ProtocolBreach("a ZMTP command after READY")
         else:
             self._message += size
             self._parts += 1
@@ -161,8 +172,15 @@ class KernelRelay:
 
     async def _serve(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        accepted = 0
         while True:
             conn, _ = await loop.sock_accept(listener)
+            accepted += 1
+            if accepted > MAX_CONNECTIONS:
+                conn.close()
+                self._on_breach(f"more than {MAX_CONNECTIONS} connections to one kernel socket")
+                await self._stop_listening()
+                return
             if self._joined is not None:  # the newest connection wins: a restarted kernel always gets in
                 self._joined.cancel()
                 with contextlib.suppress(BaseException):
@@ -195,6 +213,10 @@ class KernelRelay:
                     await self._stop_listening()
         except OSError:
             pass
+        except asyncio.CancelledError:
+            for writer in writers:
+                writer.transport.abort()  # a peer that never reads must not keep the descriptor open
+            raise
         finally:
             if not writers:
                 conn.close()
