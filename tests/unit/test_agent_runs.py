@@ -152,15 +152,16 @@ async def test_ask_human_called_directly_is_202_and_long_polls(env):
 async def test_nobody_answers_continue_or_fail(env):
     a, _, scheduler, _ = env
     ask = [{"tool_calls": [{"name": "ask_human", "arguments": {"question": "anyone?"}}]}, "went ahead alone"]
-    await a.post("/v1/agents", json=_agent("patient", ask, human_timeout_s=0.3))
-    await a.post("/v1/agents", json=_agent("strict", ask, human_timeout_s=0.3, on_human_timeout="fail"))
+    # Long enough that both runs are seen waiting on a loaded machine before either deadline passes.
+    await a.post("/v1/agents", json=_agent("patient", ask, human_timeout_s=2.0))
+    await a.post("/v1/agents", json=_agent("strict", ask, human_timeout_s=2.0, on_human_timeout="fail"))
     patient = (await a.post("/v1/runs", json={"agent": "patient", "task": "t"})).json()["id"]
     strict = (await a.post("/v1/runs", json={"agent": "strict", "task": "t"})).json()["id"]
     await _wait_status(a, patient, "waiting_human", scheduler)
     await _wait_status(a, strict, "waiting_human", scheduler)
     # Block the event loop past both deadlines, so both timers fire late, together: each must
     # expire only its own request.
-    time.sleep(0.7)
+    time.sleep(2.5)
     run = await _wait_status(a, patient, "succeeded", scheduler)
     assert run["result"] == "went ahead alone"
     answers = [
