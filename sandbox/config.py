@@ -39,7 +39,9 @@ class SandboxConfig:
     instance_id: str = "default"
     node_id: str = "local"
     uid: int = 1000
-    allow_network: bool = True  # whether sessions may ask for network="bridge"
+    allow_network: bool = (
+        False  # whether sessions may ask for network="bridge" (TOOLSERVER_ALLOW_OPEN_NETWORK)
+    )
     ready_timeout_s: float = 45.0  # a kernel on a loaded 2-core machine can take ~20 s; a wait beats a 503
     default_ttl_s: float = 3600.0
     max_ttl_s: float = 7 * 24 * 3600.0
@@ -63,4 +65,8 @@ class SandboxConfig:
         if spec.network not in ("none", "bridge"):
             raise UserError("network must be 'none' or 'bridge'", field="network")
         if spec.network != "none" and not self.allow_network:
-            raise LimitsExceeded("this server does not allow network access for sandboxes", field="network")
+            raise LimitsExceeded(
+                "this server does not open the network to sandboxes (the operator may, with"
+                " TOOLSERVER_ALLOW_OPEN_NETWORK)",
+                field="network",
+            )

@@ -46,6 +46,9 @@ __all__ = ["DockerBackend", "DockerSandbox"]
 log = logging.getLogger(__name__)
 
 _GUEST_DIR = "/sbx"
+OPEN_NETWORK = "toolserver-open"
+"""The Docker network of sessions with network "bridge": a bridge of its own, with inter-container traffic off."""
+_NO_ICC = {"com.docker.network.bridge.enable_icc": "false"}
 _META_FILE = "meta.json"
 
 
@@ -357,7 +360,7 @@ class DockerBackend(SandboxBackend):
             owner=str(meta.get("owner", labels.get(_labels.OWNER, ""))),
             image=container.attrs.get("Config", {}).get("Image", self.config.image),
             node_id=self.config.node_id,
-            network="bridge" if host_config.get("NetworkMode") == "bridge" else "none",
+            network="none" if host_config.get("NetworkMode") in ("none", "", None) else "bridge",
             limits=limits,
             created_at=float(meta.get("created_at", time.time())),
         )
@@ -418,7 +421,7 @@ class DockerBackend(SandboxBackend):
                     pooled=pooled,
                 ),
                 user=f"{self.config.uid}:{self.config.uid}",
-                network_mode=info.network,
+                network_mode=self._network_mode(info.network),
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 read_only=True,
@@ -441,6 +444,29 @@ class DockerBackend(SandboxBackend):
             raise missing from None
         container.start()
         return container
+
+    def _network_mode(self, network: str) -> str:
+        """`none`, or the open network (made on first use; one with other options is refused, not used)."""
+        if network == "none":
+            return "none"
+        import docker.errors
+
+        try:
+            existing = self.client.networks.get(OPEN_NETWORK)
+        except docker.errors.NotFound:
+            try:
+                self.client.networks.create(OPEN_NETWORK, driver="bridge", options=_NO_ICC)
+            except docker.errors.APIError as exc:
+                if "already exists" not in str(exc):
+                    raise
+            existing = self.client.networks.get(OPEN_NETWORK)
+        options = existing.attrs.get("Options") or {}
+        if existing.attrs.get("Driver") != "bridge" or any(options.get(k) != v for k, v in _NO_ICC.items()):
+            raise SandboxUnavailable(
+                f"the Docker network {OPEN_NETWORK!r} exists without inter-container traffic off; remove it"
+                " (docker network rm) and the server makes it again"
+            )
+        return OPEN_NETWORK
 
     def _owned_containers(self, adopt_from: set[str]) -> builtins.list[Any]:
         nodes = {self.config.node_id, *adopt_from}

@@ -53,7 +53,11 @@ class Settings(BaseSettings):
     max_cpus: float = 4.0
     max_pids: int = 4096
     max_disk_mb: int = 8192
-    allow_network: bool = True
+    allow_open_network: bool = Field(
+        False,
+        description='may a session ask for network: "bridge" (unfiltered, on a network without inter-container'
+        " traffic)",
+    )
     session_ttl_s: float = 3600.0
     max_sessions_per_namespace: int = Field(
         32, ge=0, description="live sessions a namespace may hold (0: no cap)"
@@ -142,6 +146,6 @@ class Settings(BaseSettings):
             max_code_bytes=self.max_code_kb * 1024,
             instance_id=instance_id,
             node_id=node_id,
-            allow_network=self.allow_network,
+            allow_network=self.allow_open_network,
             default_ttl_s=self.session_ttl_s,
         )

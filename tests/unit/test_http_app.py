@@ -230,3 +230,11 @@ async def test_a_session_cannot_name_an_image_the_operator_did_not_list(server):
         assert refused.json()["error"]["field"] == "image"
     assert (await server["a"].get("/v1/sessions")).json()["sessions"] == []
     assert (await server["b"].post("/v1/sessions", json={})).status_code == 201
+
+
+async def test_an_open_network_is_refused_unless_the_operator_allows_it(server):
+    refused = await server["a"].post("/v1/sessions", json={"network": "bridge"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["field"] == "network"
+    assert "TOOLSERVER_ALLOW_OPEN_NETWORK" in refused.json()["error"]["message"]
+    assert (await server["b"].post("/v1/sessions", json={})).status_code == 201
