@@ -12,7 +12,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import docker
@@ -20,9 +20,10 @@ import pytest
 import pytest_asyncio
 
 from sandbox import _hostdirs, _labels
-from sandbox.base import Limits, PythonResult, SandboxSpec, ShellResult
+from sandbox.base import Limits, SandboxSpec
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend, DockerSandbox
+from tests.integration.test_sandbox_security import bounded, py, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -88,21 +89,6 @@ async def pair(docker_engine: docker.DockerClient, sandbox_image: str) -> AsyncI
         instance_dir = os.path.join(config.runtime_dir, config.instance_id)
         if os.path.isdir(instance_dir):
             os.rmdir(instance_dir)
-
-
-async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
-    try:
-        return await asyncio.wait_for(awaitable, seconds)
-    except asyncio.TimeoutError:
-        pytest.fail(f"no answer within {seconds:g} s")
-
-
-async def sh(sandbox: DockerSandbox, command: str, timeout_s: float = 20.0) -> ShellResult:
-    return await bounded(sandbox.shell(command, timeout_s=timeout_s), timeout_s + 30)
-
-
-async def py(sandbox: DockerSandbox, code: str, timeout_s: float = 20.0) -> PythonResult:
-    return await bounded(sandbox.python(code, timeout_s=timeout_s), timeout_s + 60)
 
 
 def rss_kb() -> int:

@@ -4,39 +4,12 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
-
-from registry import Database, KeyStore
-from sandbox.config import SandboxConfig
-from sandbox.fake import FakeBackend
-from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
-from toolserver.config import Settings
-from toolserver.nodes.local import LocalNodes
 
 
 @pytest.fixture
-async def clients(tmp_path):
-    settings = Settings(home=tmp_path, pool_size=0)
-    db = Database(settings.database)
-    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="n"), backend=FakeBackend("n"))
-    services = build_services(settings, db, LocalNodes({"n": manager}))
-    _, key_a = KeyStore(db).create("team-a", "a")
-    _, key_b = KeyStore(db).create("team-b", "b")
-    transport = httpx.ASGITransport(app=create_app(services))
-    a = httpx.AsyncClient(
-        transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {key_a}"}
-    )
-    b = httpx.AsyncClient(
-        transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {key_b}"}
-    )
-    yield a, b
-    await services.environments.shutdown()
-    await a.aclose()
-    await b.aclose()
-    await manager.shutdown()
-    db.close()
+def clients(two_tenants):
+    return two_tenants["a"], two_tenants["b"]
 
 
 PIPELINE = {
