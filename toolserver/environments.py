@@ -83,6 +83,7 @@ class EnvironmentManager:
         self._restarted: dict[tuple[str, str, str], float] = {}
         self._db: Database | None = None
         self._sql_store: SqlEnvironmentStore | None = None
+        self._store_opening = asyncio.Lock()
         self._envs: dict[tuple[str, str], _Environment] = {}
         self._busy: dict[tuple[str, str], int] = {}  # being created or removed: their agent counts
         self._changed = Wakeups()  # followers of an environment's events, held only while they wait
@@ -284,11 +285,12 @@ class EnvironmentManager:
 
     async def _store(self) -> SqlEnvironmentStore:
         if self._sql_store is None:
-            if self._db is None:
-                self._db = await asyncio.to_thread(Database, self.database_url)
-            store = await asyncio.to_thread(SqlEnvironmentStore, self._db)
-            self._sql_store = store
-            return store
+            # Concurrent first calls open one database: two schema checks at once lock SQLite.
+            async with self._store_opening:
+                if self._sql_store is None:
+                    if self._db is None:
+                        self._db = await asyncio.to_thread(Database, self.database_url)
+                    self._sql_store = await asyncio.to_thread(SqlEnvironmentStore, self._db)
         return self._sql_store
 
     async def _forget(self, namespace: str, name: str) -> None:
