@@ -1,4 +1,4 @@
-"""Errors of the agent core, placed in the project's tree (`toolserver.errors`).
+"""Errors of the agent core, placed in the project's tree (`foundation.errors`).
 
     AgentError                          root of what agent_core raises on purpose
     ├── LLMError            (RuntimeFailure)   the model endpoint failed; `status_code`, `retryable`
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolserver.errors import Conflict, RuntimeFailure, ToolServerError, UserError, ValidationFailed
+from foundation.errors import Conflict, RuntimeFailure, ToolServerError, UserError, ValidationFailed
 
 __all__ = [
     "AgentError",

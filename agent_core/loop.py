@@ -19,7 +19,7 @@ from agent_core.errors import (
 from agent_core.llm.base import AssistantTurn, LLMClient, Message, ToolCall, Usage
 from agent_core.state import CheckpointHandler, PendingCall, RunState, StepHandler, StepKind
 from agent_core.tools import ArgumentChecker, ToolExecutor, ToolOutcome
-from toolserver.errors import ToolServerError
+from foundation.errors import ToolServerError
 
 __all__ = ["AgentLoop"]
 

@@ -27,15 +27,15 @@ import jsonschema.validators
 from referencing.exceptions import Unresolvable
 
 from agent_core.errors import InvalidToolSchema, MalformedCall
-from toolserver.errors import ValidationFailed
-from toolserver.tools.bounded_schema import (
+from foundation.errors import ValidationFailed
+from foundation.schema.bounded import (
     NO_RETRIEVAL,
     bounded_validator,
     check_schema_cost,
     validation_budget,
 )
-from toolserver.tools.format_checks import FORMAT_CHECKER
-from toolserver.tools.validation import MAX_ARGUMENT_BYTES, MAX_CACHED_SCHEMA_BYTES, ValidatorCache
+from foundation.schema.formats import FORMAT_CHECKER
+from foundation.schema.validation import MAX_ARGUMENT_BYTES, MAX_CACHED_SCHEMA_BYTES, ValidatorCache
 
 __all__ = [
     "ASK_HUMAN_PARAMETERS",

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from bench._stats import percentiles, print_table
-from toolserver.ingress import haproxy_binary, haproxy_env
+from toolserver.serve.ingress import haproxy_binary, haproxy_env
 
 TARGET_OVERHEAD_MS = 3.0
 TARGET_RPS = 1000.0
@@ -475,15 +475,15 @@ async def bench_in_process(
     args: argparse.Namespace, workloads: list[str], rows: list[Row], parts: list[Row]
 ) -> References:
     """The 'func' and 'asgi' layers, and the parts of one tool call; returns reference p50s by workload."""
+    from foundation.schema.validation import validate_arguments
     from registry import Database, KeyStore
     from sandbox.config import SandboxConfig
     from sandbox.fake import FakeBackend
     from sandbox.manager import SandboxManager
-    from toolserver.app import build_services, create_app
     from toolserver.config import Settings
     from toolserver.examples.deployment_tools import word_count
+    from toolserver.http.app import build_services, create_app
     from toolserver.nodes.local import LocalNodes
-    from toolserver.tools.validation import validate_arguments
 
     references: References = {}
     wc = Row("func", "word_count() plain call", None, _time_sync(lambda: word_count(TEXT), 20000))

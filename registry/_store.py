@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from foundation.errors import NotFound
 from registry.errors import WriteConflict
-from toolserver.errors import NotFound
 
 T = TypeVar("T")
 

@@ -9,11 +9,11 @@ from typing import Any, Literal, get_args
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from foundation.errors import Conflict
 from registry._store import UNSET, Unset, not_found, retry_write_conflicts
 from registry.db import Database
 from registry.errors import WriteConflict
 from registry.models import AgentRecord, HumanRequest, RunRecord, StepRecord
-from toolserver.errors import Conflict
 
 __all__ = ["AgentStore", "HumanRequestStatus", "HumanRequestStore", "RunStatus", "RunStore"]
 

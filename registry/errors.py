@@ -1,18 +1,18 @@
 """Errors of the registry layer.
 
-    RuntimeFailure (toolserver.errors)
+    RuntimeFailure (foundation.errors)
     └── RegistryError               the database failed or holds something this code cannot use
         ├── SchemaTooNew            the database was written by a newer toolserver
         └── RegistryUnavailable     the database cannot be reached or stayed locked (also an Unavailable)
-    Conflict (toolserver.errors)
+    Conflict (foundation.errors)
     └── WriteConflict               a write hit a unique constraint (a duplicate or a concurrent writer)
 
-Missing rows raise `toolserver.errors.NotFound`, duplicates `toolserver.errors.Conflict`.
+Missing rows raise `foundation.errors.NotFound`, duplicates `foundation.errors.Conflict`.
 """
 
 from __future__ import annotations
 
-from toolserver.errors import Conflict, RuntimeFailure, Unavailable
+from foundation.errors import Conflict, RuntimeFailure, Unavailable
 
 __all__ = ["RegistryError", "RegistryUnavailable", "SchemaTooNew", "WriteConflict"]
 

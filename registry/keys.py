@@ -1,7 +1,7 @@
 """API keys: create, verify, revoke. Only the sha256 of a secret is stored.
 
 Revocation across processes: a process may accept a key it verified for at most `KEY_TRUST_S` without asking
-the registry again (toolserver.auth caches verifications that long), and `KeyStore.revoke` returns only once
+the registry again (toolserver.http.auth caches verifications that long), and `KeyStore.revoke` returns only once
 that time has passed since the revocation was committed. So when a revoke has returned, no replica, on this
 machine or another, accepts the key; nothing has to reach every process, and no request pays a registry read.
 """
@@ -17,11 +17,11 @@ import time
 
 from sqlmodel import col, select
 
+from foundation.errors import Conflict, ValidationFailed
 from registry._store import not_found
 from registry.db import Database
 from registry.errors import WriteConflict
 from registry.models import ApiKey
-from toolserver.errors import Conflict, ValidationFailed
 
 __all__ = ["KEY_PREFIX", "KEY_TRUST_S", "KeyStore", "hash_secret"]
 

@@ -8,11 +8,11 @@ from typing import Any, Literal, get_args
 
 from sqlmodel import Session, col, select
 
+from foundation.errors import Conflict
 from registry._store import not_found
 from registry.db import Database
 from registry.errors import WriteConflict
 from registry.models import SessionRecord
-from toolserver.errors import Conflict
 
 __all__ = ["LIVE_SESSION_STATUSES", "SessionStatus", "SessionStore"]
 

@@ -8,11 +8,11 @@ from collections.abc import Iterable
 
 from sqlmodel import col, select
 
+from foundation.errors import Conflict
 from registry._store import not_found, retry_write_conflicts
 from registry.db import Database
 from registry.models import SHARED_NAMESPACE, Secret
 from registry.secretbox import SecretBox, SecretUnreadable
-from toolserver.errors import Conflict
 
 __all__ = ["SecretStore"]
 

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from foundation.errors import Conflict
 from registry._store import not_found, retry_write_conflicts
 from registry.db import Database
 from registry.models import SHARED_NAMESPACE, Tool
-from toolserver.errors import Conflict
 
 __all__ = ["ToolStore"]
 

@@ -6,10 +6,10 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
+from foundation.errors import UserError
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
 from sandbox.base import Limits, SandboxSpec
 from sandbox.errors import ImageNotAllowed, LimitsExceeded
-from toolserver.errors import UserError
 
 __all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Any
 
+from foundation.errors import PayloadTooLarge, UserError
 from sandbox import _hostdirs, _labels
 from sandbox._guest_client import GuestClient
 from sandbox._ids import new_session_id
@@ -39,7 +40,6 @@ from sandbox.errors import (
     SandboxNotFound,
     SandboxUnavailable,
 )
-from toolserver.errors import PayloadTooLarge, UserError
 
 __all__ = ["DockerBackend", "DockerSandbox"]
 

@@ -1,8 +1,8 @@
-"""Errors of the sandbox layer; each maps to an HTTP status through `toolserver.errors`."""
+"""Errors of the sandbox layer; each maps to an HTTP status through `foundation.errors`."""
 
 from __future__ import annotations
 
-from toolserver.errors import NotFound, PayloadTooLarge, RuntimeFailure, Unavailable, UserError
+from foundation.errors import NotFound, PayloadTooLarge, RuntimeFailure, Unavailable, UserError
 
 __all__ = [
     "FileTooLarge",

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from foundation.errors import UserError
 from sandbox.base import (
     FileEntry,
     PythonResult,
@@ -21,7 +22,6 @@ from sandbox.base import (
 from sandbox.config import SandboxConfig
 from sandbox.errors import SandboxNotFound, SandboxUnavailable
 from sandbox.pool import SandboxPool
-from toolserver.errors import UserError
 
 __all__ = ["SandboxManager"]
 

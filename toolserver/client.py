@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from toolserver.errors import ToolServerError
+from foundation.errors import ToolServerError
 
 __all__ = ["ApiError", "AsyncClient", "Client", "Endpoints"]
 

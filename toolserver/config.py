@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.base import Limits
 from sandbox.config import DEFAULT_IMAGE, SandboxConfig
-from toolserver.egress import EgressPolicy
+from toolserver.outbound.egress import EgressPolicy
 
 if TYPE_CHECKING:
     from toolserver.runs.llm import LLMPolicy

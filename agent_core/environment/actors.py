@@ -25,8 +25,8 @@ from agent_core.environment.hub import DEFAULT_INBOX_LIMIT, Hub
 from agent_core.environment.messages import Message
 from agent_core.environment.registry import AgentInfo
 from agent_core.tools import ToolOutcome
-from toolserver.actor_client import call_actor
-from toolserver.errors import NotFound, Unavailable, ValidationFailed
+from foundation.actors import call_actor
+from foundation.errors import NotFound, Unavailable, ValidationFailed
 
 __all__ = [
     "AGENT_ACTOR_MEMORY",

@@ -21,7 +21,7 @@ from agent_core.llm.openai import OpenAICompatibleClient
 from agent_core.llm.scripted import ScriptedModel, calls
 from agent_core.loop import AgentLoop
 from agent_core.tools import LocalToolExecutor, ToolExecutor
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 
 __all__ = [
     "AGENT_KINDS",
@@ -184,8 +184,8 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
         return OpenAICompatibleClient(**options, api_key=os.environ.get(env) if env else None)
     if not isinstance(server, Mapping):
         raise ValidationFailed("llm settings are not valid", field=f"config.llm.{SERVER_EGRESS}")
-    from toolserver.egress import EgressPolicy
-    from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES
+    from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES
+    from toolserver.outbound.egress import EgressPolicy
     from toolserver.runs.llm import LLMPolicy, tenant_llm
 
     policy = LLMPolicy(

@@ -18,7 +18,7 @@ from agent_core.environment.base import EnvironmentAgent, HubAPI
 from agent_core.environment.errors import AgentFailed, InboxFull
 from agent_core.environment.messages import DEFAULT_TOPIC, Message
 from agent_core.environment.routing import RouteFunction, Router, make_router
-from toolserver.errors import ToolServerError
+from foundation.errors import ToolServerError
 
 __all__ = ["StepResult", "TaskCenter"]
 

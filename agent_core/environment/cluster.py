@@ -35,7 +35,7 @@ from agent_core.environment.hub import DEFAULT_INBOX_LIMIT
 from agent_core.environment.placement import Placement, choose_node
 from agent_core.environment.registry import AgentInfo
 from agent_core.environment.store import SqlEnvironmentStore
-from toolserver.actor_client import call_actor
+from foundation.actors import call_actor
 
 __all__ = ["AGENT_START_TIMEOUT_S", "RayEnvironment", "alive_nodes"]
 

@@ -1,4 +1,4 @@
-"""Errors of the multi-agent environment, placed in the project's tree (`toolserver.errors`).
+"""Errors of the multi-agent environment, placed in the project's tree (`foundation.errors`).
 
     AgentError (agent_core.errors)
     └── EnvError                              root of what the environment raises on purpose
@@ -10,7 +10,7 @@
         ├── NoLivingNode       (Unavailable)  no alive Ray node can take an agent
         └── NoRoomForAgent     (Unavailable)  the chosen node has no resources left for another agent actor
 
-Bad messages and bad router or SOP specs raise `toolserver.errors.ValidationFailed` with the failing
+Bad messages and bad router or SOP specs raise `foundation.errors.ValidationFailed` with the failing
 `field`; an oversized content `PayloadTooLarge`. All errors are picklable (they cross Ray actors).
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent_core.errors import AgentError
-from toolserver.errors import Conflict, NotFound, RuntimeFailure, Unavailable, UserError
+from foundation.errors import Conflict, NotFound, RuntimeFailure, Unavailable, UserError
 
 __all__ = [
     "AgentExists",

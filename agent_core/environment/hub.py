@@ -21,7 +21,7 @@ from agent_core.environment.errors import InboxFull
 from agent_core.environment.messages import Message, check_name, check_topic
 from agent_core.environment.registry import AgentInfo, AgentRegistry
 from agent_core.environment.store import EnvironmentStore, InMemoryEnvironmentStore
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 
 __all__ = ["DEFAULT_INBOX_LIMIT", "Hub"]
 

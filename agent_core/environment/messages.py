@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from toolserver.errors import PayloadTooLarge, ValidationFailed
+from foundation.errors import PayloadTooLarge, ValidationFailed
 
 __all__ = [
     "DEFAULT_TOPIC",

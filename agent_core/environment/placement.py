@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from agent_core.environment.errors import NoLivingNode
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 
 __all__ = ["Placement", "PlacementPolicy", "choose_node"]
 

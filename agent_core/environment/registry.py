@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 
 from agent_core.environment.errors import AgentExists, InvalidTransition, UnknownAgent
 from agent_core.environment.messages import check_name
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 
 __all__ = ["AGENT_STATUSES", "TRANSITIONS", "AgentInfo", "AgentRegistry", "AgentStatus"]
 

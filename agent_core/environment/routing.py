@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from agent_core.environment.messages import Message, check_name
 from agent_core.environment.registry import AgentInfo
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 
 __all__ = [
     "BroadcastRouter",

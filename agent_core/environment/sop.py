@@ -29,9 +29,9 @@ from typing import Any
 from agent_core.environment.messages import Message, check_name
 from agent_core.environment.registry import AgentInfo
 from agent_core.environment.routing import Router, _known
-from toolserver.errors import ValidationFailed
-from toolserver.tools.limits import MAX_REGEX_WORK
-from toolserver.tools.linear_regex import LinearPattern, RegexBudget, RegexBudgetExceeded, compile_linear
+from foundation.errors import ValidationFailed
+from foundation.schema.limits import MAX_REGEX_WORK
+from foundation.schema.regex import LinearPattern, RegexBudget, RegexBudgetExceeded, compile_linear
 
 __all__ = ["SOPCondition", "SOPRouter", "SOPState", "SOPTransition", "linear_sop"]
 

@@ -12,7 +12,7 @@ import asyncio
 from typing import Any, Protocol
 
 from agent_core.memory.base import Embedder, MemoryItem, MemoryStore
-from toolserver.errors import Unavailable
+from foundation.errors import Unavailable
 
 __all__ = [
     "MEMORY_ACTOR_NAME",
@@ -131,7 +131,7 @@ class RayMemoryClient:
         return result
 
     async def _call(self, method: str, *args: Any) -> Any:
-        from toolserver.actor_client import call_actor
+        from foundation.actors import call_actor
 
         return await call_actor(self._handle.call.remote(method, *args), "the memory service")
 

@@ -39,9 +39,9 @@ from agent_core.memory.base import (
     check_text,
     query_terms,
 )
+from foundation.errors import NotFound, RuntimeFailure, ToolServerError
 from registry import Database
 from registry.db import translate_errors
-from toolserver.errors import NotFound, RuntimeFailure, ToolServerError
 
 __all__ = ["MEMORY_TABLE", "MemoryRecord", "SqlMemoryStore"]
 

@@ -16,7 +16,7 @@ from agent_core.llm.base import AssistantTurn, LLMClient, Message, Usage
 from agent_core.loop import AgentLoop
 from agent_core.state import CheckpointHandler, PendingCall, RunState, Step, StepHandler, StepKind
 from agent_core.tools import ArgumentChecker, ToolExecutor
-from toolserver.errors import ToolServerError
+from foundation.errors import ToolServerError
 
 __all__ = [
     "CritiqueMemory",

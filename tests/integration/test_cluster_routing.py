@@ -32,16 +32,16 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from foundation.errors import NotFound, Unavailable
 from registry import Database, KeyStore
 from sandbox import _hostdirs, _labels
 from sandbox.base import SandboxSpec
 from sandbox.config import SandboxConfig
-from toolserver.api_models import SessionCreate
-from toolserver.app import Services, build_services
 from toolserver.config import Settings
-from toolserver.errors import NotFound, Unavailable
+from toolserver.http.app import Services, build_services
+from toolserver.http.models import SessionCreate
+from toolserver.http.routes.system import healthz
 from toolserver.nodes.ray_actors import RAY_NAMESPACE, RayNodes, start_node_actors, stop_node_actors
-from toolserver.routes.system import healthz
 from toolserver.service.principal import Principal
 
 from .serverproc import free_port
@@ -286,9 +286,9 @@ async def _serve_ingress_on_node_a(env: Env) -> AsyncIterator[str]:
     from ray import serve
 
     from agent_core.memory import start_memory_actor
-    from toolserver.environments import start_center
     from toolserver.runs.ray_actor import start_scheduler
-    from toolserver.serve_app import ToolServerIngress, stop_server
+    from toolserver.serve.app import ToolServerIngress, stop_server
+    from toolserver.service.environments import start_center
 
     port = free_port()
     env_vars = {
@@ -442,7 +442,7 @@ async def test_sessions_nobody_calls_on_a_lost_node_are_marked_lost(env: Env) ->
     store = env.services.sessions.store
     assert (await asyncio.to_thread(store.get, TEAM.namespace, env.idle_on_b)).status == "running"
 
-    from toolserver.serve_app import mark_sessions_of_lost_nodes
+    from toolserver.serve.app import mark_sessions_of_lost_nodes
 
     assert await asyncio.to_thread(mark_sessions_of_lost_nodes, env.settings) == [env.idle_on_b]
     assert (await asyncio.to_thread(store.get, TEAM.namespace, env.idle_on_b)).status == "lost"

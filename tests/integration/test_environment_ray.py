@@ -247,7 +247,7 @@ async def test_lost_node_agent_is_detected_and_restarted_elsewhere(cluster: dict
 
 async def test_the_server_watchdog_restarts_an_agent_whose_node_died(cluster: dict[str, Any]) -> None:
     """The server's environment manager notices the dead agent by itself and restarts it elsewhere."""
-    from toolserver.environments import EnvironmentManager
+    from toolserver.service.environments import EnvironmentManager
 
     node_c = cluster["cluster"].add_node(num_cpus=1, resources={"node_c": 1})
     cluster["cluster"].wait_for_nodes()

@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.serverproc import ServerProcess
 from toolserver.client import Client
-from toolserver.ingress import haproxy_binary, haproxy_state_dir
+from toolserver.serve.ingress import haproxy_binary, haproxy_state_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
 

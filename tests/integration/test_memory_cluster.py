@@ -21,7 +21,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from agent_core.memory import MemoryItem, memory_client, start_memory_actor, stop_memory_actor
-from toolserver.errors import NotFound, Unavailable, ValidationFailed
+from foundation.errors import NotFound, Unavailable, ValidationFailed
 
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
 

@@ -12,10 +12,10 @@ import docker.errors
 import pytest
 import pytest_asyncio
 
+from foundation.errors import UserError
 from sandbox.base import Limits, SandboxSpec
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend
-from toolserver.errors import UserError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

@@ -24,12 +24,12 @@ import docker.errors
 import pytest
 import pytest_asyncio
 
+from foundation.errors import PayloadTooLarge, ToolServerError
 from sandbox import _hostdirs, _labels
 from sandbox.base import Limits, PythonResult, SandboxSpec, ShellResult
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend, DockerSandbox
 from sandbox.errors import FileTooLarge, InvalidPath, SandboxError, SandboxGone, WorkspaceFileNotFound
-from toolserver.errors import PayloadTooLarge, ToolServerError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

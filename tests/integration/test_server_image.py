@@ -24,7 +24,7 @@ import yaml
 
 from sandbox.image import HASH_LABEL
 from tests.integration.serverproc import free_port
-from toolserver.server_image import SERVER_IMAGE, build_server_image, server_image_status
+from toolserver.serve.image import SERVER_IMAGE, build_server_image, server_image_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -241,6 +241,6 @@ def test_serve_config_alone_brings_the_server_up(
     ) as (container, _, _):
         _wait_healthy(container, port)
         _echo_in_a_new_session(port)
-        stopped = container.exec_run(["python3", "-m", "toolserver.serve_builder", "stop"])
+        stopped = container.exec_run(["python3", "-m", "toolserver.serve.builder", "stop"])
         assert stopped.exit_code == 0, stopped.output.decode(errors="replace")[-3000:]
-    assert leftovers == [], "`python -m toolserver.serve_builder stop` left sandboxes behind"
+    assert leftovers == [], "`python -m toolserver.serve.builder stop` left sandboxes behind"

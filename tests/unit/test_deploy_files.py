@@ -14,9 +14,9 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from toolserver import server_image
-from toolserver.errors import UserError
-from toolserver.serve_builder import _parse_args
+from foundation.errors import UserError
+from toolserver.serve import image as server_image
+from toolserver.serve.builder import _parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -84,7 +84,7 @@ def test_compose_ray_nodes_mount_the_socket_and_a_same_path_sandbox_dir() -> Non
 def _check_serve_config(config: dict[str, Any]) -> None:
     schema = ServeDeploySchema.model_validate(config)
     (app,) = schema.applications
-    assert app.import_path == "toolserver.serve_builder:app_builder"
+    assert app.import_path == "toolserver.serve.builder:app_builder"
     assert app.route_prefix == "/"
     settings, instance_id = _parse_args(dict(app.args))  # every arg is a setting the builder accepts
     assert settings.replicas == app.args["replicas"] and instance_id.startswith("ts")
@@ -183,13 +183,13 @@ def test_dockerfile_installs_only_from_the_wheelhouse() -> None:
 
 def test_inputs_hash_follows_the_source_but_not_the_readme(tmp_path: Path) -> None:
     source = server_image._read_source(REPO)
-    assert {"Dockerfile", "pyproject.toml", "sandbox/_guest/sbxd.py", "toolserver/serve_builder.py"} <= set(
+    assert {"Dockerfile", "pyproject.toml", "sandbox/_guest/sbxd.py", "toolserver/serve/builder.py"} <= set(
         source
     )
     assert not any("__pycache__" in name for name in source)
     first = server_image._inputs_hash(source, "sha256:base")
     assert server_image._inputs_hash({**source, "README.md": b"other"}, "sha256:base") == first
-    changed = {**source, "toolserver/serve_builder.py": b"# changed"}
+    changed = {**source, "toolserver/serve/builder.py": b"# changed"}
     assert server_image._inputs_hash(changed, "sha256:base") != first
     assert server_image._inputs_hash(source, "sha256:other-base") != first
 

@@ -21,9 +21,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from toolserver.egress import EgressDenied, EgressPolicy, GuardedTransport, guarded_client
-from toolserver.errors import ValidationFailed
-from toolserver.mcp_import import McpToolRunner
+from foundation.errors import ValidationFailed
+from toolserver.http.routes.mcp_imports import McpToolRunner
+from toolserver.outbound.egress import EgressDenied, EgressPolicy, GuardedTransport, guarded_client
 from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.tools import CallContext, HttpToolRunner, ToolCallFailed, ToolSpec
 

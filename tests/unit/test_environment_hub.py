@@ -20,8 +20,8 @@ from agent_core.environment import (
     SqlEnvironmentStore,
     UnknownAgent,
 )
+from foundation.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from registry import Database, RegistryUnavailable
-from toolserver.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 
 
 class Clock:

@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from toolserver.environments import EnvironmentManager
-from toolserver.errors import QuotaExceeded
+from foundation.errors import QuotaExceeded
+from toolserver.service.environments import EnvironmentManager
 
 
 def _room(name: str, agents: int = 1) -> dict:

@@ -16,8 +16,8 @@ from registry import Database, KeyStore
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
 from toolserver.config import Settings
+from toolserver.http.app import build_services, create_app
 from toolserver.nodes.local import LocalNodes
 
 ROOM = {

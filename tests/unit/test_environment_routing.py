@@ -35,7 +35,7 @@ from agent_core.environment.examples import (
     run_pipeline,
     transcript_lines,
 )
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 
 _counter = iter(range(1_000_000))
 

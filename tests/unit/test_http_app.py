@@ -13,8 +13,8 @@ from sandbox.base import ShellResult
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend, FakeSandbox
 from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
 from toolserver.config import Settings
+from toolserver.http.app import build_services, create_app
 from toolserver.nodes.local import LocalNodes
 
 

@@ -16,9 +16,9 @@ from registry.keys import KEY_TRUST_S
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
-from toolserver.auth import Authenticator
 from toolserver.config import Settings
+from toolserver.http.app import build_services, create_app
+from toolserver.http.auth import Authenticator
 from toolserver.nodes.local import LocalNodes
 
 

@@ -11,16 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
+from foundation.errors import UserError, ValidationFailed
 from registry import Database, KeyStore
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
 from tests.unit.outbound_upstream import LLM_KEYS_SEEN, Upstream, serve_upstream
-from toolserver.app import build_services, create_app
 from toolserver.config import Settings
-from toolserver.egress import EgressPolicy
-from toolserver.errors import UserError, ValidationFailed
+from toolserver.http.app import build_services, create_app
 from toolserver.nodes.local import LocalNodes
+from toolserver.outbound.egress import EgressPolicy
 from toolserver.runs.llm import KeyEndpoint, LLMPolicy, build_llm
 
 SECRET = "sk-operator-shared-1234"
@@ -49,7 +49,7 @@ def test_every_shared_key_needs_an_endpoint_at_start(tmp_path: Path) -> None:
         with pytest.raises(UserError) as info:
             Settings(home=tmp_path, llm_key_envs=bad).llm_policy()
         assert "TOOLSERVER_LLM_KEY_ENVS" in info.value.message and says in info.value.message, bad
-    from toolserver.serve_app import start_server
+    from toolserver.serve.app import start_server
 
     with pytest.raises(UserError):  # refused before Ray or anything else starts
         start_server(Settings(home=tmp_path, llm_key_envs="OPENAI_API_KEY"))

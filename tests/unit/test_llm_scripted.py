@@ -9,7 +9,7 @@ import pytest
 
 from agent_core import AssistantTurn, Message, ScriptedModel, ScriptExhausted, ToolCall, Usage
 from agent_core.llm import call, calls, reply, tool_call
-from toolserver.errors import UserError
+from foundation.errors import UserError
 
 MESSAGES = [Message.system("be brief").to_dict(), Message.user("hi").to_dict()]
 

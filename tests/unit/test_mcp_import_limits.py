@@ -12,8 +12,8 @@ from typing import Any
 
 import mcp_types as types
 
+from foundation.schema.limits import MAX_EXPANDED_SCHEMA_BYTES
 from tests.unit.test_schema_refs import server  # noqa: F401  # the in-process app with a fake remote server
-from toolserver.tools.limits import MAX_EXPANDED_SCHEMA_BYTES
 
 QUICK_S = 10.0
 

@@ -15,8 +15,8 @@ from sandbox.base import ShellResult
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend, FakeSandbox
 from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
 from toolserver.config import Settings
+from toolserver.http.app import build_services, create_app
 from toolserver.nodes.local import LocalNodes
 from toolserver.tools.base import ToolKind
 
@@ -28,8 +28,8 @@ from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.server.mcpserver import MCPServer  # noqa: E402
 from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 
-from toolserver.mcp_import import McpToolRunner  # noqa: E402
-from toolserver.mcp_server import MCP_PATH, McpEndpoint, mount_mcp  # noqa: E402
+from toolserver.http.mcp_endpoint import MCP_PATH, McpEndpoint, mount_mcp  # noqa: E402
+from toolserver.http.routes.mcp_imports import McpToolRunner  # noqa: E402
 
 needs_mcp_kind = pytest.mark.skipif(
     "mcp" not in get_args(ToolKind), reason='needs the "mcp" tool kind wired into toolserver.tools.base'
@@ -69,7 +69,7 @@ async def server(tmp_path):
     if not _mounted(app, MCP_PATH):  # until create_app mounts it
         mount_mcp(app, services)
     if not _mounted(app, "/v1/tools/import/mcp"):
-        from toolserver import mcp_import
+        from toolserver.http.routes import mcp_imports as mcp_import
 
         app.include_router(mcp_import.router)
     holder["app"] = app

@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import text
 
 from agent_core.memory import MAX_TEXT_BYTES, MemoryItem, SqlMemoryStore
+from foundation.errors import NotFound, PayloadTooLarge, RuntimeFailure, ValidationFailed
 from registry import Database, KeyStore
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
 from toolserver.config import Settings
-from toolserver.errors import NotFound, PayloadTooLarge, RuntimeFailure, ValidationFailed
+from toolserver.http.app import build_services, create_app
 from toolserver.nodes.local import LocalNodes
 
 OpenDb = Callable[..., Database]

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from toolserver.errors import PayloadTooLarge, ValidationFailed
-from toolserver.tools.limits import MAX_IMPORT_OPERATIONS, ExpansionBudget
+from foundation.errors import PayloadTooLarge, ValidationFailed
+from foundation.schema.limits import MAX_IMPORT_OPERATIONS, ExpansionBudget
 from toolserver.tools.openapi import import_document, tools_from_openapi
 
 QUICK_S = 10.0  # generous: the attacks now answer in milliseconds, and took minutes to hours before

@@ -18,12 +18,12 @@ from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
 from tests.unit.outbound_upstream import MIB, Upstream, serve_upstream
-from toolserver.app import build_services, create_app
 from toolserver.config import Settings
-from toolserver.egress import EgressPolicy
-from toolserver.mcp_import import MAX_IMPORTED_TOOLS, MAX_LIST_PAGES, McpToolRunner
+from toolserver.http.app import build_services, create_app
+from toolserver.http.routes.mcp_imports import MAX_IMPORTED_TOOLS, MAX_LIST_PAGES, McpToolRunner
 from toolserver.nodes.local import LocalNodes
-from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES, ResponseTooLarge
+from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES, ResponseTooLarge
+from toolserver.outbound.egress import EgressPolicy
 from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.tools import CallContext, HttpToolRunner, ToolCallFailed, ToolSpec
 
@@ -279,7 +279,7 @@ async def test_the_operators_ceiling_reaches_http_tools(tmp_path: Any, upstream:
 
 def test_environment_agents_read_their_llm_under_the_operators_ceiling(tmp_path: Any) -> None:
     from agent_core.environment.agents import SERVER_EGRESS, llm_from_config
-    from toolserver.environments import EnvironmentManager
+    from toolserver.service.environments import EnvironmentManager
 
     manager = EnvironmentManager.from_settings(Settings(home=tmp_path, max_outbound_body_mb=2), use_ray=False)
     client = llm_from_config(

@@ -12,8 +12,8 @@ from sandbox.config import SandboxConfig
 from toolserver.config import Settings
 from toolserver.nodes.ray_actors import SandboxNodeActor, node_actor_args
 from toolserver.runs.ray_actor import scheduler_settings
-from toolserver.serve_app import _settings_env
-from toolserver.serve_builder import watcher_settings
+from toolserver.serve.app import _settings_env
+from toolserver.serve.builder import watcher_settings
 
 ADMIN = "tsk_admin-key-for-the-test-0123456789"
 SEALING = "c2VhbGluZy1rZXktb2YtdGhlLXRlc3QtMzItYnl0ZXM="

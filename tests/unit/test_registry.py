@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Connection, inspect, text
 from sqlmodel import select
 
+from foundation.errors import Conflict, NotFound, ValidationFailed
 from registry import (
     KEY_PREFIX,
     SCHEMA_VERSION,
@@ -43,7 +44,6 @@ from registry import (
     ensure_schema,
     schema_version,
 )
-from toolserver.errors import Conflict, NotFound, ValidationFailed
 
 OpenDb = Callable[..., Database]
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from foundation.errors import UserError
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend
-from toolserver.errors import UserError
 
 
 def _backend(tmp_path: os.PathLike[str], uid: int) -> DockerBackend:

@@ -20,16 +20,16 @@ import mcp_types as types
 import pytest
 
 from agent_core.tools import ArgumentChecker, openai_tool_schema
+from foundation.errors import ValidationFailed
+from foundation.schema.validation import validate_arguments
 from registry import Database, KeyStore
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
 from toolserver.config import Settings
-from toolserver.errors import ValidationFailed
-from toolserver.mcp_import import McpToolRunner
+from toolserver.http.app import build_services, create_app
+from toolserver.http.routes.mcp_imports import McpToolRunner
 from toolserver.nodes.local import LocalNodes
-from toolserver.tools.validation import validate_arguments
 
 QUICK_S = 10.0  # generous; a refused reference answers in milliseconds
 SOURCE = "def f(a=None, default=None):\n    return a\n"
@@ -98,7 +98,7 @@ async def server(tmp_path):
     _, key_b = KeyStore(db).create("team-b", "b")
     app = create_app(services)
     if not any(getattr(r, "path", None) == "/v1/tools/import/mcp" for r in app.routes):
-        from toolserver import mcp_import
+        from toolserver.http.routes import mcp_imports as mcp_import
 
         app.include_router(mcp_import.router)
     transport = httpx.ASGITransport(app=app)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from registry import Database, SecretBox, SecretStore, SecretUnreadable
-from toolserver.auth import ensure_secrets_key, seal_secrets, with_secrets_key
 from toolserver.config import Settings
+from toolserver.http.auth import ensure_secrets_key, seal_secrets, with_secrets_key
 
 
 def test_generated_once_into_the_state_directory(tmp_path: Path) -> None:

@@ -19,16 +19,16 @@ import httpx
 import pytest
 import uvicorn
 
+from foundation.errors import QuotaExceeded, Unavailable
+from foundation.wakeups import Wakeups
 from registry import Database, KeyStore
 from sandbox.config import SandboxConfig
 from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
-from toolserver.app import build_services, create_app
 from toolserver.config import Settings
-from toolserver.errors import QuotaExceeded, Unavailable
+from toolserver.http.app import build_services, create_app
+from toolserver.http.stream_limits import StreamLimits, StreamSlot
 from toolserver.nodes.local import LocalNodes
-from toolserver.stream_limits import StreamLimits, StreamSlot
-from toolserver.wakeups import Wakeups
 
 CAP = 2
 LIFETIME_S = 3.0
@@ -205,9 +205,9 @@ def _limits(server: _Server) -> StreamLimits:
 
 
 def test_a_revoked_keys_stream_ends_and_another_tenants_goes_on(server, monkeypatch):
-    import toolserver.stream_limits
+    import toolserver.http.stream_limits
 
-    monkeypatch.setattr(toolserver.stream_limits, "KEY_RECHECK_S", 0.5)
+    monkeypatch.setattr(toolserver.http.stream_limits, "KEY_RECHECK_S", 0.5)
     victim_key = KeyStore(server.db).create("team-a", "short-lived")
     revoked_client = httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {victim_key[1]}"}, timeout=30

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
+from foundation.errors import QuotaExceeded
+from foundation.schema.limits import MAX_VALIDATIONS_PER_NAMESPACE, MAX_WAITING_VALIDATIONS, _SharedPool
 from tests.unit.test_validation_limits import SOURCE, anyof_chain, tool
-from toolserver.errors import QuotaExceeded
-from toolserver.tools.limits import MAX_VALIDATIONS_PER_NAMESPACE, MAX_WAITING_VALIDATIONS, _SharedPool
 
 
 async def test_a_namespace_past_its_slots_waits_then_is_refused_and_others_go_first():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 from toolserver.tools import (
     FORMATS,
     ToolSpec,

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from toolserver.egress import EgressPolicy
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
+from toolserver.outbound.egress import EgressPolicy
 from toolserver.tools import (
     CallContext,
     HttpToolConfig,

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from toolserver.egress import EgressPolicy
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
+from toolserver.outbound.egress import EgressPolicy
 from toolserver.tools import (
     CallContext,
     HttpToolConfig,

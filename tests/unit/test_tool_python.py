@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from foundation.errors import ValidationFailed
 from sandbox.base import FileEntry, PythonError, PythonResult, Sandbox, SandboxInfo, ShellResult
-from toolserver.errors import ValidationFailed
 from toolserver.tools import (
     CallContext,
     PythonToolRunner,

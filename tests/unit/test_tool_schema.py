@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from toolserver.errors import PayloadTooLarge, ValidationFailed
+from foundation.errors import PayloadTooLarge, ValidationFailed
 from toolserver.tools import DerivedFunction, check_schema, derive_schema, parse_docstring
 from toolserver.tools.schema import MAX_SOURCE_BYTES
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 from toolserver.tools import ToolIndex, ToolSpec, tokenize
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from toolserver.errors import PayloadTooLarge, ValidationFailed
+from foundation.errors import PayloadTooLarge, ValidationFailed
 from toolserver.tools import check_schema, derive_schema, validate_arguments
 
 SCHEMA: dict[str, Any] = {
@@ -115,7 +115,7 @@ def test_nested_refs_are_followed() -> None:
 
 
 def test_validators_are_cached_per_schema() -> None:
-    from toolserver.tools.validation import _validator
+    from foundation.schema.validation import _validator
 
     _validator.cache_clear()
     for _ in range(5):

@@ -19,9 +19,9 @@ from agent_core.environment.messages import Message
 from agent_core.environment.sop import SOPRouter
 from agent_core.errors import InvalidToolSchema, MalformedCall
 from agent_core.tools import ArgumentChecker, LocalToolExecutor, openai_tool_schema
-from toolserver.errors import PayloadTooLarge, ValidationFailed
-from toolserver.tools.limits import MAX_UNIQUE_ITEMS
-from toolserver.tools.validation import check_schema, validate_arguments
+from foundation.errors import PayloadTooLarge, ValidationFailed
+from foundation.schema.limits import MAX_UNIQUE_ITEMS
+from foundation.schema.validation import check_schema, validate_arguments
 
 QUICK_S = 10.0  # generous; the attacks below answer in milliseconds (the budgeted one in about 2 s)
 EVIL = "^(a+)+$"
@@ -322,7 +322,7 @@ def test_other_format_checks_are_linear():
 
 def test_cached_validators_are_bounded_by_schema_bytes():
     # Before: up to 1024 validators whatever their size (about 3.3 MB each for 256 KB schemas, 3.4 GB).
-    from toolserver.tools.validation import MAX_CACHED_SCHEMA_BYTES, _validator
+    from foundation.schema.validation import MAX_CACHED_SCHEMA_BYTES, _validator
 
     _validator.cache_clear()
     filler = "d" * (200 * 1024)

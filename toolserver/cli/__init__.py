@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         import httpx
 
-        from toolserver.errors import ToolServerError
+        from foundation.errors import ToolServerError
 
         if isinstance(exc, ToolServerError):
             print(f"error: {exc}", file=sys.stderr)

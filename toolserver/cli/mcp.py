@@ -21,8 +21,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from foundation.errors import Unauthorized
 from toolserver.client import ApiError, AsyncClient, Call, Client
-from toolserver.errors import Unauthorized
 
 __all__ = ["add_commands", "bridge_endpoint"]
 
@@ -114,7 +114,7 @@ def bridge_endpoint(upstream: Any, token: str) -> Any:
     import mcp_types as types
     from mcp.server.lowlevel import Server
 
-    from toolserver.mcp_server import McpEndpoint
+    from toolserver.http.mcp_endpoint import McpEndpoint
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return await upstream.list_tools(cursor=params.cursor if params else None)

@@ -90,7 +90,7 @@ def _home(args: argparse.Namespace) -> Path:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from toolserver.serve_app import node_reports_summary, start_server, stop_server
+    from toolserver.serve.app import node_reports_summary, start_server, stop_server
 
     settings = _settings(args)
     stop = threading.Event()
@@ -147,7 +147,7 @@ def _up(args: argparse.Namespace) -> int:
 def _watch_nodes(settings: Any, instance_id: str) -> None:
     """Mark the sessions of dead nodes lost; give nodes that joined later a sandbox manager."""
     from toolserver.nodes.ray_actors import start_missing_node_actors
-    from toolserver.serve_app import mark_sessions_of_lost_nodes
+    from toolserver.serve.app import mark_sessions_of_lost_nodes
 
     try:
         lost = mark_sessions_of_lost_nodes(settings)
@@ -210,7 +210,7 @@ def _image_build(args: argparse.Namespace) -> int:
     from sandbox.image import build_image
 
     if args.server:
-        from toolserver.server_image import SERVER_IMAGE, build_server_image
+        from toolserver.serve.image import SERVER_IMAGE, build_server_image
 
         build_server_image(args.tag or SERVER_IMAGE, base_image=args.base, force=args.force)
         return 0

@@ -55,7 +55,7 @@ class NodeDirectory(abc.ABC):
         """
         stats = await self.stats()
         if not stats:
-            from toolserver.errors import Unavailable
+            from foundation.errors import Unavailable
 
             raise Unavailable("no sandbox node is available")
         placing = placing or {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolserver.errors import Unavailable
+from foundation.errors import Unavailable
 from toolserver.nodes.base import NodeClient, NodeDirectory
 
 __all__ = ["LocalNodes"]

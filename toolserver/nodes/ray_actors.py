@@ -10,9 +10,9 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from toolserver.actor_client import ActorClient
+from foundation.actors import ActorClient
+from foundation.errors import Unavailable
 from toolserver.config import Settings
-from toolserver.errors import Unavailable
 from toolserver.nodes.base import NodeClient, NodeDirectory
 
 __all__ = [
@@ -63,7 +63,7 @@ class SandboxNodeActor:
         self._on_expired: Callable[[str], Coroutine[Any, Any, None]] | None = None
 
     async def start(self, live_sessions: dict[str, float], adopt_from: list[str]) -> dict[str, list[str]]:
-        from toolserver.session_expiry import mark_expired_callback
+        from toolserver.nodes.session_expiry import mark_expired_callback
 
         # model_construct reads no environment: these settings hold the registry's url and nothing else.
         self._on_expired = mark_expired_callback(Settings.model_construct(database_url=self.database))

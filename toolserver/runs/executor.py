@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from agent_core.tools import ASK_HUMAN_PARAMETERS, ASK_HUMAN_TOOL, HumanWait, ToolOutcome, openai_tool_schema
+from foundation.errors import ToolServerError
 from registry import HumanRequestStore
-from toolserver.errors import ToolServerError
 from toolserver.service.principal import Principal
 from toolserver.service.tools import ToolService
 from toolserver.tools.formats import to_openai

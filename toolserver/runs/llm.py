@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 
 from agent_core.llm import AssistantTurn, LLMClient, OpenAICompatibleClient, ScriptedModel, calls, reply
-from toolserver.egress import EgressPolicy, GuardedTransport
-from toolserver.errors import UserError, ValidationFailed
-from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES, bounded_transport
+from foundation.errors import UserError, ValidationFailed
+from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES, bounded_transport
+from toolserver.outbound.egress import EgressPolicy, GuardedTransport
 
 __all__ = ["KEY_ENVS_SETTING", "KeyEndpoint", "LLMPolicy", "build_llm", "scripted_turn", "tenant_llm"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import ray
 
-from toolserver.actor_client import ActorClient
+from foundation.actors import ActorClient
 from toolserver.config import Settings
 
 __all__ = ["SCHEDULER_NAME", "RunSchedulerActor", "scheduler_client", "scheduler_settings", "start_scheduler"]
@@ -23,10 +23,10 @@ class RunSchedulerActor:
 
     def __init__(self, settings: Settings) -> None:
         from registry import Database
-        from toolserver.app import build_services
-        from toolserver.deployments import DeploymentToolRunner
+        from toolserver.http.app import build_services
         from toolserver.nodes.ray_actors import RayNodes
         from toolserver.runs.scheduler import RunScheduler
+        from toolserver.tools.deployment import DeploymentToolRunner
 
         self.settings = settings
         db = Database(self.settings.database)

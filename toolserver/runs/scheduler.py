@@ -17,15 +17,15 @@ from sqlmodel import col, select
 from agent_core import RunState, build_strategy
 from agent_core.llm import LLMClient
 from agent_core.state import Step
+from foundation.errors import NotFound, ToolServerError
+from foundation.wakeups import Wakeups
 from registry import AgentStore, Database, HumanRequestStore, RunStore
 from registry.models import HumanRequest, RunRecord
-from toolserver.errors import NotFound, ToolServerError
 from toolserver.runs.executor import ServerToolExecutor
 from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.service.principal import Principal
 from toolserver.service.tools import ToolService
 from toolserver.tools.base import MissingSecret
-from toolserver.wakeups import Wakeups
 
 __all__ = ["RunScheduler", "human_view", "run_view"]
 

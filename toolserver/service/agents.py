@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from foundation.errors import Conflict
 from registry import AgentStore, HumanRequestStore, RunStore
-from toolserver.api_models import AgentCreate, RunCreate
-from toolserver.errors import Conflict
+from toolserver.http.models import AgentCreate, RunCreate
 from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.runs.scheduler import human_view, run_view
 from toolserver.service.principal import Principal

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from agent_core.tools import ASK_HUMAN_PARAMETERS, ASK_HUMAN_TOOL
-from toolserver.errors import UserError
+from foundation.errors import UserError
 from toolserver.tools.base import CallContext, ToolRunner, ToolSpec
 
 __all__ = ["BUILTIN_TOOLS", "BuiltinRunner"]

@@ -8,11 +8,11 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
+from foundation.errors import NotFound, QuotaExceeded, Unavailable
 from registry import SessionStore
 from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult
 from sandbox.errors import SandboxGone, SandboxNotFound
-from toolserver.api_models import SessionCreate
-from toolserver.errors import NotFound, QuotaExceeded, Unavailable
+from toolserver.http.models import SessionCreate
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.service.principal import Principal
 

@@ -9,10 +9,12 @@ import time
 from typing import Any
 
 from agent_core.tools import ASK_HUMAN_TOOL
+from foundation.errors import Forbidden, NotFound, ToolServerError, UserError, ValidationFailed
+from foundation.schema.limits import run_import, run_validation
+from foundation.schema.validation import check_schema, validate_arguments
 from registry import AuditStore, HumanRequestStore, SecretStore, ToolStore
 from sandbox.base import SandboxInfo
-from toolserver.api_models import SessionCreate, ToolCreate
-from toolserver.errors import Forbidden, NotFound, ToolServerError, UserError, ValidationFailed
+from toolserver.http.models import SessionCreate, ToolCreate
 from toolserver.service.builtin import BUILTIN_TOOLS, BuiltinRunner
 from toolserver.service.principal import Principal
 from toolserver.service.session_sandbox import SessionSandbox
@@ -20,11 +22,9 @@ from toolserver.service.sessions import SessionService
 from toolserver.tools.base import CallContext, ToolCallFailed, ToolRunner, ToolSpec, check_tool_name
 from toolserver.tools.formats import render
 from toolserver.tools.http import HttpToolConfig, HttpToolRunner
-from toolserver.tools.limits import run_import, run_validation
 from toolserver.tools.openapi import import_document
 from toolserver.tools.schema import derive_schema
 from toolserver.tools.search import ToolIndex
-from toolserver.tools.validation import check_schema, validate_arguments
 
 __all__ = ["ToolService"]
 

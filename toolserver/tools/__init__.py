@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from foundation.schema.validation import MAX_ARGUMENT_BYTES, check_schema, validate_arguments
 from toolserver.tools.base import (
     TOOL_NAME_PATTERN,
     CallContext,
@@ -20,7 +21,6 @@ from toolserver.tools.openapi import tools_from_openapi
 from toolserver.tools.python import PythonToolRunner, build_invocation, new_marker, parse_invocation_output
 from toolserver.tools.schema import DerivedFunction, derive_schema, parse_docstring
 from toolserver.tools.search import ToolIndex, tokenize
-from toolserver.tools.validation import MAX_ARGUMENT_BYTES, check_schema, validate_arguments
 
 __all__ = [
     "FORMATS",

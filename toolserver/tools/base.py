@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from toolserver.errors import RuntimeFailure, UserError, ValidationFailed
+from foundation.errors import RuntimeFailure, UserError, ValidationFailed
 
 if TYPE_CHECKING:
     from sandbox.base import Sandbox

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 from toolserver.tools.base import ToolSpec
 
 __all__ = ["FORMATS", "render", "to_mcp", "to_native", "to_openai"]

@@ -19,14 +19,14 @@ from typing import Any, Literal
 
 import httpx
 
-from toolserver.egress import EgressPolicy, GuardedTransport
-from toolserver.errors import ValidationFailed
-from toolserver.outbound_body import (
+from foundation.errors import ValidationFailed
+from toolserver.outbound.body import (
     DEFAULT_MAX_OUTBOUND_BYTES,
     SETTING,
     ResponseTooLarge,
     bounded_transport,
 )
+from toolserver.outbound.egress import EgressPolicy, GuardedTransport
 from toolserver.tools.base import (
     CallContext,
     ToolCallFailed,

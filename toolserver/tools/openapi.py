@@ -23,12 +23,12 @@ import re
 import urllib.parse
 from typing import Any
 
-from toolserver.errors import PayloadTooLarge, ValidationFailed
+from foundation.errors import PayloadTooLarge, ValidationFailed
+from foundation.schema.limits import MAX_IMPORT_OPERATIONS, MAX_SCHEMA_BYTES, ExpansionBudget
+from foundation.schema.validation import check_schema
 from toolserver.tools.base import ToolSpec
 from toolserver.tools.http import HttpToolConfig
-from toolserver.tools.limits import MAX_IMPORT_OPERATIONS, MAX_SCHEMA_BYTES, ExpansionBudget
 from toolserver.tools.openapi_document import load_document
-from toolserver.tools.validation import check_schema
 
 __all__ = ["MAX_INT_DIGITS", "import_document", "tools_from_openapi"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from toolserver.errors import PayloadTooLarge, ValidationFailed
-from toolserver.tools.limits import MAX_YAML_CHARS, MAX_YAML_EVENTS, ExpansionBudget
+from foundation.errors import PayloadTooLarge, ValidationFailed
+from foundation.schema.limits import MAX_YAML_CHARS, MAX_YAML_EVENTS, ExpansionBudget
 
 __all__ = ["load_document"]
 

@@ -14,7 +14,7 @@ import json
 import secrets
 from typing import Any
 
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 from toolserver.tools.base import CallContext, ToolCallFailed, ToolRunner, ToolSpec, ToolTimeout
 from toolserver.tools.schema import derive_schema
 

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from toolserver.errors import PayloadTooLarge, ValidationFailed
+from foundation.errors import PayloadTooLarge, ValidationFailed
 
 __all__ = ["MAX_SOURCE_BYTES", "DerivedFunction", "derive_schema", "parse_docstring"]
 

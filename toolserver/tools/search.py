@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 from toolserver.tools.base import ToolSpec
 
 __all__ = ["MAX_K", "ToolIndex", "tokenize"]

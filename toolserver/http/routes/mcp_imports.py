@@ -15,7 +15,7 @@ while the bridge runs and the server can reach it (on one machine: always; on a 
 address the Ray nodes can reach), and the CLI removes them when it stops.
 
 Outgoing requests go to a URL the caller chose, as `http` tools do, under the same egress policy
-(`toolserver.egress`: public addresses unless the operator allows more); the import lists the remote tools from
+(`toolserver.outbound.egress`: public addresses unless the operator allows more); the import lists the remote tools from
 the server itself, so an unreachable or refused URL fails at import time, not at the first call.
 """
 
@@ -39,11 +39,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolserver.egress import EgressDenied, EgressPolicy, Pinner
-from toolserver.errors import PayloadTooLarge, ToolServerError, UserError, ValidationFailed
-from toolserver.mcp_server import HOPS_HEADER, current_hops
-from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES, ResponseTooLarge, bounded_transport
-from toolserver.routes.deps import caller, services
+from foundation.errors import PayloadTooLarge, ToolServerError, UserError, ValidationFailed
+from foundation.schema.limits import ExpansionBudget, run_import
+from foundation.schema.validation import check_schema
+from toolserver.http.mcp_endpoint import HOPS_HEADER, current_hops
+from toolserver.http.routes.deps import caller, services
+from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES, ResponseTooLarge, bounded_transport
+from toolserver.outbound.egress import EgressDenied, EgressPolicy, Pinner
 from toolserver.service.builtin import BUILTIN_TOOLS
 from toolserver.service.principal import Principal
 from toolserver.tools.base import (
@@ -56,8 +58,6 @@ from toolserver.tools.base import (
     config_str_map,
     secret_header_values,
 )
-from toolserver.tools.limits import ExpansionBudget, run_import
-from toolserver.tools.validation import check_schema
 
 if TYPE_CHECKING:
     from toolserver.service.tools import ToolService
@@ -83,7 +83,7 @@ HttpClientFactory = Callable[[Mapping[str, str], float], httpx2.AsyncClient]
 
 
 class GuardedTransport2(httpx2.AsyncBaseTransport):
-    """The MCP SDK's httpx2 twin of `toolserver.egress.GuardedTransport`: only where the policy allows."""
+    """The MCP SDK's httpx2 twin of `toolserver.outbound.egress.GuardedTransport`: only where the policy allows."""
 
     def __init__(self, policy: EgressPolicy) -> None:
         self.policy = policy

@@ -17,12 +17,12 @@ from typing import Any
 from agent_core.environment import Hub, Message, SqlEnvironmentStore, TaskCenter, build_agent, make_router
 from agent_core.environment.actors import ActorToolExecutor
 from agent_core.environment.agents import SERVER_EGRESS, SERVER_TOOLS, LoopAgent
+from foundation.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from foundation.wakeups import Wakeups
 from registry import Database
 from toolserver.config import Settings
-from toolserver.environment_tools import EnvironmentTools
-from toolserver.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
-from toolserver.outbound_body import DEFAULT_MAX_OUTBOUND_BYTES
-from toolserver.wakeups import Wakeups
+from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES
+from toolserver.service.environment_tools import EnvironmentTools
 
 __all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
 
@@ -359,9 +359,9 @@ class EnvironmentCenterActor:
     """
 
     def __init__(self, parsed: Settings, ray_namespace: str) -> None:
-        from toolserver.app import build_services
-        from toolserver.deployments import DeploymentToolRunner
+        from toolserver.http.app import build_services
         from toolserver.nodes.ray_actors import RayNodes
+        from toolserver.tools.deployment import DeploymentToolRunner
 
         self.db = Database(parsed.database)
         services = build_services(
@@ -402,7 +402,7 @@ def start_center(settings: Settings, namespace: str) -> None:
 def center_client(namespace: str) -> Any:
     import ray
 
-    from toolserver.actor_client import ActorClient
+    from foundation.actors import ActorClient
 
     return ActorClient(ray.get_actor(CENTER_NAME, namespace=namespace), "the environment center")
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from toolserver.api_models import PythonRequest, SessionCreate, ShellRequest
-from toolserver.routes.deps import caller, services
+from toolserver.http.models import PythonRequest, SessionCreate, ShellRequest
+from toolserver.http.routes.deps import caller, services
 from toolserver.service.principal import Principal
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from toolserver.api_models import AgentCreate, HumanAnswer, RunCreate
-from toolserver.routes.deps import caller, services
+from toolserver.http.models import AgentCreate, HumanAnswer, RunCreate
+from toolserver.http.routes.deps import caller, services
+from toolserver.http.stream_limits import StreamSlot, stream_limits, stream_slot
 from toolserver.service.principal import Principal
-from toolserver.stream_limits import StreamSlot, stream_limits, stream_slot
 
 router = APIRouter(tags=["agents"])
 

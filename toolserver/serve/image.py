@@ -46,7 +46,7 @@ SERVER_BASE_ENV = "TOOLSERVER_SERVER_BASE"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = ("postgres",)  # the image serves clusters, whose registry is PostgreSQL
 
-_PACKAGES = ("toolserver", "sandbox", "agent_core", "registry")
+_PACKAGES = ("foundation", "toolserver", "sandbox", "agent_core", "registry")
 _TOP_FILES = ("Dockerfile", "pyproject.toml", "README.md")
 # README.md is only the wheel's long description: editing it must not rebuild a 600 MB image.
 _UNHASHED = frozenset({"README.md"})

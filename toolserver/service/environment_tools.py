@@ -15,8 +15,8 @@ from typing import Any
 
 from agent_core.environment.agents import SERVER_TOOLS
 from agent_core.tools import ASK_HUMAN_TOOL
-from toolserver.api_models import SessionCreate
-from toolserver.errors import ToolServerError, ValidationFailed
+from foundation.errors import ToolServerError, ValidationFailed
+from toolserver.http.models import SessionCreate
 from toolserver.service.principal import Principal
 from toolserver.service.sessions import SessionService
 from toolserver.service.tools import ToolService

@@ -32,15 +32,15 @@ from mcp.shared.exceptions import MCPError
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
+from foundation.errors import ToolServerError
 from toolserver import __version__
-from toolserver.errors import ToolServerError
-from toolserver.http_errors import error_response
+from toolserver.http.errors import error_response
 from toolserver.service.principal import Principal
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from toolserver.app import Services
+    from toolserver.http.app import Services
     from toolserver.service.tools import ToolService
 
 __all__ = [

@@ -8,8 +8,8 @@ from typing import Any
 import ray
 from fastapi import APIRouter, Depends, Response
 
-from toolserver.api_models import KeyCreate, SecretPut
-from toolserver.routes.deps import caller, services
+from toolserver.http.models import KeyCreate, SecretPut
+from toolserver.http.routes.deps import caller, services
 from toolserver.service.principal import Principal
 
 router = APIRouter(tags=["system"])

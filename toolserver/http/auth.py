@@ -9,9 +9,9 @@ import secrets
 import time
 from pathlib import Path
 
+from foundation.errors import Forbidden, Unauthorized
 from registry import Database, KeyStore, SecretBox, SecretStore
 from toolserver.config import Settings
-from toolserver.errors import Forbidden, Unauthorized
 from toolserver.service.principal import Principal
 
 __all__ = [

@@ -24,16 +24,16 @@ from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.exceptions import ValidationError as _SchemaViolation
 from referencing.exceptions import Unresolvable
 
-from toolserver.errors import PayloadTooLarge, ValidationFailed
-from toolserver.tools.bounded_schema import (
+from foundation.errors import PayloadTooLarge, ValidationFailed
+from foundation.schema.bounded import (
     NO_RETRIEVAL,
     bounded_validator,
     check_schema_cost,
     matches,
     validation_budget,
 )
-from toolserver.tools.format_checks import FORMAT_CHECKER
-from toolserver.tools.limits import MAX_SCHEMA_BYTES
+from foundation.schema.formats import FORMAT_CHECKER
+from foundation.schema.limits import MAX_SCHEMA_BYTES
 
 __all__ = [
     "MAX_ARGUMENT_BYTES",

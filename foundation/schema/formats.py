@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from toolserver.tools.linear_regex import is_linear_regex
+from foundation.schema.regex import is_linear_regex
 
 __all__ = ["FORMAT_CHECKER"]
 

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from toolserver.errors import ToolServerError
+from foundation.errors import ToolServerError
 
 __all__ = ["error_response", "install_error_handlers"]
 

@@ -1,4 +1,4 @@
-"""The Serve application builder for `serve deploy` / `serve run`: `toolserver.serve_builder:app_builder`.
+"""The Serve application builder for `serve deploy` / `serve run`: `toolserver.serve.builder:app_builder`.
 
 `toolserver up` starts the actors the HTTP app needs (a sandbox manager per node, the run scheduler, the
 memory actor, the environment center) before `serve.run`, and then watches for nodes that die or join.
@@ -7,7 +7,7 @@ it starts whatever is missing (all detached, found by name, so a redeploy starts
 node-watcher actor in place of `toolserver up`'s loop. Settings come from `TOOLSERVER_*` in the environment
 of the Ray nodes (or the application's `runtime_env`), overridden by the config's `args`.
 
-`python -m toolserver.serve_builder stop` removes what the builder started (and every sandbox); `serve
+`python -m toolserver.serve.builder stop` removes what the builder started (and every sandbox); `serve
 shutdown` alone removes only the Serve application.
 """
 
@@ -26,17 +26,17 @@ import ray
 from ray.serve import Application
 from sqlalchemy.engine import make_url
 
+from foundation.errors import UserError
 from registry import Database, KeyStore, SessionStore
-from toolserver.auth import with_secrets_key
 from toolserver.config import Settings
-from toolserver.errors import UserError
+from toolserver.http.auth import with_secrets_key
 from toolserver.nodes.ray_actors import (
     KEY_ENV_VARS,
     RAY_NAMESPACE,
     start_missing_node_actors,
     start_node_actors,
 )
-from toolserver.serve_app import (
+from toolserver.serve.app import (
     ToolServerIngress,
     _instance_id,
     _settings_env,
@@ -103,7 +103,7 @@ def _parse_args(args: dict[str, Any]) -> tuple[Settings, str]:
 
 def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
     """Start every actor the app needs that is not running yet; returns what was started."""
-    from toolserver.auth import ensure_admin_key, seal_secrets
+    from toolserver.http.auth import ensure_admin_key, seal_secrets
 
     settings.home.mkdir(parents=True, exist_ok=True)
     alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
@@ -123,7 +123,7 @@ def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
     if not _actor_exists(SCHEDULER_NAME):  # its start resumes interrupted runs: only once
         started["runs"] = start_scheduler(settings, RAY_NAMESPACE)
     from agent_core.memory import start_memory_actor
-    from toolserver.environments import start_center
+    from toolserver.service.environments import start_center
 
     start_memory_actor(settings.database)
     start_center(without_admin_key(settings), RAY_NAMESPACE)
@@ -224,8 +224,8 @@ def stop(settings: Settings | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m toolserver.serve_builder stop [--address ADDR]`."""
-    parser = argparse.ArgumentParser(prog="python -m toolserver.serve_builder", description=stop.__doc__)
+    """`python -m toolserver.serve.builder stop [--address ADDR]`."""
+    parser = argparse.ArgumentParser(prog="python -m toolserver.serve.builder", description=stop.__doc__)
     parser.add_argument("command", choices=["stop"])
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "auto"), help="Ray cluster")
     args = parser.parse_args(argv)

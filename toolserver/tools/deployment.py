@@ -15,7 +15,7 @@ from typing import Any
 
 from ray import serve
 
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 from toolserver.tools.base import CallContext, ToolCallFailed, ToolRunner, ToolSpec
 
 __all__ = ["DeploymentToolRunner", "ToolDeployment"]

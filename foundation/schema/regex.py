@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import re2
 
-from toolserver.errors import ValidationFailed
+from foundation.errors import ValidationFailed
 
 __all__ = [
     "MAX_PATTERN_CHARS",

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from toolserver.errors import Forbidden, ValidationFailed
+from foundation.errors import Forbidden, ValidationFailed
 
 __all__ = ["EgressDenied", "EgressPolicy", "GuardedTransport", "Pinner", "guarded_client"]
 

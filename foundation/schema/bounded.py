@@ -29,14 +29,14 @@ import jsonschema.validators
 import referencing
 from jsonschema.exceptions import ValidationError
 
-from toolserver.errors import ValidationFailed
-from toolserver.tools.limits import (
+from foundation.errors import ValidationFailed
+from foundation.schema.limits import (
     MAX_REGEX_WORK,
     MAX_UNIQUE_ITEMS,
     MAX_VALIDATION_STEPS,
     VALIDATION_DEADLINE_S,
 )
-from toolserver.tools.linear_regex import LinearPattern, RegexBudget, RegexBudgetExceeded, compile_linear
+from foundation.schema.regex import LinearPattern, RegexBudget, RegexBudgetExceeded, compile_linear
 
 __all__ = [
     "NO_RETRIEVAL",

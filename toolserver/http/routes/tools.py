@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
-from toolserver.api_models import OpenAPIImport, ToolCall, ToolCreate
-from toolserver.routes.deps import caller, services
+from toolserver.http.models import OpenAPIImport, ToolCall, ToolCreate
+from toolserver.http.routes.deps import caller, services
 from toolserver.service.principal import Principal
 from toolserver.tools.formats import render
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict
 
-from toolserver.routes.deps import caller, services
+from toolserver.http.routes.deps import caller, services
 from toolserver.service.principal import Principal
 
 router = APIRouter(prefix="/v1/memory", tags=["memory"])

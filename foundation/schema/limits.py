@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from toolserver.errors import PayloadTooLarge, QuotaExceeded
+from foundation.errors import PayloadTooLarge, QuotaExceeded
 
 __all__ = [
     "IMPORT_DEADLINE_S",

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from toolserver.errors import UserError
+from foundation.errors import UserError
 
 __all__ = ["haproxy_binary", "haproxy_env", "haproxy_state_dir"]
 

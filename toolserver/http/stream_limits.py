@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
-from toolserver.errors import QuotaExceeded, Unauthorized, Unavailable
-from toolserver.routes.deps import caller
+from foundation.errors import QuotaExceeded, Unauthorized, Unavailable
+from toolserver.http.routes.deps import caller
 from toolserver.service.principal import Principal
 
 __all__ = [

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
-from toolserver.api_models import EnvironmentCreate, EnvironmentMessage, EnvironmentStep
-from toolserver.routes.deps import caller, services
+from toolserver.http.models import EnvironmentCreate, EnvironmentMessage, EnvironmentStep
+from toolserver.http.routes.deps import caller, services
+from toolserver.http.stream_limits import StreamSlot, stream_slot
 from toolserver.service.principal import Principal
-from toolserver.stream_limits import StreamSlot, stream_slot
 
 router = APIRouter(prefix="/v1/environments", tags=["environments"])
 

@@ -19,20 +19,21 @@ from registry import (
     SessionStore,
     ToolStore,
 )
-from toolserver import __version__, mcp_import
-from toolserver.auth import Authenticator, secrets_box
-from toolserver.body_limit import BodyLimit
+from toolserver import __version__
 from toolserver.config import Settings
-from toolserver.environment_tools import EnvironmentTools
-from toolserver.environments import EnvironmentManager
-from toolserver.http_errors import install_error_handlers
-from toolserver.mcp_import import McpToolRunner
-from toolserver.mcp_server import mount_mcp
-from toolserver.metrics import Metrics, MetricsMiddleware
+from toolserver.http.auth import Authenticator, secrets_box
+from toolserver.http.body_limit import BodyLimit
+from toolserver.http.errors import install_error_handlers
+from toolserver.http.mcp_endpoint import mount_mcp
+from toolserver.http.metrics import Metrics, MetricsMiddleware
+from toolserver.http.routes import agents, environments, memory, sessions, system, tools
+from toolserver.http.routes import mcp_imports as mcp_import
+from toolserver.http.routes.mcp_imports import McpToolRunner
 from toolserver.nodes.base import NodeDirectory
-from toolserver.routes import agents, environments, memory, sessions, system, tools
 from toolserver.runs.scheduler import RunScheduler
 from toolserver.service.agents import AgentService
+from toolserver.service.environment_tools import EnvironmentTools
+from toolserver.service.environments import EnvironmentManager
 from toolserver.service.sessions import SessionService
 from toolserver.service.tools import ToolService
 from toolserver.tools.base import ToolRunner

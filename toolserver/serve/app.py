@@ -33,10 +33,10 @@ APP_NAME = "toolserver"
 
 def build_asgi_app() -> FastAPI:
     """Runs inside each ingress replica: settings come from the environment `start_server` set."""
-    from toolserver.app import build_services, create_app
-    from toolserver.deployments import DeploymentToolRunner
-    from toolserver.environments import center_client
+    from toolserver.http.app import build_services, create_app
     from toolserver.runs.ray_actor import scheduler_client
+    from toolserver.service.environments import center_client
+    from toolserver.tools.deployment import DeploymentToolRunner
 
     settings = Settings()
     db = Database(settings.database)
@@ -159,14 +159,14 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     `on_ray_ready` runs right after Ray is up (which replaces signal handlers), so a caller can put its
     own back before the long part of start-up.
     """
-    from toolserver.auth import ensure_admin_key, seal_secrets, with_secrets_key
+    from toolserver.http.auth import ensure_admin_key, seal_secrets, with_secrets_key
 
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.llm_policy()  # a bad TOOLSERVER_LLM_KEY_ENVS stops the start here, with its reason
     settings, secrets_source = with_secrets_key(settings)  # resolved once: the processes that use it get it
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if settings.fast_ingress and not address:
-        from toolserver.ingress import haproxy_env, haproxy_state_dir
+        from toolserver.serve.ingress import haproxy_env, haproxy_state_dir
 
         # Read by the Ray processes this call starts, so it must be in place before ray.init.
         os.environ.update(haproxy_env(haproxy_state_dir(settings.home)))
@@ -194,7 +194,7 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     from agent_core.memory import start_memory_actor
 
     start_memory_actor(settings.database)  # memory for agents that run as Ray tasks or actors on any node
-    from toolserver.environments import start_center
+    from toolserver.service.environments import start_center
 
     start_center(without_admin_key(settings), RAY_NAMESPACE)
     serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
@@ -227,7 +227,7 @@ def stop_server(
     from toolserver.runs.ray_actor import stop_scheduler
 
     stop_scheduler(RAY_NAMESPACE)
-    from toolserver.environments import stop_center
+    from toolserver.service.environments import stop_center
 
     try:
         stop_center(RAY_NAMESPACE)

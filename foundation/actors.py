@@ -7,7 +7,7 @@ from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
 
-from toolserver.errors import ToolServerError, Unavailable
+from foundation.errors import ToolServerError, Unavailable
 
 __all__ = ["ActorClient", "call_actor"]
 
