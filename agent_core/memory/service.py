@@ -12,6 +12,7 @@ import asyncio
 from typing import Any, Protocol
 
 from agent_core.memory.base import Embedder, MemoryItem, MemoryStore
+from foundation.actors import find_actor, kill_named_actor, start_named_actor
 from foundation.errors import Unavailable
 
 __all__ = [
@@ -154,17 +155,16 @@ def start_memory_actor(
 
     is_file = make_url(database_url).get_backend_name() == "sqlite"
     target = node_id or ray.get_runtime_context().get_node_id()
-    remote_cls: Any = ray.remote(MemoryActor)
-    handle = remote_cls.options(
-        name=MEMORY_ACTOR_NAME,
-        namespace=RAY_NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-        num_cpus=0,
+    handle = start_named_actor(
+        MemoryActor,
+        MEMORY_ACTOR_NAME,
+        RAY_NAMESPACE,
+        database_url,
+        embedder,
         max_concurrency=max_concurrency,
         max_restarts=-1,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=target, soft=not is_file),
-    ).remote(database_url, embedder)
+    )
     # Wait until it is up, so that a broken database URL fails here and not on the first call.
     ray.get(handle.node_id.remote())
     return handle
@@ -172,22 +172,12 @@ def start_memory_actor(
 
 def memory_client() -> RayMemoryClient:
     """A client of the running `memory` actor, from any node of the cluster (driver, task or actor)."""
-    import ray
-
-    try:
-        handle = ray.get_actor(MEMORY_ACTOR_NAME, namespace=RAY_NAMESPACE)
-    except ValueError:
-        raise Unavailable("the memory service is not running (start it with start_memory_actor)") from None
+    handle = find_actor(MEMORY_ACTOR_NAME, RAY_NAMESPACE)
+    if handle is None:
+        raise Unavailable("the memory service is not running (start it with start_memory_actor)")
     return RayMemoryClient(handle)
 
 
 def stop_memory_actor() -> bool:
     """Kill the `memory` actor if it runs; True if there was one."""
-    import ray
-
-    try:
-        handle = ray.get_actor(MEMORY_ACTOR_NAME, namespace=RAY_NAMESPACE)
-    except ValueError:
-        return False
-    ray.kill(handle)
-    return True
+    return kill_named_actor(MEMORY_ACTOR_NAME, RAY_NAMESPACE)

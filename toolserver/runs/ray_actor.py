@@ -6,7 +6,7 @@ from typing import Any
 
 import ray
 
-from foundation.actors import ActorClient
+from foundation.actors import ActorClient, kill_named_actor, start_named_actor
 from toolserver.config import Settings
 
 __all__ = ["SCHEDULER_NAME", "RunSchedulerActor", "scheduler_client", "scheduler_settings", "start_scheduler"]
@@ -50,29 +50,18 @@ def scheduler_settings(settings: Settings) -> Settings:
 
 def start_scheduler(settings: Settings, namespace: str) -> dict[str, int]:
     """Start (or find) the scheduler actor and let it resume what a previous server left unfinished."""
-    handle = (
-        ray.remote(RunSchedulerActor)
-        .options(  # type: ignore[attr-defined]
-            name=SCHEDULER_NAME,
-            namespace=namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_concurrency=1000,
-            runtime_env={"env_vars": {"TOOLSERVER_API_KEY": ""}},  # not inherited from the cluster's start
-        )
-        .remote(scheduler_settings(settings))
+    handle = start_named_actor(
+        RunSchedulerActor, SCHEDULER_NAME, namespace, scheduler_settings(settings), max_concurrency=1000
     )
-    report: dict[str, int] = ray.get(handle.call.remote("recover"))  # type: ignore[attr-defined,assignment]
+    report: dict[str, int] = ray.get(handle.call.remote("recover"))
     return report
 
 
 def scheduler_client(namespace: str) -> ActorClient:
+    """A client of the running run scheduler."""
     return ActorClient(ray.get_actor(SCHEDULER_NAME, namespace=namespace), "the run scheduler")
 
 
 def stop_scheduler(namespace: str) -> None:
-    try:
-        ray.kill(ray.get_actor(SCHEDULER_NAME, namespace=namespace))
-    except ValueError:
-        pass
+    """Kill the run scheduler if it runs (its runs resume on the next start)."""
+    kill_named_actor(SCHEDULER_NAME, namespace)

@@ -26,6 +26,7 @@ import ray
 from ray.serve import Application
 from sqlalchemy.engine import make_url
 
+from foundation.actors import find_actor, kill_named_actor, named_actor_names, start_named_actor
 from foundation.errors import UserError
 from registry import Database, KeyStore, SessionStore
 from toolserver.config import Settings
@@ -127,16 +128,15 @@ def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
 
     start_memory_actor(settings.database)
     start_center(without_admin_key(settings), RAY_NAMESPACE)
-    remote_cls: Any = ray.remote(NodeWatcher)
-    watcher = remote_cls.options(
-        name=WATCHER_NAME,
-        namespace=RAY_NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-        num_cpus=0,
-        runtime_env={"env_vars": dict.fromkeys(KEY_ENV_VARS, "")},  # not inherited from the cluster's start
+    watcher = start_named_actor(
+        NodeWatcher,
+        WATCHER_NAME,
+        RAY_NAMESPACE,
+        watcher_settings(settings),
+        instance_id,
+        blank_env=KEY_ENV_VARS,
     )
-    ray.get(watcher.remote(watcher_settings(settings), instance_id).start.remote())
+    ray.get(watcher.start.remote())
     log.info("toolserver actors ready: %s", started)
     return started
 
@@ -169,19 +169,11 @@ def _start_node_managers(
 
 
 def _manager_nodes() -> set[str]:
-    return {
-        entry["name"][len(_MANAGER_PREFIX) :]
-        for entry in ray.util.list_named_actors(all_namespaces=True)
-        if entry.get("namespace") == RAY_NAMESPACE and entry["name"].startswith(_MANAGER_PREFIX)
-    }
+    return {name[len(_MANAGER_PREFIX) :] for name in named_actor_names(RAY_NAMESPACE, _MANAGER_PREFIX)}
 
 
 def _actor_exists(name: str) -> bool:
-    try:
-        ray.get_actor(name, namespace=RAY_NAMESPACE)
-    except ValueError:
-        return False
-    return True
+    return find_actor(name, RAY_NAMESPACE) is not None
 
 
 def watcher_settings(settings: Settings) -> Settings:
@@ -218,8 +210,7 @@ class NodeWatcher:
 
 def stop(settings: Settings | None = None) -> None:
     """Remove the Serve app, the builder's actors and every sandbox; the Ray cluster keeps running."""
-    if _actor_exists(WATCHER_NAME):
-        ray.kill(ray.get_actor(WATCHER_NAME, namespace=RAY_NAMESPACE))
+    kill_named_actor(WATCHER_NAME, RAY_NAMESPACE)
     stop_server(settings=settings or Settings(), remove_sandboxes=True, shutdown_ray=False)
 
 

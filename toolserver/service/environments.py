@@ -17,7 +17,8 @@ from typing import Any
 from agent_core.environment import Hub, Message, SqlEnvironmentStore, TaskCenter, build_agent, make_router
 from agent_core.environment.actors import ActorToolExecutor
 from agent_core.environment.agents import SERVER_EGRESS, SERVER_TOOLS, LoopAgent
-from foundation.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from foundation.actors import ActorClient, find_actor, start_named_actor
+from foundation.errors import Conflict, NotFound, QuotaExceeded, Unavailable, ValidationFailed
 from foundation.wakeups import Wakeups
 from registry import Database
 from toolserver.config import Settings
@@ -386,33 +387,30 @@ class _NotHere:
 
 
 def start_center(settings: Settings, namespace: str) -> None:
-    import ray
-
-    ray.remote(EnvironmentCenterActor).options(  # type: ignore[attr-defined]
-        name=CENTER_NAME,
-        namespace=namespace,
-        lifetime="detached",
-        get_if_exists=True,
-        num_cpus=0,
+    """Start (or find) the environment center actor; it is never given the admin key."""
+    start_named_actor(
+        EnvironmentCenterActor,
+        CENTER_NAME,
+        namespace,
+        settings.model_copy(update={"api_key": None}),
+        namespace,
         max_concurrency=1000,
-        runtime_env={"env_vars": {"TOOLSERVER_API_KEY": ""}},  # not inherited from the cluster's start
-    ).remote(settings.model_copy(update={"api_key": None}), namespace)  # never the admin key
+    )
 
 
 def center_client(namespace: str) -> Any:
-    import ray
-
-    from foundation.actors import ActorClient
-
-    return ActorClient(ray.get_actor(CENTER_NAME, namespace=namespace), "the environment center")
+    handle = find_actor(CENTER_NAME, namespace)
+    if handle is None:
+        raise Unavailable("the environment center is not running")
+    return ActorClient(handle, "the environment center")
 
 
 def stop_center(namespace: str) -> None:
+    """Stop the environment center's agents and kill it, if it runs."""
     import ray
 
-    try:
-        handle = ray.get_actor(CENTER_NAME, namespace=namespace)
-    except ValueError:
+    handle = find_actor(CENTER_NAME, namespace)
+    if handle is None:
         return
     try:
         ray.get(handle.call.remote("shutdown"), timeout=30)
