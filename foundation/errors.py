@@ -65,11 +65,15 @@ class ToolServerError(Exception):
 
 
 class UserError(ToolServerError):
+    """The caller's mistake: bad input or an unknown name (400)."""
+
     status = 400
     type = "bad_request"
 
 
 class ValidationFailed(UserError):
+    """Arguments do not match a schema (422); `field` names where."""
+
     status = 422
     type = "validation_error"
 
@@ -79,41 +83,57 @@ class ValidationFailed(UserError):
 
 
 class NotFound(UserError):
+    """No such session, tool or file visible to the caller (404)."""
+
     status = 404
     type = "not_found"
 
 
 class Conflict(UserError):
+    """The name is taken, or the object's state forbids the request (409)."""
+
     status = 409
     type = "conflict"
 
 
 class PayloadTooLarge(UserError):
+    """Code, a body or a file over its cap (413)."""
+
     status = 413
     type = "payload_too_large"
 
 
 class QuotaExceeded(UserError):
+    """The namespace holds or runs as much as it may (429)."""
+
     status = 429
     type = "quota_exceeded"
 
 
 class Unauthorized(UserError):
+    """A missing or wrong API key (401)."""
+
     status = 401
     type = "unauthorized"
 
 
 class Forbidden(Unauthorized):
+    """A valid key that may not do this (403)."""
+
     status = 403
     type = "forbidden"
 
 
 class RuntimeFailure(ToolServerError):
+    """Something failed that the caller could not prevent (500)."""
+
     status = 500
     type = "runtime_error"
 
 
 class Unavailable(RuntimeFailure):
+    """A backend (Docker, a node, a kernel, an actor) is gone or not ready (503)."""
+
     status = 503
     type = "unavailable"
 

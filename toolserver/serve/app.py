@@ -59,6 +59,8 @@ class ToolServerIngress:
 
 @dataclass(frozen=True)
 class ServerHandle:
+    """What `start_server` reports: where the server listens, its admin key and what the start recovered."""
+
     url: str
     admin_key: str
     admin_key_source: str
@@ -254,6 +256,7 @@ def stop_server(
 
 
 def node_reports_summary(reports: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
+    """Counts of the node managers' start reports: nodes, sessions re-attached, containers removed."""
     return {
         "nodes": len(reports),
         "reattached": sum(len(r["attached"]) for r in reports.values()),

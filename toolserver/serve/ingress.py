@@ -19,6 +19,7 @@ __all__ = ["haproxy_binary", "haproxy_env", "haproxy_state_dir"]
 
 
 def haproxy_binary() -> str | None:
+    """The HAProxy executable, or None when it is not installed."""
     return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
 
 
