@@ -3,6 +3,7 @@
 #   - the Python package and its dev tools (pip, editable install)
 #   - a running Docker engine (Debian's docker.io when none is installed; needs root for that)
 #   - PostgreSQL server binaries (for the registry's PostgreSQL tests)
+#   - gVisor (runsc), registered with the engine as the runtime `runsc` (a reload, no engine restart)
 #   - the sandbox image (built locally; skipped when the tagged image matches its inputs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ if ! docker info >/dev/null 2>&1; then
   fi
   say "starting dockerd"
   as_root sh -c 'setsid dockerd >/tmp/dockerd.log 2>&1 &'
+  as_root touch /var/run/toolserver-started-dockerd  # this engine is ours: setup may reload its config
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /tmp/dockerd.log" >&2; tail -n 20 /tmp/dockerd.log >&2; exit 1; }
 fi
@@ -47,6 +49,24 @@ if ! command -v debootstrap >/dev/null 2>&1; then
   say "installing debootstrap (offline base image for the sandbox)"
   apt_install debootstrap
 fi
+
+if ! command -v runsc >/dev/null 2>&1; then
+  say "installing gVisor (runsc)"
+  apt_install runsc
+fi
+if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
+  if [ -e /var/run/toolserver-started-dockerd ]; then
+    say "registering runsc with the engine (/etc/docker/daemon.json, then a config reload)"
+    as_root python3 scripts/daemon_config.py /etc/docker/daemon.json "$(command -v runsc)"
+    as_root kill -HUP "$(cat /var/run/docker.pid)"
+    for _ in $(seq 1 20); do docker info --format '{{json .Runtimes}}' | grep -q '"runsc"' && break; sleep 0.5; done
+  else
+    say "runsc is installed but this Docker engine does not know it; to use TOOLSERVER_SANDBOX_RUNTIME=runsc add"
+    python3 scripts/daemon_config.py --print "$(command -v runsc)"
+    say "to the engine's daemon.json and reload it (kill -HUP the dockerd; running containers are kept)"
+  fi
+fi
+say "sandbox runtimes: $(docker info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}')"
 
 say "sandbox image"
 python3 -m toolserver.cli image build

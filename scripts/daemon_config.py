@@ -1,0 +1,44 @@
+"""Add the `runsc` runtime to a Docker daemon config file (merged, other keys kept), or print the entry.
+
+python3 scripts/daemon_config.py /etc/docker/daemon.json /usr/bin/runsc
+python3 scripts/daemon_config.py --print /usr/bin/runsc
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# --network=none: the engine makes the network namespace (runsc cannot run in the root one here);
+# --host-uds=all: the host's server and the sandbox's daemon talk over unix sockets in a bind mount.
+RUNSC_ARGS = ["--network=none", "--host-uds=all"]
+
+
+def runtime_entry(path: str) -> dict[str, object]:
+    """The daemon.json `runtimes` entry for runsc at `path`."""
+    return {"runsc": {"path": path, "runtimeArgs": RUNSC_ARGS}}
+
+
+def merge(config_path: str, runsc_path: str) -> None:
+    """Write `config_path` with the runsc runtime added; the file's other settings are kept."""
+    config: dict[str, object] = {}
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+    runtimes = dict(config.get("runtimes") or {})  # type: ignore[call-overload]
+    runtimes.update(runtime_entry(runsc_path))
+    config["runtimes"] = runtimes
+    os.makedirs(os.path.dirname(config_path) or ".", exist_ok=True)
+    tmp = config_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, config_path)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--print":
+        print(json.dumps({"runtimes": runtime_entry(sys.argv[2])}, indent=2))
+    else:
+        merge(sys.argv[1], sys.argv[2])
