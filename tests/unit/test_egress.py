@@ -22,10 +22,10 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from foundation.errors import ValidationFailed
-from toolserver.http.routes.mcp_imports import McpToolRunner
 from toolserver.outbound.egress import EgressDenied, EgressPolicy, GuardedTransport, guarded_client
 from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.tools import CallContext, HttpToolRunner, ToolCallFailed, ToolSpec
+from toolserver.tools.mcp import McpToolRunner
 
 DEFAULT = EgressPolicy()
 

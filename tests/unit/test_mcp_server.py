@@ -29,7 +29,7 @@ from mcp.server.mcpserver import MCPServer  # noqa: E402
 from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 
 from toolserver.http.mcp_endpoint import MCP_PATH, McpEndpoint, mount_mcp  # noqa: E402
-from toolserver.http.routes.mcp_imports import McpToolRunner  # noqa: E402
+from toolserver.tools.mcp import McpToolRunner  # noqa: E402
 
 needs_mcp_kind = pytest.mark.skipif(
     "mcp" not in get_args(ToolKind), reason='needs the "mcp" tool kind wired into toolserver.tools.base'

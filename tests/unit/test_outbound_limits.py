@@ -20,12 +20,12 @@ from sandbox.manager import SandboxManager
 from tests.unit.outbound_upstream import MIB, Upstream, serve_upstream
 from toolserver.config import Settings
 from toolserver.http.app import build_services, create_app
-from toolserver.http.routes.mcp_imports import MAX_IMPORTED_TOOLS, MAX_LIST_PAGES, McpToolRunner
 from toolserver.nodes.local import LocalNodes
 from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES, ResponseTooLarge
 from toolserver.outbound.egress import EgressPolicy
 from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.tools import CallContext, HttpToolRunner, ToolCallFailed, ToolSpec
+from toolserver.tools.mcp import MAX_IMPORTED_TOOLS, MAX_LIST_PAGES, McpToolRunner
 
 CONTEXT = CallContext(namespace="team-a")
 

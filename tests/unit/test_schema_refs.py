@@ -28,8 +28,8 @@ from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
 from toolserver.config import Settings
 from toolserver.http.app import build_services, create_app
-from toolserver.http.routes.mcp_imports import McpToolRunner
 from toolserver.nodes.local import LocalNodes
+from toolserver.tools.mcp import McpToolRunner
 
 QUICK_S = 10.0  # generous; a refused reference answers in milliseconds
 SOURCE = "def f(a=None, default=None):\n    return a\n"

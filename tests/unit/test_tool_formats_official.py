@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 
-from toolserver.service.builtin import BUILTIN_TOOLS
 from toolserver.tools.base import ToolSpec
+from toolserver.tools.builtin import BUILTIN_TOOLS
 from toolserver.tools.formats import render
 from toolserver.tools.schema import derive_schema
 

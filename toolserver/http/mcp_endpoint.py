@@ -36,6 +36,7 @@ from foundation.errors import ToolServerError
 from toolserver import __version__
 from toolserver.http.errors import error_response
 from toolserver.service.principal import Principal
+from toolserver.tools.mcp import HOPS_HEADER, current_hops, serving_hops
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -58,11 +59,9 @@ log = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
 SESSION_HEADER = "x-toolserver-session"
-# How many MCP proxies a call has passed: imported tools forward it + 1, so a chain of imports that leads
-# back to itself ends with an error instead of tying up every replica.
-HOPS_HEADER = "x-toolserver-mcp-hops"
+# Imported tools forward the hops a call has passed (HOPS_HEADER) + 1, so a chain of imports that leads back
+# to itself ends with an error instead of tying up every replica.
 MAX_HOPS = 8
-_hops: contextvars.ContextVar[int] = contextvars.ContextVar("toolserver_mcp_hops", default=0)
 _CALLER = "toolserver.caller"  # ASGI scope key: what the endpoint's authenticate() returned
 
 Authenticate = Callable[[str | None], Awaitable[Any]]
@@ -82,6 +81,7 @@ class McpEndpoint:
         self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one POST for an authenticated caller; other methods answer 405, bad keys 401/403."""
         if scope.get("method") != "POST":
             # Stateless: every exchange is one POST. The SDK would serve a GET as a standalone SSE stream
             # that holds a replica slot for as long as the client likes, outside every stream cap.
@@ -176,9 +176,9 @@ def build_mcp_server(tools: ToolService) -> Server[Any]:
         if hops >= MAX_HOPS:
             message = f"the call passed {hops} MCP proxies; an imported tool probably leads back to itself"
             return _error_result({"type": "loop_detected", "message": message})
-        reset = _hops.set(hops)
         try:
-            response = await tools.call(principal, params.name, dict(params.arguments or {}), session_id)
+            with serving_hops(hops):
+                response = await tools.call(principal, params.name, dict(params.arguments or {}), session_id)
         except ToolServerError as exc:
             return _error_result(exc.to_dict())
         except Exception as exc:
@@ -186,8 +186,6 @@ def build_mcp_server(tools: ToolService) -> Server[Any]:
             return _error_result(
                 {"type": "internal_error", "message": f"internal error ({type(exc).__name__})"}
             )
-        finally:
-            _hops.reset(reset)
         if not response.get("ok"):
             return _error_result(response.get("error") or {"type": "tool_call_failed", "message": "failed"})
         if response.get("status") == "waiting_human":
@@ -204,11 +202,6 @@ def build_mcp_server(tools: ToolService) -> Server[Any]:
         # Arguments are schema-checked by ToolService.call; skip the SDK's per-call tools/list for Mcp-Param-*.
         get_tool_input_schema=lambda name: None,
     )
-
-
-def current_hops() -> int:
-    """MCP proxies the call being served has passed (0 outside a `/mcp` tools/call)."""
-    return _hops.get()
 
 
 def _hops_of(header: str | None) -> int:
@@ -234,6 +227,7 @@ class _McpRoute(Route):
     """A route to a raw ASGI app that still names itself in `scope["route"]`, as the metrics label."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Starlette's match, with this route named in the child scope."""
         match, child = super().matches(scope)
         if match is not Match.NONE:
             child["route"] = self

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from toolserver.tools.base import ToolCallFailed
+from toolserver.outbound.errors import ToolCallFailed
 
 __all__ = [
     "DEFAULT_MAX_OUTBOUND_BYTES",
@@ -69,6 +69,7 @@ class BoundedBodyTransport:
         self._on_overflow = on_overflow
 
     async def handle_async_request(self, request: Any) -> Any:
+        """Send `request` asking for codings decoded here; the response's body comes in bounded pieces."""
         if self.overflowed is not None:
             raise self.overflowed
         request.headers["Accept-Encoding"] = "gzip, deflate"  # the codings decoded here, in bounded pieces
@@ -88,6 +89,7 @@ class BoundedBodyTransport:
         )
 
     async def aclose(self) -> None:
+        """Close the wrapped transport."""
         await self._inner.aclose()
 
     def _check(self, total: int, where: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -24,7 +25,14 @@ import httpx
 
 from foundation.errors import Forbidden, ValidationFailed
 
-__all__ = ["EgressDenied", "EgressPolicy", "GuardedTransport", "Pinner", "guarded_client"]
+__all__ = [
+    "EgressDenied",
+    "EgressPolicy",
+    "GuardedTransport",
+    "Pinner",
+    "guarded_client",
+    "guarded_transport",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,6 +83,7 @@ class EgressPolicy:
         return cls(allow_all, tuple(networks), frozenset(hosts), frozenset(endpoints))
 
     def allows_address(self, address: IPAddress, port: int | None = None) -> bool:
+        """Whether the server may connect to `address` (on `port`, when an entry names one)."""
         if self.allow_all:
             return True
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -92,6 +101,7 @@ class EgressPolicy:
         return address.is_global and not address.is_multicast
 
     def allows_host(self, host: str, port: int) -> bool:
+        """Whether the operator allowed the name `host` itself (or on `port`), whatever it resolves to."""
         name = host.lower().rstrip(".")
         return self.allow_all or name in self.hosts or (name, port) in self.endpoints
 
@@ -146,6 +156,7 @@ class Pinner:
         self._max_tls_pools = max_tls_pools
 
     async def send(self, request: Any) -> Any:
+        """Send `request` to the checked address of its host; EgressDenied where the policy refuses it."""
         url = request.url
         port = _port_of(url)
         host = url.raw_host.decode("ascii")  # the IDNA form httpx sends, so the name checked is the name used
@@ -175,25 +186,48 @@ class Pinner:
         return pool
 
     async def aclose(self) -> None:
+        """Close every pool."""
         await self._plain.aclose()
         while self._tls:
             await self._tls.popitem()[1].aclose()
 
 
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that sends each request only to an address the policy allows."""
+class _PinnedTransport:
+    """The body of a guarded transport of httpx or httpx2 (`_module`): every request through a Pinner."""
+
+    _module: Any
 
     def __init__(self, policy: EgressPolicy, **options: Any) -> None:
-        """`options` go to the underlying `httpx.AsyncHTTPTransport`s (e.g. `verify`)."""
+        """`options` go to the module's underlying `AsyncHTTPTransport`s (e.g. `verify`)."""
         self.policy = policy
-        self._pinner = Pinner(policy, httpx, **options)
+        self._pinner = Pinner(policy, self._module, **options)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response: httpx.Response = await self._pinner.send(request)
-        return response
+    async def handle_async_request(self, request: Any) -> Any:
+        """Send `request` to the address the policy checked for its host."""
+        return await self._pinner.send(request)
 
     async def aclose(self) -> None:
+        """Close every connection pool."""
         await self._pinner.aclose()
+
+
+class GuardedTransport(_PinnedTransport, httpx.AsyncBaseTransport):
+    """An httpx transport that sends each request only to an address the policy allows."""
+
+    _module = httpx
+
+
+def guarded_transport(policy: EgressPolicy, module: Any, **options: Any) -> Any:
+    """A transport of httpx or its twin httpx2 (`module`) that connects only where `policy` allows."""
+    return _guarded_class(module)(policy, **options)
+
+
+@functools.cache
+def _guarded_class(module: Any) -> type[_PinnedTransport]:
+    """GuardedTransport for httpx; the same with httpx2's base class (so its isinstance checks pass) for httpx2."""
+    if module is httpx:
+        return GuardedTransport
+    return type("GuardedTransport", (_PinnedTransport, module.AsyncBaseTransport), {"_module": module})
 
 
 def guarded_client(policy: EgressPolicy, **kwargs: Any) -> httpx.AsyncClient:

@@ -39,6 +39,7 @@ class AgentService:
         self.llm_policy = llm_policy or LLMPolicy()
 
     async def define(self, principal: Principal, body: AgentCreate) -> dict[str, Any]:
+        """Create or replace an agent of the caller; a broken llm config is refused now."""
         config = body.model_dump(exclude={"name"})
         build_llm(config["llm"], self.llm_policy)  # refuse a broken llm config now, not at the first run
         try:
@@ -48,12 +49,15 @@ class AgentService:
         return _agent_view(record)
 
     async def list_agents(self, principal: Principal) -> list[dict[str, Any]]:
+        """The caller's agents (api keys masked)."""
         return [_agent_view(r) for r in await asyncio.to_thread(self.agents.list, principal.namespace)]
 
     async def get_agent(self, principal: Principal, name: str) -> dict[str, Any]:
+        """One of the caller's agents (api key masked)."""
         return _agent_view(await asyncio.to_thread(self.agents.get, principal.namespace, name))
 
     async def start_run(self, principal: Principal, body: RunCreate) -> dict[str, Any]:
+        """Record a run of one of the caller's agents and hand it to the scheduler."""
         await asyncio.to_thread(self.agents.get, principal.namespace, body.agent)
         if body.session_id:
             await self.sessions.get(principal, body.session_id)  # 404 unless the caller's own
@@ -64,11 +68,13 @@ class AgentService:
         return {"id": record.id, "status": record.status}
 
     async def get_run(self, principal: Principal, run_id: str) -> dict[str, Any]:
+        """One of the caller's runs with every step."""
         record = await asyncio.to_thread(self.runs.get, principal.namespace, run_id)
         steps = await asyncio.to_thread(self.runs.steps, principal.namespace, run_id)
         return run_view(record, steps)
 
     async def list_runs(self, principal: Principal, status: str | None) -> list[dict[str, Any]]:
+        """The caller's runs, of one status when given."""
         records = await asyncio.to_thread(lambda: self.runs.list(principal.namespace, status=status))  # type: ignore[arg-type]
         return [run_view(r) for r in records]
 
@@ -91,16 +97,19 @@ class AgentService:
                 return
 
     async def human_requests(self, principal: Principal, status: str | None) -> list[dict[str, Any]]:
+        """The caller's questions to a human, of one status when given."""
         records = await asyncio.to_thread(lambda: self.humans.list(principal.namespace, status=status))  # type: ignore[arg-type]
         return [human_view(r) for r in records]
 
     async def human_request(self, principal: Principal, request_id: str, wait_s: float) -> dict[str, Any]:
+        """One of the caller's human requests, waiting up to `wait_s` (at most 300 s) for its answer."""
         view: dict[str, Any] = await self.scheduler.wait_answer(
             principal.namespace, request_id, min(wait_s, 300.0)
         )
         return view
 
     async def answer(self, principal: Principal, request_id: str, answer: str) -> dict[str, Any]:
+        """Answer one of the caller's human requests; the waiting run resumes."""
         view: dict[str, Any] = await self.scheduler.answer(principal.namespace, request_id, answer)
         return view
 

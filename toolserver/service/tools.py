@@ -4,31 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from agent_core.tools import ASK_HUMAN_TOOL
-from foundation.errors import Forbidden, NotFound, ToolServerError, UserError, ValidationFailed
+from agent_core.tools import HumanWait
+from foundation.errors import Forbidden, NotFound, ToolServerError, ValidationFailed
 from foundation.schema.limits import run_import, run_validation
 from foundation.schema.validation import check_schema, validate_arguments
 from registry import AuditStore, HumanRequestStore, SecretStore, ToolStore
 from sandbox.base import SandboxInfo
 from toolserver.http.models import SessionCreate, ToolCreate
-from toolserver.service.builtin import BUILTIN_TOOLS, BuiltinRunner
 from toolserver.service.principal import Principal
 from toolserver.service.session_sandbox import SessionSandbox
 from toolserver.service.sessions import SessionService
-from toolserver.tools.base import CallContext, ToolCallFailed, ToolRunner, ToolSpec, check_tool_name
+from toolserver.tools.base import (
+    CallContext,
+    ToolCallFailed,
+    ToolDraft,
+    ToolRunner,
+    ToolRunners,
+    ToolSpec,
+    check_tool_name,
+)
+from toolserver.tools.builtin import BuiltinRunner
+from toolserver.tools.deployment import ServelessDeployments
 from toolserver.tools.formats import render
-from toolserver.tools.http import HttpToolConfig, HttpToolRunner
+from toolserver.tools.http import HttpToolRunner
+from toolserver.tools.mcp import McpToolConfig, McpToolRunner
 from toolserver.tools.openapi import import_document
-from toolserver.tools.schema import derive_schema
 from toolserver.tools.search import ToolIndex
 
 __all__ = ["ToolService"]
 
-_BUILTIN = {spec.name: spec for spec in BUILTIN_TOOLS}
+# The request fields every kind shares; the rest are the kind's own (`ToolDraft.fields`).
+_COMMON_FIELDS = frozenset({"name", "description", "kind", "parameters"})
 
 
 def _spec_of(record: Any) -> ToolSpec:
@@ -43,14 +55,27 @@ def _spec_of(record: Any) -> ToolSpec:
     )
 
 
+def _build_spec(runner: ToolRunner, draft: ToolDraft) -> ToolSpec:
+    """The runner's spec for `draft`, its parameters checked first; slow: off the event loop."""
+    if draft.parameters is not None:
+        draft = dataclasses.replace(draft, parameters=check_schema(draft.parameters))
+    return runner.build_spec(draft)
+
+
 class ToolService:
+    """The tools a namespace sees (builtin and its own): register, list, search, call, delete.
+
+    What differs by kind (registration checks, secrets, sandbox, deployment, shared tools) is asked of the
+    kind's `ToolRunner`; a call is schema-checked, tenant-scoped and audited the same way for every kind.
+    """
+
     def __init__(
         self,
         tools: ToolStore,
         secrets: SecretStore,
         audit: AuditStore,
         sessions: SessionService,
-        runners: dict[str, ToolRunner],
+        runners: Mapping[str, ToolRunner],
         humans: HumanRequestStore,
     ) -> None:
         self.tools = tools
@@ -58,32 +83,65 @@ class ToolService:
         self.secrets = secrets
         self.audit = audit
         self.sessions = sessions
-        self.runners = {"builtin": BuiltinRunner(), **runners}
+        # Deployment tools are refused with a reason unless the server on Ray Serve passes its runner.
+        defaults = {"builtin": BuiltinRunner(humans), "deployment": ServelessDeployments()}
+        self.runners = ToolRunners({**defaults, **runners})
+        self._shared = {spec.name: spec for spec in self.runners.shared_tools()}
         self._tool_sessions: dict[str, str] = {}
         self._tool_session_lock = asyncio.Lock()
 
     # -- registration --------------------------------------------------------------------------------
 
     async def register(self, principal: Principal, body: ToolCreate) -> dict[str, Any]:
+        """Check and store one tool of the caller's namespace (its runner installs it first)."""
         name = check_tool_name(body.name)
-        if name in _BUILTIN:
+        if name in self._shared:
             raise ValidationFailed(f"{name} is a builtin tool name", field="name")
+        runner = self.runners[body.kind]
+        draft = ToolDraft(
+            name=name,
+            kind=body.kind,
+            namespace=principal.namespace,
+            description=body.description,
+            parameters=body.parameters,
+            fields=body.model_dump(exclude=set(_COMMON_FIELDS)),
+            is_admin=principal.is_admin,
+        )
         # A schema check costs up to a second or so (meta-schema, RE2 compiles): off the event loop.
-        spec = await run_validation(principal.namespace, self._spec_from_body, principal, body)
-        if spec.kind == "deployment":
-            await self.runners["deployment"].deploy(spec)  # type: ignore[attr-defined]
+        spec = await run_validation(principal.namespace, _build_spec, runner, draft)
+        await runner.install(spec)
         return (await self.register_specs(principal, [spec]))[0]
 
     async def import_openapi(
         self, principal: Principal, document: dict[str, Any] | str, base_url: str | None, prefix: str
     ) -> builtins.list[dict[str, Any]]:
+        """Every operation of an OpenAPI document as an `http` tool of the caller."""
         # Parsing and $ref expansion are bounded (size, time) but can take seconds: off the event loop.
         specs = await run_import(
             principal.namespace, import_document, document, base_url=base_url, prefix=prefix
         )
-        runner = self.runners.get("http")
-        if specs and isinstance(runner, HttpToolRunner):
-            runner.policy.check_url(specs[0].config["url"], field="base_url")  # one server for all operations
+        if specs:  # one server for all operations
+            http = self.runners.of("http", HttpToolRunner)
+            http.check_destination(specs[0].config["url"], field="base_url")
+        return await self.register_specs(principal, specs)
+
+    async def import_mcp(
+        self,
+        principal: Principal,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secret_headers: Mapping[str, str] | None = None,
+        prefix: str = "",
+        timeout_s: float | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """List an MCP server's tools and register each as an `mcp` tool of the caller; all or nothing."""
+        runner = self.runners.of("mcp", McpToolRunner)
+        endpoint = McpToolConfig.endpoint(url, headers, secret_headers, timeout_s)
+        secrets = await self._secrets(principal, builtins.list(endpoint.secret_headers.values()))
+        specs = await runner.import_tools(
+            endpoint, secrets, prefix=prefix, namespace=principal.namespace, reserved=set(self._shared)
+        )
         return await self.register_specs(principal, specs)
 
     async def register_specs(self, principal: Principal, specs: list[ToolSpec]) -> list[dict[str, Any]]:
@@ -102,79 +160,19 @@ class ToolService:
             out.append(render([_spec_of(record)], "native")[0])
         return out
 
-    def _spec_from_body(self, principal: Principal, body: ToolCreate) -> ToolSpec:
-        config: dict[str, Any]
-        description = body.description
-        parameters = check_schema(body.parameters) if body.parameters is not None else None
-        if body.kind == "python":
-            if not body.source:
-                raise ValidationFailed("a python tool needs its source", field="source")
-            derived = derive_schema(body.source, body.function)
-            parameters = parameters or derived.parameters
-            description = description or derived.description
-            config = {"source": body.source, "function": derived.name, "timeout_s": body.timeout_s or 30.0}
-        elif body.kind == "http":
-            if not body.url:
-                raise ValidationFailed("an http tool needs a url", field="url")
-            config = {
-                "url": body.url,
-                "method": body.method.upper(),
-                "headers": body.headers or {},
-                "secret_headers": body.secret_headers or {},
-                "query": body.query or [],
-                "body": "remaining" if body.body == "all" else body.body,
-                "timeout_s": body.timeout_s or 30.0,
-            }
-            if body.max_response_bytes:
-                config["max_response_bytes"] = body.max_response_bytes
-            if body.follow_redirects:
-                config["follow_redirects"] = True
-            checked = HttpToolConfig.from_dict(config)  # a broken config is refused now, not at every call
-            runner = self.runners.get("http")
-            if isinstance(runner, HttpToolRunner):
-                runner.policy.check_url(body.url, field="url")
-                runner.check_response_cap(checked.max_response_bytes, field="max_response_bytes")
-        else:  # deployment: trusted code on the server's path, so only an admin may add one
-            if not principal.is_admin:
-                raise Forbidden("only an admin key may register deployment tools")
-            if not body.import_path:
-                raise ValidationFailed(
-                    "a deployment tool needs import_path (module:attribute)", field="import_path"
-                )
-            config = {
-                "import_path": body.import_path,
-                "num_replicas": body.num_replicas or 1,
-                "ray_actor_options": body.ray_actor_options or {"num_cpus": 0.1},
-                "autoscaling": body.autoscaling,
-                "timeout_s": body.timeout_s or 60.0,
-            }
-        if parameters is None:
-            parameters = {"type": "object", "properties": {}, "additionalProperties": True}
-        spec = ToolSpec(
-            name=body.name,
-            description=description,
-            kind=body.kind,
-            parameters=parameters,
-            config=config,
-            namespace=principal.namespace,
-        )
-        if body.kind == "deployment":
-            runner = self.runners.get("deployment")
-            if runner is None:
-                raise UserError("deployment tools need the server running on Ray Serve")
-            runner.prepare(spec)  # type: ignore[attr-defined]
-        return spec
-
     # -- reading -------------------------------------------------------------------------------------
 
     async def visible(self, principal: Principal) -> builtins.list[ToolSpec]:
+        """The shared tools, then the namespace's own."""
         records = await asyncio.to_thread(self.tools.list, principal.namespace)
-        return [*BUILTIN_TOOLS, *(_spec_of(r) for r in records)]
+        return [*self._shared.values(), *(_spec_of(r) for r in records)]
 
     async def list(self, principal: Principal, format: str) -> builtins.list[dict[str, Any]]:
+        """Every visible tool in `format` (native, openai or mcp)."""
         return render(await self.visible(principal), format)
 
     async def search(self, principal: Principal, query: str, k: int) -> builtins.list[dict[str, Any]]:
+        """The `k` visible tools that best match `query`, with their scores."""
         index = ToolIndex.build(await self.visible(principal))
         return [
             {**render([spec], "native")[0], "score": round(score, 4)}
@@ -182,18 +180,21 @@ class ToolService:
         ]
 
     async def get(self, principal: Principal, name: str) -> ToolSpec:
-        if name in _BUILTIN:
-            return _BUILTIN[name]
+        """One visible tool; NotFound unless shared or the caller's own."""
+        if name in self._shared:
+            return self._shared[name]
         record = await asyncio.to_thread(self.tools.get, principal.namespace, name)
         return _spec_of(record)
 
     async def delete(self, principal: Principal, name: str) -> None:
-        if name in _BUILTIN:
+        """Remove one of the caller's tools; its runner uninstalls it after."""
+        if name in self._shared:
             raise Forbidden(f"{name} is a builtin tool and cannot be removed")
         spec = await self.get(principal, name)
         await asyncio.to_thread(self.tools.delete, principal.namespace, name)
-        if spec.kind == "deployment" and "deployment" in self.runners:
-            await self.runners["deployment"].remove(spec)  # type: ignore[attr-defined]
+        runner = self.runners.get(spec.kind)
+        if runner is not None:
+            await runner.uninstall(spec)
 
     # -- calling -------------------------------------------------------------------------------------
 
@@ -202,29 +203,26 @@ class ToolService:
     ) -> dict[str, Any]:
         """Validate, run, audit. A failing tool is a result with ok=false; bad input is an error."""
         started = time.perf_counter()
-        status, error_type, response = "ok", None, {}
+        status, error_type = "ok", None
+        response: dict[str, Any] = {}
         try:
             spec = await self.get(principal, name)
             arguments = await run_validation(
                 principal.namespace, validate_arguments, spec.parameters, arguments
             )
-            if spec.name == ASK_HUMAN_TOOL:
-                request = await asyncio.to_thread(
-                    self.humans.create,
-                    principal.namespace,
-                    arguments["question"],
-                    context={"context": arguments.get("context"), "session_id": session_id},
-                )
-                status = "waiting_human"
-                response = {"ok": True, "status": "waiting_human", "request_id": request.id, "result": None}
-                return response
-            context = await self._context(principal, spec, session_id)
+            runner = self.runners[spec.kind]
+            context = await self._context(principal, runner, spec, session_id)
             try:
-                result = await self.runners[spec.kind].run(spec, arguments, context)
-                response = {"ok": True, "result": result}
+                result = await runner.run(spec, arguments, context)
             except ToolCallFailed as exc:
                 status, error_type = "error", exc.type
                 response = {"ok": False, "result": None, "error": exc.to_dict()}
+            else:
+                if isinstance(result, HumanWait):
+                    status = "waiting_human"
+                    response = {"ok": True, "status": status, "request_id": result.request_id, "result": None}
+                else:
+                    response = {"ok": True, "result": result}
         except ToolServerError as exc:
             status, error_type = "rejected", exc.type
             raise
@@ -236,13 +234,12 @@ class ToolService:
             )
         return response
 
-    async def _context(self, principal: Principal, spec: ToolSpec, session_id: str | None) -> CallContext:
-        secrets: dict[str, str] = {}
-        if spec.kind in ("http", "mcp") and spec.config.get("secret_headers"):
-            names = list(spec.config["secret_headers"].values())
-            secrets = await asyncio.to_thread(self.secrets.resolve, principal.namespace, names)
+    async def _context(
+        self, principal: Principal, runner: ToolRunner, spec: ToolSpec, session_id: str | None
+    ) -> CallContext:
+        secrets = await self._secrets(principal, builtins.list(runner.secret_names(spec)))
         sandbox = None
-        if spec.kind in ("builtin", "python"):
+        if runner.needs_sandbox(spec):
             session_id = session_id or await self._tool_session(principal)
             view = await self.sessions.get(principal, session_id)
             info = SandboxInfo(
@@ -259,6 +256,15 @@ class ToolService:
         return CallContext(
             namespace=principal.namespace, session_id=session_id, sandbox=sandbox, secrets=secrets
         )
+
+    async def _secrets(self, principal: Principal, names: builtins.list[str]) -> Mapping[str, str]:
+        """The caller's secrets of these names (none asked: none read)."""
+        if not names:
+            return {}
+        resolved: Mapping[str, str] = await asyncio.to_thread(
+            self.secrets.resolve, principal.namespace, names
+        )
+        return resolved
 
     async def _tool_session(self, principal: Principal) -> str:
         """The namespace's own tool sandbox, used when a sandboxed tool is called without a session."""

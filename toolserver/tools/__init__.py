@@ -1,4 +1,10 @@
-"""Tool logic that needs no server: specs, schemas, validation, formats, search and the tool runners."""
+"""Tools: specs, schemas, formats, search, and one runner per kind (`ToolRunner`).
+
+The runners of every kind are here: `python`, `http` (and OpenAPI import), in this package's namespace;
+`builtin`, `mcp` and `deployment` in their modules (`toolserver.tools.builtin`, `.mcp`, `.deployment`), which
+are imported only by what uses them (the MCP SDK and Ray Serve are heavy). This package imports
+`toolserver.outbound` and the layers below the server, never `toolserver.service` or `toolserver.http`.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,22 @@ from toolserver.tools.base import (
     CallContext,
     MissingSecret,
     ToolCallFailed,
+    ToolDraft,
     ToolKind,
     ToolRunner,
+    ToolRunners,
     ToolSpec,
     ToolTimeout,
     check_tool_name,
     empty_parameters,
 )
+from toolserver.tools.docstrings import parse_docstring
 from toolserver.tools.formats import FORMATS, render, to_mcp, to_native, to_openai
-from toolserver.tools.http import HttpToolConfig, HttpToolRunner
+from toolserver.tools.http import HttpToolRunner
+from toolserver.tools.http_config import HttpToolConfig
 from toolserver.tools.openapi import tools_from_openapi
 from toolserver.tools.python import PythonToolRunner, build_invocation, new_marker, parse_invocation_output
-from toolserver.tools.schema import DerivedFunction, derive_schema, parse_docstring
+from toolserver.tools.schema import DerivedFunction, derive_schema
 from toolserver.tools.search import ToolIndex, tokenize
 
 __all__ = [
@@ -33,9 +43,11 @@ __all__ = [
     "MissingSecret",
     "PythonToolRunner",
     "ToolCallFailed",
+    "ToolDraft",
     "ToolIndex",
     "ToolKind",
     "ToolRunner",
+    "ToolRunners",
     "ToolSpec",
     "ToolTimeout",
     "build_invocation",

@@ -1,8 +1,8 @@
-"""The tool seam: what a tool is (`ToolSpec`), what runs one (`ToolRunner`), and how a call can fail.
+"""The tool seam: what a tool is (`ToolSpec`), what serves one kind (`ToolRunner`), how a call can fail.
 
 RuntimeFailure
-└── ToolCallFailed      the tool ran and failed: upstream non-2xx, an exception in the tool, no result
-    └── ToolTimeout     the tool did not finish within its time limit
+└── ToolCallFailed      (outbound.errors) the tool ran and failed: upstream non-2xx, an exception, no result
+    └── ToolTimeout     (outbound.errors) the tool did not finish within its time limit
 UserError
 └── MissingSecret       a secret the tool's config names is not set for the caller's namespace
 """
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
-from foundation.errors import RuntimeFailure, UserError, ValidationFailed
+from foundation.errors import UserError, ValidationFailed
+from toolserver.outbound.errors import ToolCallFailed, ToolTimeout
 
 if TYPE_CHECKING:
     from sandbox.base import Sandbox
@@ -25,13 +26,16 @@ __all__ = [
     "CallContext",
     "MissingSecret",
     "ToolCallFailed",
+    "ToolDraft",
     "ToolKind",
     "ToolRunner",
+    "ToolRunners",
     "ToolSpec",
     "ToolTimeout",
     "check_tool_name",
     "config_str_map",
     "empty_parameters",
+    "secret_header_names",
     "secret_header_values",
 ]
 
@@ -39,6 +43,7 @@ ToolKind = Literal["builtin", "python", "http", "deployment", "mcp"]
 
 # OpenAI's rule for function names; MCP and most other clients accept the same set.
 TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,63}$")
+_R = TypeVar("_R", bound="ToolRunner")
 
 
 def check_tool_name(name: object) -> str:
@@ -88,41 +93,107 @@ class CallContext:
     secrets: Mapping[str, str] = field(default_factory=dict)
 
 
+def _any_object() -> dict[str, Any]:
+    return {"type": "object", "properties": {}, "additionalProperties": True}
+
+
+@dataclass(frozen=True)
+class ToolDraft:
+    """A registration as the caller sent it: the common fields, the kind's own fields, and who asks."""
+
+    name: str
+    kind: str
+    namespace: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None  # already checked; None: the runner derives or defaults them
+    fields: Mapping[str, Any] = field(default_factory=dict)  # the kind's own: source, url, import_path, ...
+    is_admin: bool = False
+
+    def spec(
+        self,
+        config: dict[str, Any],
+        *,
+        description: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> ToolSpec:
+        """The spec this draft registers with `config`; parameters default to the draft's, else any object."""
+        if parameters is None:
+            parameters = self.parameters if self.parameters is not None else _any_object()
+        return ToolSpec(
+            name=self.name,
+            description=self.description if description is None else description,
+            kind=self.kind,  # type: ignore[arg-type]  # ToolSpec checks it
+            parameters=parameters,
+            config=config,
+            namespace=self.namespace,
+        )
+
+
 class ToolRunner(abc.ABC):
-    """Runs tools of one kind; arguments arrive already validated against `tool.parameters`."""
+    """Everything about tools of one kind: how one is registered, listed, called and removed.
+
+    `ToolService` holds one runner per kind (a `ToolRunners`) and asks the tool's runner at each step instead
+    of branching on the kind. Only `run` is required; the other hooks default to "nothing to do".
+    """
 
     @abc.abstractmethod
     async def run(self, tool: ToolSpec, arguments: dict[str, Any], context: CallContext) -> Any:
         """Call `tool` with `arguments`; return a JSON-serialisable result or raise ToolCallFailed."""
 
+    def build_spec(self, draft: ToolDraft) -> ToolSpec:
+        """Check a registration of this kind and build its spec; may be slow (it runs off the event loop)."""
+        raise UserError(f"{draft.kind} tools cannot be registered through this route", field="kind")
 
-class ToolCallFailed(RuntimeFailure):
-    """The tool ran and failed; `status_code` is the upstream HTTP status when there is one."""
+    async def install(self, spec: ToolSpec) -> None:
+        """Make a newly registered tool callable, before its record is stored (e.g. deploy it)."""
+        return None
 
-    status = 502
-    type = "tool_call_failed"
+    async def uninstall(self, spec: ToolSpec) -> None:
+        """Undo `install` once the tool's record is deleted."""
+        return None
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        error_type: str | None = None,
-        **details: Any,
-    ) -> None:
-        super().__init__(message, status_code=status_code, error_type=error_type, **details)
-        self.status_code = status_code
-        self.error_type = error_type
+    def shared_tools(self) -> Sequence[ToolSpec]:
+        """Tools of this kind every namespace sees without registering them."""
+        return ()
+
+    def secret_names(self, tool: ToolSpec) -> Sequence[str]:
+        """Names of the caller's secrets a call of `tool` needs in `CallContext.secrets`."""
+        return ()
+
+    def needs_sandbox(self, tool: ToolSpec) -> bool:
+        """Whether a call of `tool` runs in the caller's session sandbox (`CallContext.sandbox`)."""
+        return False
 
 
-class ToolTimeout(ToolCallFailed):
-    status = 504
-    type = "tool_timeout"
+class ToolRunners:
+    """The runner of each tool kind; asking for a kind no runner serves is a UserError naming it."""
 
-    def __init__(self, message: str, *, timeout_s: float | None = None, **details: Any) -> None:
-        details.setdefault("error_type", "timeout")
-        super().__init__(message, timeout_s=timeout_s, **details)
-        self.timeout_s = timeout_s
+    def __init__(self, runners: Mapping[str, ToolRunner]) -> None:
+        self._runners = dict(runners)
+
+    def __getitem__(self, kind: str) -> ToolRunner:
+        try:
+            return self._runners[kind]
+        except KeyError:
+            raise UserError(f"this server has no {kind} tool runner configured", field="kind") from None
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._runners
+
+    def get(self, kind: str) -> ToolRunner | None:
+        """The runner of `kind`, or None."""
+        return self._runners.get(kind)
+
+    def of(self, kind: str, cls: type[_R]) -> _R:
+        """The runner of `kind` when it is a `cls`, else the UserError of a missing runner."""
+        runner = self._runners.get(kind)
+        if not isinstance(runner, cls):
+            raise UserError(f"this server has no {kind} tool runner configured")
+        return runner
+
+    def shared_tools(self) -> list[ToolSpec]:
+        """Every runner's shared tools (the builtin ones)."""
+        return [spec for runner in self._runners.values() for spec in runner.shared_tools()]
 
 
 class MissingSecret(UserError):
@@ -147,6 +218,11 @@ def secret_header_values(secret_headers: Mapping[str, str], secrets: Mapping[str
             )
         values[header] = secrets[secret]
     return values
+
+
+def secret_header_names(config: Mapping[str, Any]) -> list[str]:
+    """The secret names a config's `secret_headers` (header -> secret name) asks for."""
+    return list((config.get("secret_headers") or {}).values())
 
 
 def config_str_map(config: Mapping[str, Any], key: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 
 from foundation.errors import ValidationFailed
-from toolserver.tools.base import CallContext, ToolCallFailed, ToolRunner, ToolSpec, ToolTimeout
+from toolserver.tools.base import CallContext, ToolCallFailed, ToolDraft, ToolRunner, ToolSpec, ToolTimeout
 from toolserver.tools.schema import derive_schema
 
 __all__ = [
@@ -178,7 +178,29 @@ class PythonToolRunner(ToolRunner):
         self.default_timeout_s = default_timeout_s
         self.max_result_bytes = max_result_bytes
 
+    def build_spec(self, draft: ToolDraft) -> ToolSpec:
+        """A python tool from its `source`; schema and description come from the signature and docstring."""
+        source = draft.fields.get("source")
+        if not source:
+            raise ValidationFailed("a python tool needs its source", field="source")
+        derived = derive_schema(source, draft.fields.get("function"))
+        config = {
+            "source": source,
+            "function": derived.name,
+            "timeout_s": draft.fields.get("timeout_s") or self.default_timeout_s,
+        }
+        return draft.spec(
+            config,
+            description=draft.description or derived.description,
+            parameters=draft.parameters or derived.parameters,
+        )
+
+    def needs_sandbox(self, tool: ToolSpec) -> bool:
+        """Always: the tool's code runs only in the caller's sandbox kernel."""
+        return True
+
     async def run(self, tool: ToolSpec, arguments: dict[str, Any], context: CallContext) -> Any:
+        """Run the tool in `context.sandbox`'s kernel and return what it returned."""
         if context.sandbox is None:
             raise ValidationFailed(
                 f"the python tool {tool.name!r} runs in a sandbox session; pass session_id",

@@ -72,6 +72,7 @@ class ToolIndex:
 
     @classmethod
     def build(cls, specs: Iterable[ToolSpec]) -> ToolIndex:
+        """The index of `specs`: names, descriptions and parameter names, weighted in that order."""
         specs = tuple(specs)
         terms = tuple(_weighted_terms(spec) for spec in specs)
         lengths = tuple(float(sum(t.values())) for t in terms)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from agent_core.tools import ASK_HUMAN_PARAMETERS, ASK_HUMAN_TOOL
+from agent_core.tools import ASK_HUMAN_PARAMETERS, ASK_HUMAN_TOOL, HumanWait
 from foundation.errors import UserError
+from registry import HumanRequestStore
 from toolserver.tools.base import CallContext, ToolRunner, ToolSpec
 
 __all__ = ["BUILTIN_TOOLS", "BuiltinRunner"]
@@ -65,9 +68,30 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
 
 
 class BuiltinRunner(ToolRunner):
-    """Runs the builtin tools against `context.sandbox` (the caller's session)."""
+    """Runs the builtin tools, shared by every namespace: sandbox operations on `context.sandbox` (the caller's
+    session), and `ask_human`, which files a request for a human and returns a `HumanWait`."""
+
+    def __init__(self, humans: HumanRequestStore) -> None:
+        self.humans = humans
+
+    def shared_tools(self) -> Sequence[ToolSpec]:
+        """Every builtin tool: each namespace lists and calls them without registering them."""
+        return BUILTIN_TOOLS
+
+    def needs_sandbox(self, tool: ToolSpec) -> bool:
+        """All but `ask_human`, which asks a person and touches no sandbox."""
+        return tool.name != ASK_HUMAN_TOOL
 
     async def run(self, tool: ToolSpec, arguments: dict[str, Any], context: CallContext) -> Any:
+        """Run one builtin tool; `ask_human` answers a HumanWait for its new request."""
+        if tool.name == ASK_HUMAN_TOOL:
+            request = await asyncio.to_thread(
+                self.humans.create,
+                context.namespace,
+                arguments["question"],
+                context={"context": arguments.get("context"), "session_id": context.session_id},
+            )
+            return HumanWait(request_id=request.id, question=arguments["question"])
         sandbox = context.sandbox
         if sandbox is None:
             raise UserError(f"tool {tool.name} needs a session", field="session_id")
