@@ -16,7 +16,9 @@ from sandbox.base import (
     Sandbox,
     SandboxBackend,
     SandboxInfo,
+    SandboxOps,
     SandboxSpec,
+    SessionOps,
     ShellResult,
 )
 from sandbox.config import DEFAULT_IMAGE, SandboxConfig
@@ -37,13 +39,16 @@ __all__ = [
     "SandboxConfig",
     "SandboxInfo",
     "SandboxManager",
+    "SandboxOps",
     "SandboxPool",
     "SandboxSpec",
+    "SessionOps",
     "ShellResult",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    """The Docker backend, the manager and the pool, imported on first use."""
     if name == "DockerBackend":
         from sandbox.docker import DockerBackend
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import builtins
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 __all__ = [
     "Display",
@@ -16,7 +16,9 @@ __all__ = [
     "Sandbox",
     "SandboxBackend",
     "SandboxInfo",
+    "SandboxOps",
     "SandboxSpec",
+    "SessionOps",
     "ShellResult",
 ]
 
@@ -70,6 +72,8 @@ class SandboxInfo:
 
 @dataclass(frozen=True)
 class ShellResult:
+    """What one shell command did: `exit_code` is None when it timed out or its shell died."""
+
     exit_code: int | None
     output: str
     timed_out: bool
@@ -88,6 +92,8 @@ class Display:
 
 @dataclass(frozen=True)
 class PythonError:
+    """The exception a cell raised, as the kernel reported it."""
+
     ename: str
     evalue: str
     traceback: builtins.list[str]
@@ -95,6 +101,8 @@ class PythonError:
 
 @dataclass(frozen=True)
 class PythonResult:
+    """What one cell did: its streams, its value's text, rich displays and the error, if any."""
+
     status: Literal["ok", "error", "timeout"]
     stdout: str = ""
     stderr: str = ""
@@ -106,18 +114,20 @@ class PythonResult:
 
 @dataclass(frozen=True)
 class FileEntry:
+    """One workspace file or directory."""
+
     path: str  # relative to the workspace
     size: int
     is_dir: bool
     mtime: float
 
 
-class Sandbox(abc.ABC):
-    """One session's private execution environment: a persistent shell, a kernel, a workspace."""
+class SandboxOps(Protocol):
+    """What one session's sandbox does: a persistent shell, a kernel, a workspace.
 
-    @property
-    @abc.abstractmethod
-    def info(self) -> SandboxInfo: ...
+    `SessionOps` is the same surface addressed by session id (a node's manager); `Sandbox` adds where the
+    sandbox lives and what to release. The contract suite (tests/contract) holds every implementation to it.
+    """
 
     @abc.abstractmethod
     async def shell(self, command: str, timeout_s: float = 30.0) -> ShellResult:
@@ -141,7 +151,48 @@ class Sandbox(abc.ABC):
 
     @abc.abstractmethod
     async def list_files(self, path: str = "") -> builtins.list[FileEntry]:
-        """Entries of a workspace directory (not recursive)."""
+        """Entries of a workspace directory (not recursive), sorted by path."""
+
+
+class SessionOps(Protocol):
+    """`SandboxOps` addressed by session id: each method takes the session first, then the same arguments.
+
+    A node's `SandboxManager` implements it in-process and `toolserver.nodes` over Ray (`NodeClient`, which
+    adds the session lifecycle); tests/contract/test_surfaces.py checks that the two stay mirrors.
+    """
+
+    @abc.abstractmethod
+    async def shell(self, session_id: str, command: str, timeout_s: float = 30.0) -> ShellResult:
+        """`SandboxOps.shell` in the session's sandbox."""
+
+    @abc.abstractmethod
+    async def python(self, session_id: str, code: str, timeout_s: float = 30.0) -> PythonResult:
+        """`SandboxOps.python` in the session's sandbox."""
+
+    @abc.abstractmethod
+    async def restart_python(self, session_id: str) -> None:
+        """`SandboxOps.restart_python` in the session's sandbox."""
+
+    @abc.abstractmethod
+    async def write_file(self, session_id: str, path: str, data: bytes) -> FileEntry:
+        """`SandboxOps.write_file` in the session's sandbox."""
+
+    @abc.abstractmethod
+    async def read_file(self, session_id: str, path: str) -> bytes:
+        """`SandboxOps.read_file` in the session's sandbox."""
+
+    @abc.abstractmethod
+    async def list_files(self, session_id: str, path: str = "") -> builtins.list[FileEntry]:
+        """`SandboxOps.list_files` in the session's sandbox."""
+
+
+class Sandbox(SandboxOps, abc.ABC):
+    """One session's private execution environment: its operations, where it lives, what to release."""
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> SandboxInfo:
+        """Where this sandbox lives and what it is."""
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -152,7 +203,8 @@ class SandboxBackend(abc.ABC):
     """Creates, finds and destroys sandboxes on one engine."""
 
     @abc.abstractmethod
-    async def create(self, spec: SandboxSpec, session_id: str | None = None) -> Sandbox: ...
+    async def create(self, spec: SandboxSpec, session_id: str | None = None) -> Sandbox:
+        """A new, ready sandbox for `spec` (under `session_id` when given)."""
 
     @abc.abstractmethod
     async def get(self, session_id: str) -> Sandbox:
@@ -163,7 +215,8 @@ class SandboxBackend(abc.ABC):
         """Remove the sandbox and everything it holds; a no-op when already gone."""
 
     @abc.abstractmethod
-    async def list(self) -> builtins.list[SandboxInfo]: ...
+    async def list(self) -> builtins.list[SandboxInfo]:
+        """Every live sandbox of this backend."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -23,6 +23,8 @@ def _default_runtime_dir() -> str:
 
 @dataclass(frozen=True)
 class SandboxConfig:
+    """One node's sandbox settings: images, default and maximum limits, caps, the pool, TTLs, directories."""
+
     image: str = DEFAULT_IMAGE
     allowed_images: tuple[str, ...] = ()  # besides `image`, what sessions may name; never pulled
     default_limits: Limits = field(default_factory=Limits)

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 import logging
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
-from foundation.errors import PayloadTooLarge, UserError
+from foundation.errors import UserError
 from sandbox import _hostdirs, _labels
+from sandbox._container import GUEST_DIR, OPEN_NETWORK, ContainerEngine, container_name, private_dir
 from sandbox._guest_client import GuestClient
 from sandbox._ids import new_session_id
+from sandbox._inputs import check_code_size, checked_timeout
 from sandbox._kernel import KernelConnection, message_cap, write_connection_files
+from sandbox._meta import info_from_container, write_meta
 from sandbox._paths import workspace_relative
 from sandbox._runtime_dir import prepare_runtime_dir
 from sandbox.base import (
     FileEntry,
-    Limits,
     PythonResult,
     Sandbox,
     SandboxBackend,
@@ -34,22 +35,11 @@ from sandbox.base import (
     ShellResult,
 )
 from sandbox.config import SandboxConfig
-from sandbox.errors import (
-    ImageNotAllowed,
-    SandboxGone,
-    SandboxNotFound,
-    SandboxUnavailable,
-)
+from sandbox.errors import SandboxGone, SandboxNotFound, SandboxUnavailable
 
-__all__ = ["DockerBackend", "DockerSandbox"]
+__all__ = ["OPEN_NETWORK", "DockerBackend", "DockerSandbox"]
 
 log = logging.getLogger(__name__)
-
-_GUEST_DIR = "/sbx"
-OPEN_NETWORK = "toolserver-open"
-"""The Docker network of sessions with network "bridge": a bridge of its own, with inter-container traffic off."""
-_NO_ICC = {"com.docker.network.bridge.enable_icc": "false"}
-_META_FILE = "meta.json"
 
 
 class DockerSandbox(Sandbox):
@@ -72,7 +62,7 @@ class DockerSandbox(Sandbox):
     def set_owner(self, owner: str) -> None:
         """Hand a pooled sandbox to its tenant (labels are immutable; the directory records it)."""
         self._info = replace(self._info, owner=owner)
-        _write_meta(self.host_dir, self._info)
+        write_meta(self.host_dir, self._info)
 
     async def connect(self) -> None:
         """Wait for the guest daemon and the kernel to answer; from then on the sandbox can write nothing in /sbx."""
@@ -81,21 +71,24 @@ class DockerSandbox(Sandbox):
         await self._ensure_kernel()
 
     async def ping(self) -> dict[str, Any]:
+        """The guest daemon's answer to a ping; SandboxUnavailable (or SandboxGone) when it does not answer."""
         return await self._guest.ping()
 
     async def shell(self, command: str, timeout_s: float = 30.0) -> ShellResult:
-        self._check_code(command, "command")
+        check_code_size(command, "command", self._config.max_code_bytes)
+        timeout_s = checked_timeout(timeout_s)
         self.last_used = time.time()
-        return await self._guest.shell(command, _timeout(timeout_s), self._config.output_limit)
+        return await self._guest.shell(command, timeout_s, self._config.output_limit)
 
     async def python(self, code: str, timeout_s: float = 30.0) -> PythonResult:
-        self._check_code(code, "code")
+        check_code_size(code, "code", self._config.max_code_bytes)
+        timeout_s = checked_timeout(timeout_s)
         self.last_used = time.time()
         async with self._kernel_lock:
             kernel = await self._ensure_kernel()
             result = await kernel.execute(
                 code,
-                _timeout(timeout_s),
+                timeout_s,
                 interrupt=self._interrupt_kernel,
                 is_alive=self._kernel_alive,
                 output_limit=self._config.output_limit,
@@ -125,21 +118,13 @@ class DockerSandbox(Sandbox):
             await self._kernel.close()
             self._kernel = None
 
-    def _check_code(self, text: str, field: str) -> None:
-        if len(text.encode("utf-8", "replace")) > self._config.max_code_bytes:
-            raise PayloadTooLarge(
-                f"{field} is larger than the {self._config.max_code_bytes} byte cap", field=field
-            )
-
     async def _ensure_kernel(self) -> KernelConnection:
         if self._kernel is not None and self._kernel.breach is not None:
             self._kernel_dead = True  # it broke the caps between two calls
         if self._kernel_dead or not await self._kernel_alive():
             await self._restart_kernel()
         if self._kernel is None:
-            self._kernel = await KernelConnection.connect(
-                os.path.join(self.host_dir, "kernel.host.json"), self._config.ready_timeout_s
-            )
+            self._kernel = await self._connect_kernel()
         return self._kernel
 
     async def _restart_kernel(self) -> None:
@@ -148,9 +133,11 @@ class DockerSandbox(Sandbox):
             self._kernel = None
         await self._guest.kernel("kernel_restart")
         self._kernel_dead = False
-        self._kernel = await KernelConnection.connect(
-            os.path.join(self.host_dir, "kernel.host.json"), self._config.ready_timeout_s
-        )
+        self._kernel = await self._connect_kernel()
+
+    async def _connect_kernel(self) -> KernelConnection:
+        host_file = os.path.join(self.host_dir, "kernel.host.json")
+        return await KernelConnection.connect(host_file, self._config.ready_timeout_s)
 
     async def _interrupt_kernel(self) -> None:
         await self._guest.kernel("kernel_interrupt")
@@ -158,34 +145,6 @@ class DockerSandbox(Sandbox):
     async def _kernel_alive(self) -> bool:
         status = await self._guest.kernel("kernel_status")
         return bool(status.get("alive"))
-
-
-def _timeout(timeout_s: float) -> float:
-    if not 0 < timeout_s <= 3600:
-        raise UserError("timeout_s must be between 0 and 3600 seconds", field="timeout_s")
-    return float(timeout_s)
-
-
-def _write_meta(host_dir: str, info: SandboxInfo) -> None:
-    meta = {
-        "session_id": info.session_id,
-        "owner": info.owner,
-        "created_at": info.created_at,
-        "limits": asdict(info.limits),
-    }
-    tmp = os.path.join(host_dir, _META_FILE + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(meta, fh)
-    os.replace(tmp, os.path.join(host_dir, _META_FILE))
-
-
-def _read_meta(host_dir: str) -> dict[str, Any]:
-    try:
-        with open(os.path.join(host_dir, _META_FILE)) as fh:
-            data = json.load(fh)
-            return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _with_sandbox_uid(config: SandboxConfig) -> SandboxConfig:
@@ -203,45 +162,32 @@ def _with_sandbox_uid(config: SandboxConfig) -> SandboxConfig:
     return replace(config, uid=uid)
 
 
-def _private_dir(container: Any) -> str | None:
-    """The private host directory of a container: the parent of what is mounted at its /sbx."""
-    for mount in container.attrs.get("Mounts", []):
-        if mount.get("Destination") == _GUEST_DIR:
-            return os.path.dirname(str(mount.get("Source")))
-    return None
-
-
 class DockerBackend(SandboxBackend):
     """Creates and tracks hardened session containers on the local Docker engine."""
 
     def __init__(self, config: SandboxConfig | None = None, client: Any = None) -> None:
-        self.config = config or SandboxConfig()
-        self._client = client
+        config = config or SandboxConfig()
+        prepare_runtime_dir(config.runtime_dir)
+        self.config = _with_sandbox_uid(config)
+        self.engine = ContainerEngine(self.config, client)
         self._sandboxes: dict[str, DockerSandbox] = {}
-        prepare_runtime_dir(self.config.runtime_dir)
-        self.config = _with_sandbox_uid(self.config)
         # Unix socket paths are short (107 bytes), so the node part of the directory is abbreviated.
         self._root = os.path.join(self.config.runtime_dir, self.config.instance_id, self.config.node_id[:12])
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            import docker
-
-            try:
-                self._client = docker.from_env()
-                self._client.ping()
-            except Exception as exc:
-                self._client = None
-                raise SandboxUnavailable(f"cannot reach the Docker engine: {exc}") from exc
-        return self._client
+        """The Docker client; SandboxUnavailable when the engine does not answer."""
+        return self.engine.client
 
     async def create(
         self, spec: SandboxSpec, session_id: str | None = None, *, pooled: bool = False
     ) -> DockerSandbox:
+        """A new container for `spec`, connected and ready; `pooled` labels one started ahead for the pool."""
         self.config.check_spec(spec)
         session_id = session_id or new_session_id()
-        host_dir = await asyncio.to_thread(self._make_host_dir, session_id)
+        host_dir = await asyncio.to_thread(
+            _hostdirs.make_dirs, self._root, session_id, self.config.shared_dir_mb
+        )
         info = SandboxInfo(
             session_id=session_id,
             container_id="",
@@ -255,23 +201,23 @@ class DockerBackend(SandboxBackend):
         try:
             write_connection_files(
                 _hostdirs.shared_dir(host_dir),
-                _GUEST_DIR,
+                GUEST_DIR,
                 private_dir=host_dir,
                 max_message=message_cap(self.config.output_limit),
             )
-            _write_meta(host_dir, info)
-            container = await asyncio.to_thread(self._run_container, info, host_dir, pooled)
+            write_meta(host_dir, info)
+            container = await asyncio.to_thread(self.engine.run, info, host_dir, pooled)
             info = replace(info, container_id=container.id)
             sandbox = DockerSandbox(info, host_dir, self.config)
             await sandbox.connect()
         except BaseException:
-            await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
-            await asyncio.to_thread(_hostdirs.remove_dirs, host_dir)
+            await self._remove(container_name(session_id), host_dir)
             raise
         self._sandboxes[session_id] = sandbox
         return sandbox
 
     async def get(self, session_id: str) -> DockerSandbox:
+        """The session's connected sandbox; SandboxNotFound when this backend holds none."""
         sandbox = self._sandboxes.get(session_id)
         if sandbox is None:
             raise SandboxNotFound(f"no sandbox for session {session_id}", session_id=session_id)
@@ -283,28 +229,30 @@ class DockerBackend(SandboxBackend):
         try:
             await sandbox.ping()
         except SandboxUnavailable:
-            state = await asyncio.to_thread(self._container_state, sandbox.info.container_id)
+            state = await asyncio.to_thread(self.engine.state, sandbox.info.container_id)
             raise SandboxGone(
                 f"the sandbox of session {session_id} is gone ({state})", session_id=session_id
             ) from None
 
     async def destroy(self, session_id: str) -> None:
+        """Remove the session's container and directories (a no-op when they are gone)."""
         sandbox = self._sandboxes.pop(session_id, None)
         host_dir = os.path.join(self._root, session_id)
         if sandbox is not None:
             host_dir = sandbox.host_dir
             await sandbox.close()
-        await asyncio.to_thread(self._remove_container, f"tsbx-{session_id}")
-        await asyncio.to_thread(_hostdirs.remove_dirs, host_dir)
+        await self._remove(container_name(session_id), host_dir)
 
     async def list(self) -> builtins.list[SandboxInfo]:
+        """The sandboxes this backend holds."""
         return [s.info for s in self._sandboxes.values()]
 
     async def close(self) -> None:
+        """Remove every container and directory of this node (and the node's directory when it is empty)."""
         for session_id in list(self._sandboxes):
             await self.destroy(session_id)
-        for container in await asyncio.to_thread(self._owned_containers, set()):
-            await asyncio.to_thread(self._remove_container, container.id)
+        for container in await asyncio.to_thread(self.engine.owned, set()):
+            await asyncio.to_thread(self.engine.remove, container.id)
         await asyncio.to_thread(self._remove_stray_dirs)
         for path in (self._root, os.path.dirname(self._root)):
             try:
@@ -322,7 +270,7 @@ class DockerBackend(SandboxBackend):
         """
         attached: builtins.list[str] = []
         removed: builtins.list[str] = []
-        for container in await asyncio.to_thread(self._owned_containers, adopt_from or set()):
+        for container in await asyncio.to_thread(self.engine.owned, adopt_from or set()):
             session_id = container.labels.get(_labels.SESSION, "")
             running = container.status == "running"
             if session_id in live_session_ids and running and session_id not in self._sandboxes:
@@ -334,42 +282,24 @@ class DockerBackend(SandboxBackend):
                     pass
             if session_id in self._sandboxes:
                 continue
-            await asyncio.to_thread(self._remove_container, container.id)
-            private = _private_dir(container) or os.path.join(self._root, session_id)
-            await asyncio.to_thread(_hostdirs.remove_dirs, private)
+            await self._remove(container.id, private_dir(container) or os.path.join(self._root, session_id))
             removed.append(session_id)
         await asyncio.to_thread(self._remove_stray_dirs)
         return {"attached": attached, "removed": removed}
 
     async def _attach(self, container: Any, session_id: str) -> None:
-        host_dir = _private_dir(container) or os.path.join(self._root, session_id)
-        meta = _read_meta(host_dir)
-        labels = container.labels
-        host_config = container.attrs.get("HostConfig", {})
-        try:
-            limits = Limits(**meta["limits"])
-        except (KeyError, TypeError):  # metadata of an older server: what the engine knows
-            limits = Limits(
-                memory_mb=int(host_config.get("Memory", 0) // (1024 * 1024)) or Limits().memory_mb,
-                cpus=(host_config.get("NanoCpus", 0) or 1e9) / 1e9,
-                pids=int(host_config.get("PidsLimit") or Limits().pids),
-            )
-        info = SandboxInfo(
-            session_id=session_id,
-            container_id=container.id,
-            owner=str(meta.get("owner", labels.get(_labels.OWNER, ""))),
-            image=container.attrs.get("Config", {}).get("Image", self.config.image),
-            node_id=self.config.node_id,
-            network="none" if host_config.get("NetworkMode") in ("none", "", None) else "bridge",
-            limits=limits,
-            created_at=float(meta.get("created_at", time.time())),
+        host_dir = private_dir(container) or os.path.join(self._root, session_id)
+        info = info_from_container(
+            container, session_id, host_dir, node_id=self.config.node_id, default_image=self.config.image
         )
         sandbox = DockerSandbox(info, host_dir, self.config)
         await sandbox.connect()
         self._sandboxes[session_id] = sandbox
 
-    def _make_host_dir(self, session_id: str) -> str:
-        return _hostdirs.make_dirs(self._root, session_id, self.config.shared_dir_mb)
+    async def _remove(self, container: str, host_dir: str) -> None:
+        """Remove a container (by name or id), then its private directories."""
+        await asyncio.to_thread(self.engine.remove, container)
+        await asyncio.to_thread(_hostdirs.remove_dirs, host_dir)
 
     def _remove_stray_dirs(self) -> None:
         if not os.path.isdir(self._root):
@@ -377,123 +307,3 @@ class DockerBackend(SandboxBackend):
         for name in os.listdir(self._root):
             if name not in self._sandboxes:
                 _hostdirs.remove_dirs(os.path.join(self._root, name))
-
-    def _run_container(self, info: SandboxInfo, host_dir: str, pooled: bool) -> Any:
-        """Create and start the container; the image must already be on this engine (never pulled)."""
-        import docker.errors
-        import docker.types
-
-        limits = info.limits
-        tmpfs_opts = f"uid={self.config.uid},gid={self.config.uid},exec,nosuid,nodev"
-        tmpfs = {
-            "/workspace": f"size={limits.disk_mb}m,mode=0700,{tmpfs_opts}",
-            "/tmp": f"size={limits.tmp_mb}m,mode=1777,{tmpfs_opts}",
-            # The guest daemon's own scratch space, so a full /tmp cannot stop the shell.
-            "/run/sbxd": f"size=4m,mode=0700,{tmpfs_opts}",
-        }
-        missing = ImageNotAllowed(
-            f"image {info.image!r} is not present on node {self.config.node_id}; sessions never pull"
-            " images: the operator builds or pulls it on every node",
-            field="image",
-        )
-        try:
-            image = self.client.images.get(info.image)
-        except docker.errors.ImageNotFound:
-            raise missing from None
-        # An image's VOLUME would get an anonymous volume: outside disk_mb, writable past the read-only
-        # root, and left behind. Each declared path gets a size-capped tmpfs instead.
-        for path in (image.attrs.get("Config") or {}).get("Volumes") or {}:
-            tmpfs.setdefault(str(path), f"size={limits.tmp_mb}m,mode=1777,{tmpfs_opts}")
-        # One MiB above the largest tmpfs, so that a full workspace reads ENOSPC rather than SIGXFSZ.
-        file_cap = (max(limits.disk_mb, limits.tmp_mb) + 1) * 1024 * 1024
-        create = self.client.containers.create  # unlike containers.run, create never pulls
-        try:
-            container = create(
-                info.image,
-                detach=True,
-                name=f"tsbx-{info.session_id}",
-                hostname="sandbox",
-                labels=_labels.labels_for(
-                    instance=self.config.instance_id,
-                    session_id=info.session_id,
-                    owner=info.owner,
-                    node=self.config.node_id,
-                    pooled=pooled,
-                ),
-                user=f"{self.config.uid}:{self.config.uid}",
-                network_mode=self._network_mode(info.network),
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                read_only=True,
-                tmpfs=tmpfs,
-                volumes={_hostdirs.shared_dir(host_dir): {"bind": _GUEST_DIR, "mode": "rw"}},
-                mem_limit=f"{limits.memory_mb}m",
-                memswap_limit=f"{limits.memory_mb}m",
-                nano_cpus=int(limits.cpus * 1e9),
-                pids_limit=limits.pids,
-                ulimits=[
-                    docker.types.Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
-                    docker.types.Ulimit(name="core", soft=0, hard=0),
-                    docker.types.Ulimit(name="fsize", soft=file_cap, hard=file_cap),
-                ],
-                init=True,
-                ipc_mode="private",
-                environment={"TOOLSERVER_SESSION": info.session_id, "TOOLSERVER_NODE": self.config.node_id},
-            )
-        except docker.errors.ImageNotFound:
-            raise missing from None
-        container.start()
-        return container
-
-    def _network_mode(self, network: str) -> str:
-        """`none`, or the open network (made on first use; one with other options is refused, not used)."""
-        if network == "none":
-            return "none"
-        import docker.errors
-
-        try:
-            existing = self.client.networks.get(OPEN_NETWORK)
-        except docker.errors.NotFound:
-            try:
-                self.client.networks.create(OPEN_NETWORK, driver="bridge", options=_NO_ICC)
-            except docker.errors.APIError as exc:
-                if "already exists" not in str(exc):
-                    raise
-            existing = self.client.networks.get(OPEN_NETWORK)
-        options = existing.attrs.get("Options") or {}
-        if existing.attrs.get("Driver") != "bridge" or any(options.get(k) != v for k, v in _NO_ICC.items()):
-            raise SandboxUnavailable(
-                f"the Docker network {OPEN_NETWORK!r} exists without inter-container traffic off; remove it"
-                " (docker network rm) and the server makes it again"
-            )
-        return OPEN_NETWORK
-
-    def _owned_containers(self, adopt_from: set[str]) -> builtins.list[Any]:
-        nodes = {self.config.node_id, *adopt_from}
-        found = self.client.containers.list(
-            all=True, filters=_labels.instance_filter(self.config.instance_id)
-        )
-        return [c for c in found if c.labels.get(_labels.NODE) in nodes]
-
-    def _container_state(self, container_id: str) -> str:
-        import docker.errors
-
-        try:
-            container = self.client.containers.get(container_id)
-        except docker.errors.NotFound:
-            return "container removed"
-        state = container.attrs.get("State", {})
-        if state.get("OOMKilled"):
-            return "killed for exceeding its memory limit"
-        return f"container {state.get('Status', 'unknown')}, exit code {state.get('ExitCode')}"
-
-    def _remove_container(self, name_or_id: str) -> None:
-        import docker.errors
-
-        try:
-            self.client.containers.get(name_or_id).remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if "already in progress" not in str(exc):
-                raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 from foundation.errors import NotFound, PayloadTooLarge, RuntimeFailure, Unavailable, UserError
 
 __all__ = [
+    "FakeCannotRun",
     "FileTooLarge",
     "ImageNotAllowed",
     "ImageBuildError",
@@ -38,10 +39,14 @@ class SandboxGone(SandboxUnavailable):
 
 
 class SandboxNotFound(NotFound):
+    """No live sandbox for this session id on this node."""
+
     type = "session_not_found"
 
 
 class WorkspaceFileNotFound(NotFound):
+    """No such file or directory in the workspace."""
+
     type = "file_not_found"
 
 
@@ -52,6 +57,8 @@ class InvalidPath(UserError):
 
 
 class FileTooLarge(PayloadTooLarge):
+    """A file over the per-file cap, or one the workspace has no room for."""
+
     type = "file_too_large"
 
 
@@ -69,6 +76,8 @@ class RuntimeDirUnsafe(SandboxError):
 
 
 class ImageBuildError(SandboxError):
+    """Building the sandbox image failed."""
+
     type = "image_build_error"
 
 
@@ -77,3 +86,9 @@ class ImageNotAllowed(UserError):
 
     status = 422
     type = "image_not_allowed"
+
+
+class FakeCannotRun(SandboxError):
+    """The fake sandbox was asked to run code it has no scripted answer for: it runs nothing, and never pretends."""
+
+    type = "fake_cannot_run"

@@ -7,7 +7,7 @@ import builtins
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from foundation.errors import UserError
 from sandbox.base import (
@@ -17,6 +17,7 @@ from sandbox.base import (
     SandboxBackend,
     SandboxInfo,
     SandboxSpec,
+    SessionOps,
     ShellResult,
 )
 from sandbox.config import SandboxConfig
@@ -28,10 +29,15 @@ __all__ = ["SandboxManager"]
 log = logging.getLogger(__name__)
 
 ExpiredCallback = Callable[[str], Awaitable[None]]
+Result = TypeVar("Result")
 
 
-class SandboxManager:
-    """Owns one Docker engine's sandboxes; every session operation on this node goes through it."""
+class SandboxManager(SessionOps):
+    """Owns one Docker engine's sandboxes; every session operation on this node goes through it.
+
+    Besides `SessionOps` it has the session lifecycle (create, get, destroy, sessions, stats): together they
+    make it a `toolserver.nodes.NodeClient`, in-process or as the node's Ray actor.
+    """
 
     def __init__(
         self,
@@ -70,6 +76,7 @@ class SandboxManager:
         return report
 
     async def create(self, spec: SandboxSpec, ttl_s: float | None = None) -> SandboxInfo:
+        """A sandbox for `spec` (from the pool when it matches) that expires after `ttl_s` idle seconds."""
         ttl = self.config.default_ttl_s if ttl_s is None else float(ttl_s)
         if not 0 < ttl <= self.config.max_ttl_s:
             raise UserError(f"ttl_s must be between 0 and {self.config.max_ttl_s:g}", field="ttl_s")
@@ -79,6 +86,7 @@ class SandboxManager:
         return sandbox.info
 
     async def get(self, session_id: str) -> SandboxInfo:
+        """The session's sandbox; SandboxNotFound when this node has none."""
         return (await self._session(session_id)).info
 
     async def shell(self, session_id: str, command: str, timeout_s: float = 30.0) -> ShellResult:
@@ -106,15 +114,18 @@ class SandboxManager:
         return await self._guarded(session_id, sandbox.list_files(path))
 
     async def destroy(self, session_id: str) -> None:
+        """Remove the session's sandbox (a no-op when it is gone)."""
         self._ttl.pop(session_id, None)
         self._last_used.pop(session_id, None)
         await self.backend.destroy(session_id)
 
     async def sessions(self) -> builtins.list[SandboxInfo]:
+        """The sandboxes handed out to sessions (the pool's are not)."""
         pooled = self.pool.pooled_ids()
         return [info for info in await self.backend.list() if info.session_id not in pooled]
 
     async def stats(self) -> dict[str, Any]:
+        """This node's counts, for health and placement."""
         return {
             "node_id": self.config.node_id,
             "sandboxes_running": len(await self.sessions()),
@@ -151,7 +162,7 @@ class SandboxManager:
         self._last_used[session_id] = time.time()
         return sandbox
 
-    async def _guarded(self, session_id: str, op: Awaitable[Any]) -> Any:
+    async def _guarded(self, session_id: str, op: Awaitable[Result]) -> Result:
         """Run a session operation; a dead container becomes a clear SandboxGone."""
         try:
             return await op
