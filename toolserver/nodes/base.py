@@ -6,25 +6,38 @@ import abc
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from sandbox.base import FileEntry, PythonResult, SandboxInfo, SandboxSpec, ShellResult
+from foundation.errors import Unavailable
+from sandbox.base import SandboxInfo, SandboxSpec, SessionOps
 
 __all__ = ["NodeClient", "NodeDirectory"]
 
 
-class NodeClient(Protocol):
-    """One node's sandbox manager, as the service sees it (a local object or a Ray actor)."""
+class NodeClient(SessionOps, Protocol):
+    """One node's sandbox manager, as the service sees it: `SessionOps` plus the session lifecycle.
 
-    async def create(self, spec: SandboxSpec, ttl_s: float | None = None) -> SandboxInfo: ...
-    async def get(self, session_id: str) -> SandboxInfo: ...
-    async def shell(self, session_id: str, command: str, timeout_s: float = 30.0) -> ShellResult: ...
-    async def python(self, session_id: str, code: str, timeout_s: float = 30.0) -> PythonResult: ...
-    async def restart_python(self, session_id: str) -> None: ...
-    async def write_file(self, session_id: str, path: str, data: bytes) -> FileEntry: ...
-    async def read_file(self, session_id: str, path: str) -> bytes: ...
-    async def list_files(self, session_id: str, path: str = "") -> list[FileEntry]: ...
-    async def destroy(self, session_id: str) -> None: ...
-    async def sessions(self) -> list[SandboxInfo]: ...
-    async def stats(self) -> dict[str, Any]: ...
+    Implemented by `sandbox.manager.SandboxManager` (in-process, `LocalNodes`) and by
+    `toolserver.nodes.ray_actors.RayNodeClient` (the node's manager actor); mypy checks both.
+    """
+
+    @abc.abstractmethod
+    async def create(self, spec: SandboxSpec, ttl_s: float | None = None) -> SandboxInfo:
+        """A new sandbox on this node for `spec`, expiring after `ttl_s` idle seconds (None: the default)."""
+
+    @abc.abstractmethod
+    async def get(self, session_id: str) -> SandboxInfo:
+        """The session's sandbox; SandboxNotFound when this node has none."""
+
+    @abc.abstractmethod
+    async def destroy(self, session_id: str) -> None:
+        """Remove the session's sandbox (a no-op when it is gone)."""
+
+    @abc.abstractmethod
+    async def sessions(self) -> list[SandboxInfo]:
+        """The sandboxes this node holds for sessions."""
+
+    @abc.abstractmethod
+    async def stats(self) -> dict[str, Any]:
+        """Counts for health and placement: node_id, sandboxes_running, pool_ready, pool_size."""
 
 
 class NodeDirectory(abc.ABC):
@@ -55,8 +68,6 @@ class NodeDirectory(abc.ABC):
         """
         stats = await self.stats()
         if not stats:
-            from foundation.errors import Unavailable
-
             raise Unavailable("no sandbox node is available")
         placing = placing or {}
         best = min(

@@ -1,28 +1,42 @@
-"""Sandbox managers as Ray actors: one per node, pinned there, found by name from any node."""
+"""Sandbox managers as Ray actors: one per node, pinned there, found by name from any node.
+
+The actor is the node's `SandboxManager` itself (`SandboxNodeActor`), and `RayNodeClient` calls it method by
+method: both are `NodeClient`s, which mypy checks below.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from foundation.actors import ActorClient
+from foundation.actors import call_actor, find_actor, named_actor_names, start_named_actor
 from foundation.errors import Unavailable
+from registry import Database, SessionStore
+from registry.models import SessionRecord
+from sandbox.base import FileEntry, PythonResult, SandboxInfo, SandboxSpec, ShellResult
+from sandbox.config import SandboxConfig
+from sandbox.manager import ExpiredCallback, SandboxManager
 from toolserver.config import Settings
 from toolserver.nodes.base import NodeClient, NodeDirectory
+from toolserver.nodes.session_expiry import mark_expired_callback
 
 __all__ = [
     "KEY_ENV_VARS",
     "RAY_NAMESPACE",
+    "RayNodeClient",
     "RayNodes",
     "SandboxNodeActor",
+    "manager_node_ids",
     "node_actor_args",
+    "reattach_sessions",
     "start_missing_node_actors",
     "start_node_actors",
+    "stop_node_actors",
 ]
 
 RAY_NAMESPACE = "toolserver"
@@ -46,71 +60,114 @@ def node_actor_args(settings: Settings, instance_id: str) -> tuple[dict[str, Any
     return fields, settings.database
 
 
-class SandboxNodeActor:
-    """Wraps this node's SandboxManager; every method is async, so one actor serves many sessions.
+class SandboxNodeActor(SandboxManager):
+    """This node's SandboxManager as a Ray actor: each manager method is a remote method of the same name.
 
-    Built from `node_actor_args`: sandbox config fields and the registry's url (to mark expired sessions).
+    Every method is async, so one actor serves many sessions. Built from `node_actor_args`: sandbox config
+    fields and the registry's url (where sessions it expires are marked).
     """
 
     def __init__(self, sandbox: dict[str, Any], database: str) -> None:
-        from sandbox.config import SandboxConfig
-        from sandbox.manager import SandboxManager
+        config = SandboxConfig(**sandbox, node_id=ray.get_runtime_context().get_node_id())
+        super().__init__(config, on_expired=self._mark_expired)
+        self._database = database
+        self._registry_expired: ExpiredCallback | None = None
 
-        self.node_id = ray.get_runtime_context().get_node_id()
-        self.database = database
-        config = SandboxConfig(**sandbox, node_id=self.node_id)
-        self.manager = SandboxManager(config, on_expired=self._expired)
-        self._on_expired: Callable[[str], Coroutine[Any, Any, None]] | None = None
-
-    async def start(self, live_sessions: dict[str, float], adopt_from: list[str]) -> dict[str, list[str]]:
-        from toolserver.nodes.session_expiry import mark_expired_callback
-
+    async def start(
+        self, live_sessions: dict[str, float] | None = None, adopt_from: set[str] | None = None
+    ) -> dict[str, list[str]]:
+        """Open the registry for expiry, then reconcile and fill the pool (see `SandboxManager.start`)."""
         # model_construct reads no environment: these settings hold the registry's url and nothing else.
-        self._on_expired = mark_expired_callback(Settings.model_construct(database_url=self.database))
-        return await self.manager.start(live_sessions, set(adopt_from))
+        self._registry_expired = mark_expired_callback(Settings.model_construct(database_url=self._database))
+        return await super().start(live_sessions, adopt_from)
 
-    async def _expired(self, session_id: str) -> None:
-        if self._on_expired is not None:
-            await self._on_expired(session_id)
+    async def _mark_expired(self, session_id: str) -> None:
+        if self._registry_expired is not None:
+            await self._registry_expired(session_id)
 
-    async def call(self, method: str, *args: Any) -> Any:
-        return await getattr(self.manager, method)(*args)
 
-    async def shutdown(self) -> None:
-        await self.manager.shutdown()
+class RayNodeClient(NodeClient):
+    """A node's manager actor as a NodeClient: one typed remote call per method; a lost actor is Unavailable."""
+
+    def __init__(self, handle: Any, node_id: str) -> None:
+        self._handle = handle
+        self._node_id = node_id
+        self._what = f"sandbox node {node_id[:12]}"
+
+    async def create(self, spec: SandboxSpec, ttl_s: float | None = None) -> SandboxInfo:
+        return await self._call(self._handle.create.remote(spec, ttl_s))
+
+    async def get(self, session_id: str) -> SandboxInfo:
+        return await self._call(self._handle.get.remote(session_id))
+
+    async def shell(self, session_id: str, command: str, timeout_s: float = 30.0) -> ShellResult:
+        return await self._call(self._handle.shell.remote(session_id, command, timeout_s))
+
+    async def python(self, session_id: str, code: str, timeout_s: float = 30.0) -> PythonResult:
+        return await self._call(self._handle.python.remote(session_id, code, timeout_s))
+
+    async def restart_python(self, session_id: str) -> None:
+        await self._call(self._handle.restart_python.remote(session_id))
+
+    async def write_file(self, session_id: str, path: str, data: bytes) -> FileEntry:
+        return await self._call(self._handle.write_file.remote(session_id, path, data))
+
+    async def read_file(self, session_id: str, path: str) -> bytes:
+        return await self._call(self._handle.read_file.remote(session_id, path))
+
+    async def list_files(self, session_id: str, path: str = "") -> list[FileEntry]:
+        return await self._call(self._handle.list_files.remote(session_id, path))
+
+    async def destroy(self, session_id: str) -> None:
+        await self._call(self._handle.destroy.remote(session_id))
+
+    async def sessions(self) -> list[SandboxInfo]:
+        return await self._call(self._handle.sessions.remote())
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._call(self._handle.stats.remote())
+
+    async def _call(self, ref: Awaitable[Any]) -> Any:
+        return await call_actor(ref, self._what, node_id=self._node_id)
+
+
+# mypy proves both ends of the Ray hop are NodeClients: what RayNodeClient offers, the actor serves.
+_CLIENT_IS_A_NODE_CLIENT: type[NodeClient] = RayNodeClient
+_ACTOR_IS_A_NODE_CLIENT: type[NodeClient] = SandboxNodeActor
+
+
+def _alive_node_ids() -> set[str]:
+    return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+
+
+def manager_node_ids() -> set[str]:
+    """Nodes with a live sandbox manager actor (alive or not: Ray keeps a dead node's names a while)."""
+    return {name[len(_PREFIX) :] for name in named_actor_names(RAY_NAMESPACE, _PREFIX)}
 
 
 class RayNodes(NodeDirectory):
     """Finds node actors by name in the `toolserver` Ray namespace."""
 
     def __init__(self, cache_s: float = 2.0) -> None:
-        self._clients: dict[str, ActorClient] = {}
+        self._clients: dict[str, RayNodeClient] = {}
         self._ids: list[str] = []
         self._ids_at = 0.0
         self._cache_s = cache_s
 
     async def node(self, node_id: str) -> NodeClient:
+        """The manager actor of `node_id`; Unavailable when none lives."""
         client = self._clients.get(node_id)
         if client is None:
-            try:
-                handle = ray.get_actor(_PREFIX + node_id, namespace=RAY_NAMESPACE)
-            except ValueError:
-                raise Unavailable(f"sandbox node {node_id[:12]} is not available", node_id=node_id) from None
-            client = self._clients[node_id] = ActorClient(
-                handle, f"sandbox node {node_id[:12]}", node_id=node_id
-            )
-        return client  # type: ignore[return-value]
+            handle = find_actor(_PREFIX + node_id, RAY_NAMESPACE)
+            if handle is None:
+                raise Unavailable(f"sandbox node {node_id[:12]} is not available", node_id=node_id)
+            client = self._clients[node_id] = RayNodeClient(handle, node_id)
+        return client
 
     async def node_ids(self) -> list[str]:
+        """Alive nodes with a manager (cached for `cache_s` seconds)."""
         if time.monotonic() - self._ids_at > self._cache_s:
-            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-            names = ray.util.list_named_actors(all_namespaces=True)
-            found = [
-                entry["name"][len(_PREFIX) :]
-                for entry in names
-                if entry.get("namespace") == RAY_NAMESPACE and entry["name"].startswith(_PREFIX)
-            ]
-            self._ids = sorted(n for n in found if n in alive)
+            self._ids = sorted(manager_node_ids() & _alive_node_ids())
             self._ids_at = time.monotonic()
             for gone in set(self._clients) - set(self._ids):
                 self._clients.pop(gone, None)
@@ -131,66 +188,81 @@ def start_node_actors(
     the start to these nodes.
     """
     adopt = adopt or {}
-    remote_cls = ray.remote(SandboxNodeActor)
     args = node_actor_args(settings, instance_id)
-    handles = {}
-    for node in ray.nodes():
-        if not node.get("Alive") or (only is not None and node["NodeID"] not in only):
-            continue
-        node_id = node["NodeID"]
-        handles[node_id] = remote_cls.options(  # type: ignore[attr-defined]
-            name=_PREFIX + node_id,
-            namespace=RAY_NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
+    handles = {
+        node_id: start_named_actor(
+            SandboxNodeActor,
+            _PREFIX + node_id,
+            RAY_NAMESPACE,
+            *args,
+            blank_env=KEY_ENV_VARS,
             max_concurrency=1000,
             max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-            runtime_env={"env_vars": dict.fromkeys(KEY_ENV_VARS, "")},
-        ).remote(*args)  # type: ignore[attr-defined]
+        )
+        for node_id in sorted(_alive_node_ids())
+        if only is None or node_id in only
+    }
     reports = ray.get(
-        [h.start.remote(live_sessions.get(n, {}), sorted(adopt.get(n, set()))) for n, h in handles.items()]  # type: ignore[attr-defined]
+        [h.start.remote(live_sessions.get(n, {}), adopt.get(n, set())) for n, h in handles.items()]
     )
     return dict(zip(handles, reports, strict=True))
+
+
+def reattach_sessions(
+    store: SessionStore,
+    settings: Settings,
+    instance_id: str,
+    placed: Mapping[str, Sequence[SessionRecord]],
+    adopt: dict[str, set[str]] | None = None,
+    only: set[str] | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """Start the node managers (as `start_node_actors`), each re-attaching the live sessions `placed` on it.
+
+    The registry follows: a session re-attached on another node than its record says now runs there, and one
+    that no manager re-attached is lost. Returns each node's reconcile report.
+    """
+    live = {
+        node_id: {r.id: r.ttl_s or settings.session_ttl_s for r in records}
+        for node_id, records in placed.items()
+    }
+    reports = start_node_actors(settings, instance_id, live, adopt, only)
+    attached = {sid: node_id for node_id, report in reports.items() for sid in report["attached"]}
+    for records in placed.values():
+        for record in records:
+            if record.id not in attached:
+                store.update_status(record.namespace, record.id, "lost")
+            elif attached[record.id] != record.node_id:
+                store.update_status(record.namespace, record.id, "running", node_id=attached[record.id])
+    return reports
 
 
 def start_missing_node_actors(settings: Settings, instance_id: str) -> list[str]:
     """Start a manager on every alive node that has none (it joined later, or its manager died).
 
-    Sessions the registry still holds as live on such a node are re-attached; returns the node ids.
+    Sessions the registry still holds as live on such a node are re-attached (or marked lost); returns the
+    node ids.
     """
-    from registry import Database, SessionStore
-
-    have = {
-        entry["name"][len(_PREFIX) :]
-        for entry in ray.util.list_named_actors(all_namespaces=True)
-        if entry.get("namespace") == RAY_NAMESPACE and entry["name"].startswith(_PREFIX)
-    }
-    missing = {n["NodeID"] for n in ray.nodes() if n.get("Alive")} - have
+    missing = _alive_node_ids() - manager_node_ids()
     if not missing:
         return []
     db = Database(settings.database)
     try:
-        live = {
-            node_id: {
-                r.id: r.ttl_s or settings.session_ttl_s for r in SessionStore(db).list_all_live(node_id)
-            }
-            for node_id in missing
-        }
+        store = SessionStore(db)
+        placed = {node_id: store.list_all_live(node_id) for node_id in missing}
+        reattach_sessions(store, settings, instance_id, placed, only=missing)
     finally:
         db.close()
-    start_node_actors(settings, instance_id, live, only=missing)
     return sorted(missing)
 
 
 def stop_node_actors() -> None:
     """Shut every node manager down (removing its sandboxes) and kill the actors."""
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry.get("namespace") != RAY_NAMESPACE or not entry["name"].startswith(_PREFIX):
+    for name in named_actor_names(RAY_NAMESPACE, _PREFIX):
+        handle = find_actor(name, RAY_NAMESPACE)
+        if handle is None:
             continue
         try:
-            handle = ray.get_actor(entry["name"], namespace=RAY_NAMESPACE)
             ray.get(handle.shutdown.remote(), timeout=60)
             ray.kill(handle)
         except Exception:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from foundation.errors import NotFound, QuotaExceeded, Unavailable
 from registry import SessionStore
@@ -19,9 +20,11 @@ from toolserver.service.principal import Principal
 __all__ = ["SessionService", "session_view"]
 
 _LIVE = ("running",)
+Result = TypeVar("Result")
 
 
 def session_view(record: Any) -> dict[str, Any]:
+    """A session record as the API shows it."""
     return {
         "id": record.id,
         "node_id": record.node_id,
@@ -37,6 +40,8 @@ def session_view(record: Any) -> dict[str, Any]:
 
 
 class SessionService:
+    """Sessions for tenants: a registry record plus a sandbox on the node that owns it, every call tenant-checked."""
+
     def __init__(
         self,
         store: SessionStore,
@@ -56,6 +61,7 @@ class SessionService:
         self._placing: Counter[str] = Counter()
 
     async def create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
+        """A new session on the least loaded node, within the namespace's cap."""
         namespace = principal.namespace
         if self.max_per_namespace and len(await self._live(namespace)) + self._creating[namespace] >= (
             self.max_per_namespace
@@ -114,13 +120,16 @@ class SessionService:
         return session_view(record)
 
     async def list(self, principal: Principal) -> builtins.list[dict[str, Any]]:
+        """The caller's live sessions."""
         records = await asyncio.to_thread(self.store.list, principal.namespace)
         return [session_view(r) for r in records if r.status in _LIVE]
 
     async def get(self, principal: Principal, session_id: str) -> dict[str, Any]:
+        """One of the caller's live sessions; NotFound otherwise."""
         return session_view(await self._record(principal, session_id))
 
     async def delete(self, principal: Principal, session_id: str) -> None:
+        """Remove the session's sandbox (if its node is still there) and mark the session deleted."""
         record = await self._record(principal, session_id)
         try:
             node = await self.nodes.node(record.node_id)
@@ -132,29 +141,36 @@ class SessionService:
     async def shell(
         self, principal: Principal, session_id: str, command: str, timeout_s: float
     ) -> ShellResult:
-        result: ShellResult = await self._call(principal, session_id, "shell", command, timeout_s)
-        return result
+        """Run `command` in the session's persistent shell."""
+        return await self._on_node(
+            principal, session_id, lambda node: node.shell(session_id, command, timeout_s)
+        )
 
     async def python(
         self, principal: Principal, session_id: str, code: str, timeout_s: float
     ) -> PythonResult:
-        result: PythonResult = await self._call(principal, session_id, "python", code, timeout_s)
-        return result
+        """Run a cell in the session's kernel."""
+        return await self._on_node(
+            principal, session_id, lambda node: node.python(session_id, code, timeout_s)
+        )
 
     async def restart_python(self, principal: Principal, session_id: str) -> None:
-        await self._call(principal, session_id, "restart_python")
+        """Give the session a fresh kernel."""
+        await self._on_node(principal, session_id, lambda node: node.restart_python(session_id))
 
     async def write_file(self, principal: Principal, session_id: str, path: str, data: bytes) -> FileEntry:
-        entry: FileEntry = await self._call(principal, session_id, "write_file", path, data)
-        return entry
+        """Write a file into the session's workspace."""
+        return await self._on_node(
+            principal, session_id, lambda node: node.write_file(session_id, path, data)
+        )
 
     async def read_file(self, principal: Principal, session_id: str, path: str) -> bytes:
-        data: bytes = await self._call(principal, session_id, "read_file", path)
-        return data
+        """Read a file of the session's workspace."""
+        return await self._on_node(principal, session_id, lambda node: node.read_file(session_id, path))
 
     async def list_files(self, principal: Principal, session_id: str, path: str) -> builtins.list[FileEntry]:
-        entries: builtins.list[FileEntry] = await self._call(principal, session_id, "list_files", path)
-        return entries
+        """List a directory of the session's workspace."""
+        return await self._on_node(principal, session_id, lambda node: node.list_files(session_id, path))
 
     async def _record(self, principal: Principal, session_id: str) -> Any:
         record = await asyncio.to_thread(self.store.get, principal.namespace, session_id)
@@ -173,10 +189,13 @@ class SessionService:
                 session_id=session_id,
             ) from None
 
-    async def _call(self, principal: Principal, session_id: str, method: str, *args: Any) -> Any:
+    async def _on_node(
+        self, principal: Principal, session_id: str, call: Callable[[NodeClient], Awaitable[Result]]
+    ) -> Result:
+        """`call` on the node that owns the caller's session; a vanished sandbox or node marks the session lost."""
         _, node = await self._node_for(principal, session_id)
         try:
-            result = await getattr(node, method)(session_id, *args)
+            result = await call(node)
         except SandboxNotFound:
             await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
             raise SandboxGone(
