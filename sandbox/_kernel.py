@@ -26,7 +26,7 @@ from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.connect import channel_socket_types
 
 from sandbox._kernel_relay import KernelRelay
-from sandbox._output import DEFAULT_OUTPUT_LIMIT, cap_text, truncation_marker
+from sandbox._output import DEFAULT_OUTPUT_LIMIT, CappedOutput, cap_text
 from sandbox.base import Display, PythonError, PythonResult
 from sandbox.errors import SandboxUnavailable
 
@@ -136,46 +136,13 @@ class _BindingKernelClient(AsyncKernelClient):
         return sock
 
 
-class _CappedText:
-    """Accumulates output in bounded memory; the final text is what `cap_text` makes of the whole."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = max(1, limit)
-        self._head_len = self._limit * 3 // 4
-        self._tail_len = self._limit - self._head_len
-        self._head: bytes | None = None  # set once the head is final
-        self._buf = bytearray()
-        self._omitted = 0
-
-    def add(self, text: str) -> None:
-        self._buf += text.encode("utf-8", "replace")
-        if len(self._buf) > 4 * self._limit:
-            self._compact()
-
-    def _compact(self) -> None:
-        if self._head is None:
-            self._head = bytes(self._buf[: self._head_len])
-            del self._buf[: self._head_len]
-        drop = len(self._buf) - self._tail_len
-        if drop > 0:
-            del self._buf[:drop]
-            self._omitted += drop
-
-    def value(self) -> tuple[str, bool]:
-        if self._head is None:
-            return cap_text(self._buf.decode("utf-8", "replace"), self._limit)
-        self._compact()
-        head = self._head.decode("utf-8", "ignore")
-        return head + truncation_marker(self._omitted) + self._buf.decode("utf-8", "ignore"), True
-
-
 class _Cell:
     """What one execute_request has produced so far."""
 
     def __init__(self, output_limit: int) -> None:
         self.limit = output_limit
-        self.stdout = _CappedText(output_limit)
-        self.stderr = _CappedText(output_limit)
+        self.stdout = CappedOutput(max(1, output_limit))
+        self.stderr = CappedOutput(max(1, output_limit))
         self.result: str | None = None
         self.display: list[Display] = []
         self.display_bytes = 0
@@ -186,7 +153,9 @@ class _Cell:
 
     def on_iopub(self, msg_type: str, content: dict[str, Any]) -> None:
         if msg_type == "stream":
-            (self.stderr if content.get("name") == "stderr" else self.stdout).add(content.get("text", ""))
+            (self.stderr if content.get("name") == "stderr" else self.stdout).add_text(
+                content.get("text", "")
+            )
         elif msg_type == "execute_result":
             data = dict(content.get("data", {}))
             text = data.pop("text/plain", None)
@@ -223,8 +192,8 @@ class _Cell:
             self.display.append(Display(mime=mime, data=text))
 
     def finish(self, status: Literal["ok", "error", "timeout"]) -> PythonResult:
-        stdout, out_cut = self.stdout.value()
-        stderr, err_cut = self.stderr.value()
+        stdout, out_cut = self.stdout.text()
+        stderr, err_cut = self.stderr.text()
         error = self.error
         if status == "ok" and self.reply_status == "aborted":
             status = "error"

@@ -18,17 +18,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sandbox._guest.sbxd import KERNEL_LAUNCHER
 from sandbox._kernel import (
     DISPLAY_LIMIT,
     KernelConnection,
-    _CappedText,
     message_cap,
     write_connection_files,
 )
-from sandbox._output import cap_text, truncation_marker
+from sandbox._output import CappedOutput, cap_text, truncation_marker
 from sandbox.base import Display, PythonResult
 from sandbox.errors import SandboxUnavailable
+from sandbox.image import GUEST_DIR
+
+KERNEL_LAUNCHER = str(GUEST_DIR / "sbxkernel.py")
 
 
 class HostKernel:
@@ -117,15 +118,15 @@ def test_connection_files_have_both_views_and_are_readable(tmp_path: os.PathLike
         assert json.load(f)["key"] != host["key"]
 
 
-def test_capped_text_matches_cap_text_on_the_whole_output() -> None:
-    chunks = [f"line {i}\n" for i in range(5000)]
-    capped = _CappedText(100)
+def test_streamed_output_is_capped_as_cap_text_caps_the_whole() -> None:
+    chunks = [f"line {i} \u00e9\u20ac\n" for i in range(5000)]
+    capped = CappedOutput(100)
     for chunk in chunks:
-        capped.add(chunk)
-    assert capped.value() == cap_text("".join(chunks), 100)
-    small = _CappedText(100)
-    small.add("short")
-    assert small.value() == ("short", False)
+        capped.add_text(chunk)
+    assert capped.text() == cap_text("".join(chunks), 100)
+    small = CappedOutput(100)
+    small.add_text("short")
+    assert small.text() == ("short", False)
 
 
 async def test_connect_times_out_without_a_kernel() -> None:
