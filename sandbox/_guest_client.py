@@ -52,10 +52,12 @@ class GuestClient:
         self.io_timeout_s = io_timeout_s
 
     async def ping(self) -> dict[str, Any]:
+        """The daemon's pid, uid, hostname and whether the kernel is alive."""
         reply, _ = await self._call({"op": "ping"})
         return reply
 
     async def shell(self, command: str, timeout_s: float, limit: int = DEFAULT_OUTPUT_LIMIT) -> ShellResult:
+        """Run `command` in the sandbox's persistent shell, its output capped at `limit` bytes."""
         request = {"op": "shell", "command": command, "timeout": timeout_s, "limit": limit}
         # JSON may spell each output byte as a 6-character escape.
         reply, _ = await self._call(
@@ -74,6 +76,7 @@ class GuestClient:
             raise SandboxError(f"malformed shell reply from the guest daemon: {exc}") from None
 
     async def write(self, path: str, data: bytes, max_bytes: int) -> FileEntry:
+        """Write a workspace file atomically; refused before sending when `data` is over `max_bytes`."""
         path = workspace_relative(path)
         if len(data) > max_bytes:
             raise FileTooLarge(f"{len(data)} bytes is over the {max_bytes} byte cap", path=path)
@@ -81,6 +84,7 @@ class GuestClient:
         return _entry(reply | {"is_dir": False})
 
     async def read(self, path: str, max_bytes: int) -> bytes:
+        """A workspace file's bytes; one over `max_bytes` is refused."""
         path = workspace_relative(path)
         _, payload = await self._call(
             {"op": "read", "path": path, "max_bytes": max_bytes}, max_payload=max_bytes
@@ -88,6 +92,7 @@ class GuestClient:
         return payload
 
     async def list(self, path: str = "") -> builtins.list[FileEntry]:
+        """The entries of a workspace directory (links listed, never followed)."""
         path = workspace_relative(path, allow_root=True)
         reply, _ = await self._call({"op": "list", "path": path})
         entries = reply.get("entries")

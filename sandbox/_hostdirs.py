@@ -29,6 +29,7 @@ _warned = False
 
 
 def shared_dir(private: str) -> str:
+    """The host's path of the directory mounted read-only at /sbx in the sandbox."""
     return os.path.join(private, _SHARED)
 
 

@@ -9,15 +9,13 @@ needs no writable shared directory, and every message the host's libzmq reads is
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
-import re
 import secrets
 import stat
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -25,16 +23,16 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.connect import channel_socket_types
 
+from sandbox._kernel_cell import DISPLAY_LIMIT, KERNEL_DIED, Cell, broke_the_caps, died
 from sandbox._kernel_relay import KernelRelay
-from sandbox._output import DEFAULT_OUTPUT_LIMIT, CappedOutput, cap_text
-from sandbox.base import Display, PythonError, PythonResult
+from sandbox._output import DEFAULT_OUTPUT_LIMIT
+from sandbox.base import PythonResult
 from sandbox.errors import SandboxUnavailable
 
 __all__ = ["DISPLAY_LIMIT", "KernelConnection", "message_cap", "write_connection_files"]
 
 CONNECTION_FILE = "kernel.json"
 HOST_CONNECTION_FILE = "kernel.host.json"
-DISPLAY_LIMIT = 8 * 1024 * 1024  # total bytes of rich display data kept per cell
 MAX_PARTS = 64  # frames of one message: a kernel's have 7 and a few buffers
 RCVHWM = 4  # complete messages libzmq queues per socket before it stops reading
 SNDHWM = 16  # requests queued for a kernel that does not read them
@@ -43,12 +41,6 @@ _INTERRUPT_GRACE_S = 2.0  # how long an interrupted cell gets to report idle
 _REPLY_GRACE_S = 1.0  # how long the execute_reply may lag behind the idle status
 _BATCH = 256  # messages taken from one channel per wake-up
 _HOST_SOCKETS = "zk"  # name prefix of the host's own sockets in the private directory
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_KERNEL_DIED = PythonError(
-    ename="KernelDied",
-    evalue="the kernel died while running this cell (it will be replaced on the next call)",
-    traceback=[],
-)
 
 
 def message_cap(output_limit: int = DEFAULT_OUTPUT_LIMIT) -> int:
@@ -134,81 +126,6 @@ class _BindingKernelClient(AsyncKernelClient):
             pass
         sock.bind(url)
         return sock
-
-
-class _Cell:
-    """What one execute_request has produced so far."""
-
-    def __init__(self, output_limit: int) -> None:
-        self.limit = output_limit
-        self.stdout = CappedOutput(max(1, output_limit))
-        self.stderr = CappedOutput(max(1, output_limit))
-        self.result: str | None = None
-        self.display: list[Display] = []
-        self.display_bytes = 0
-        self.error: PythonError | None = None
-        self.truncated = False
-        self.idle = False
-        self.reply_status: str | None = None
-
-    def on_iopub(self, msg_type: str, content: dict[str, Any]) -> None:
-        if msg_type == "stream":
-            (self.stderr if content.get("name") == "stderr" else self.stdout).add_text(
-                content.get("text", "")
-            )
-        elif msg_type == "execute_result":
-            data = dict(content.get("data", {}))
-            text = data.pop("text/plain", None)
-            if text is not None:
-                self.result = self._cap(str(text))
-            self._add_display(data)
-        elif msg_type in ("display_data", "update_display_data"):
-            self._add_display(content.get("data", {}))
-        elif msg_type == "error":
-            self.error = PythonError(
-                ename=str(content.get("ename", "")),
-                evalue=self._cap(str(content.get("evalue", ""))),
-                traceback=[self._cap(_ANSI.sub("", line)) for line in content.get("traceback", [])],
-            )
-        elif msg_type == "status" and content.get("execution_state") == "idle":
-            self.idle = True
-
-    def _cap(self, text: str) -> str:
-        capped, cut = cap_text(text, self.limit)
-        self.truncated |= cut
-        return capped
-
-    def _add_display(self, data: dict[str, Any]) -> None:
-        if any(mime.startswith("image/") for mime in data):
-            data = {mime: value for mime, value in data.items() if mime != "text/plain"}
-        for mime, value in data.items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            if mime.startswith("text/") or mime.endswith("json"):
-                text = self._cap(text)
-            if self.display_bytes + len(text) > DISPLAY_LIMIT:
-                self.truncated = True
-                continue
-            self.display_bytes += len(text)
-            self.display.append(Display(mime=mime, data=text))
-
-    def finish(self, status: Literal["ok", "error", "timeout"]) -> PythonResult:
-        stdout, out_cut = self.stdout.text()
-        stderr, err_cut = self.stderr.text()
-        error = self.error
-        if status == "ok" and self.reply_status == "aborted":
-            status = "error"
-            error = PythonError("Aborted", "the kernel aborted this cell after an earlier error", [])
-        elif status == "ok" and (self.reply_status == "error" or error is not None):
-            status = "error"
-        return PythonResult(
-            status=status,
-            stdout=stdout,
-            stderr=stderr,
-            result=self.result,
-            display=self.display,
-            error=error,
-            truncated=self.truncated or out_cut or err_cut,
-        )
 
 
 class KernelConnection:
@@ -326,17 +243,17 @@ class KernelConnection:
     ) -> PythonResult:
         if self._dead:
             if not await is_alive():
-                return PythonResult(status="error", error=_KERNEL_DIED)
+                return PythonResult(status="error", error=KERNEL_DIED)
             self._dead = False
-        cell = _Cell(output_limit)
+        cell = Cell(output_limit)
         try:
             msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
         except zmq.Again:  # the kernel is gone from its socket, or reads nothing
             if self._breach is not None:
-                return _broke_the_caps(cell, self._breach)
+                return broke_the_caps(cell, self._breach)
             if not await is_alive():
                 self._dead = True
-                return _died(cell, False)
+                return died(cell, False)
             raise SandboxUnavailable("the kernel is not taking requests; restart it") from None
         deadline = time.monotonic() + timeout_s
         reply_deadline: float | None = None
@@ -344,7 +261,7 @@ class KernelConnection:
         while True:
             now = time.monotonic()
             if self._breach is not None:
-                return _broke_the_caps(cell, self._breach)
+                return broke_the_caps(cell, self._breach)
             if cell.idle and cell.reply_status is not None:
                 break
             if cell.idle and reply_deadline is None:
@@ -362,7 +279,7 @@ class KernelConnection:
             if not msgs:
                 if not await is_alive():
                     self._dead = True
-                    return _died(cell, timed_out)
+                    return died(cell, timed_out)
                 continue
             for channel, msg in msgs:
                 if msg["parent_header"].get("msg_id") != msg_id:
@@ -400,19 +317,3 @@ class KernelConnection:
             if channel.socket is not None:
                 self._poller.unregister(channel.socket)
         self._client.stop_channels()
-
-
-def _broke_the_caps(cell: _Cell, reason: str) -> PythonResult:
-    error = PythonError(
-        ename="KernelProtocolError",
-        evalue=(
-            f"the kernel sent {reason}; it was cut off, and the next call gets a fresh kernel"
-            " (its variables are lost)"
-        ),
-        traceback=[],
-    )
-    return dataclasses.replace(cell.finish("error"), status="error", error=error)
-
-
-def _died(cell: _Cell, timed_out: bool) -> PythonResult:
-    return dataclasses.replace(cell.finish("timeout" if timed_out else "error"), error=_KERNEL_DIED)

@@ -111,6 +111,7 @@ class ConnectingKernelApp(IPKernelApp):
     host_ip = ""
 
     def init_connection_file(self) -> None:
+        """Read the host's connection file, and bind the kernel's own sockets in the private directory."""
         super().init_connection_file()
         self.host_ip = self.ip
         self.ip = os.path.join(_private_dir(), "k")
@@ -122,6 +123,7 @@ class ConnectingKernelApp(IPKernelApp):
         return int(super()._bind_socket(s, port))
 
     def init_control(self, context: zmq.Context[Any]) -> None:
+        """The control channel, with the debugger's socket left unconnected."""
         # IPKernelApp connects the debugger's socket to the shell socket's last endpoint, which here is the
         # host's: it would be a second peer there. Hiding that endpoint leaves the debugger unconnected.
         shell = self.shell_socket
@@ -136,6 +138,7 @@ class ConnectingKernelApp(IPKernelApp):
 
 
 def main() -> None:
+    """Command line: `sbxkernel.py -f CONNECTION_FILE`; keeps messages under the file's cap, then runs the kernel."""
     with open(_connection_file(sys.argv[1:]), encoding="utf-8") as f:
         budget = int(json.load(f).get("max_message_bytes") or 0)
     if budget > 0:
