@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from docker.errors import ImageNotFound
 
-from sandbox import image
+from sandbox import _image_base, image, image_builder
 from sandbox.errors import ImageBuildError
 
 DOCKERFILE = "FROM x\n"
@@ -92,7 +92,7 @@ def _option_values(command: list[str], option: str) -> list[str]:
 
 
 def test_pip_download_command_targets_the_image_python_and_arch(tmp_path: Path) -> None:
-    command = image._pip_download_command("3.12", "aarch64", tmp_path, REQS)
+    command = image_builder.pip_download_command("3.12", "aarch64", tmp_path, REQS)
     assert command[:4] == [sys.executable, "-m", "pip", "download"]
     assert "--only-binary=:all:" in command
     assert _option_values(command, "--dest") == [str(tmp_path)]
@@ -110,7 +110,7 @@ def test_pip_download_command_targets_the_image_python_and_arch(tmp_path: Path) 
 
 
 def test_pip_download_command_for_two_digit_minor_on_x86_64(tmp_path: Path) -> None:
-    command = image._pip_download_command("3.10", "x86_64", tmp_path, REQS)
+    command = image_builder.pip_download_command("3.10", "x86_64", tmp_path, REQS)
     assert _option_values(command, "--abi") == ["cp310"]
     assert "manylinux2014_x86_64" in _option_values(command, "--platform")
 
@@ -125,7 +125,7 @@ def test_pip_download_command_for_two_digit_minor_on_x86_64(tmp_path: Path) -> N
     ],
 )
 def test_probe_output_is_parsed_and_arch_normalised(output: str, expected: tuple[str, str]) -> None:
-    assert image._parse_probe(output) == expected
+    assert _image_base.parse_probe(output) == expected
 
 
 def test_complete_wheelhouse_is_reused_without_running_pip(
@@ -137,12 +137,12 @@ def test_complete_wheelhouse_is_reused_without_running_pip(
     wheelhouse.mkdir(parents=True)
     (wheelhouse / ".complete").write_text("\n".join(REQS) + "\n")
     lines: list[str] = []
-    assert image._fill_wheelhouse("3.12", "aarch64", REQS, lines.append) == wheelhouse
+    assert image_builder.fill_wheelhouse("3.12", "aarch64", REQS, lines.append) == wheelhouse
     assert lines == [f"      {wheelhouse} is complete"]
 
 
 def _stand_in_for_pip(script: str) -> Any:
-    """A `_pip_download_command` replacement running `script` (with `dest` bound) instead of pip."""
+    """A `pip_download_command` replacement running `script` (with `dest` bound) instead of pip."""
 
     def command(python: str, arch: str, dest: Path, requirements: Any) -> list[str]:
         return [sys.executable, "-c", f"dest = {str(dest)!r}\n{script}"]
@@ -159,9 +159,9 @@ def test_wheelhouse_with_another_requirement_list_is_refilled(
     (wheelhouse / ".complete").write_text("ipykernel\n")
     (wheelhouse / "stale-1.0-py3-none-any.whl").write_bytes(b"")
     script = "open(dest + '/fresh-1.0-py3-none-any.whl', 'w').close(); print('Saved fresh')"
-    monkeypatch.setattr(image, "_pip_download_command", _stand_in_for_pip(script))
+    monkeypatch.setattr(image_builder, "pip_download_command", _stand_in_for_pip(script))
     lines: list[str] = []
-    assert image._fill_wheelhouse("3.11", "x86_64", REQS, lines.append) == wheelhouse
+    assert image_builder.fill_wheelhouse("3.11", "x86_64", REQS, lines.append) == wheelhouse
     assert lines == ["Saved fresh"]
     assert sorted(p.name for p in wheelhouse.iterdir()) == [".complete", "fresh-1.0-py3-none-any.whl"]
     assert (wheelhouse / ".complete").read_text() == "ipykernel\nnumpy\n"
@@ -172,9 +172,9 @@ def test_failed_download_leaves_no_stamp_and_reports_the_output(
 ) -> None:
     monkeypatch.setenv("TOOLSERVER_HOME", str(tmp_path))
     script = "print('ERROR: No matching distribution found for numpy'); raise SystemExit(1)"
-    monkeypatch.setattr(image, "_pip_download_command", _stand_in_for_pip(script))
+    monkeypatch.setattr(image_builder, "pip_download_command", _stand_in_for_pip(script))
     with pytest.raises(ImageBuildError, match="No matching distribution found for numpy"):
-        image._fill_wheelhouse("3.11", "x86_64", REQS, lambda _: None)
+        image_builder.fill_wheelhouse("3.11", "x86_64", REQS, lambda _: None)
     assert not (tmp_path / "cache" / "wheelhouse" / "cp311-x86_64" / ".complete").exists()
 
 
@@ -228,10 +228,10 @@ def test_the_repository_dockerfile_meets_the_image_contract() -> None:
 def test_local_base_prefers_python_slim_then_the_debootstrap_base(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(image.BASE_ENV, raising=False)
     both = fake_engine({image.PYTHON_BASE: _image("a"), image.DEBOOTSTRAP_BASE: _image("b")})
-    assert image._local_base(both, None) == image.PYTHON_BASE
+    assert _image_base.local_base(both, None) == image.PYTHON_BASE
     only_debootstrap = fake_engine({image.DEBOOTSTRAP_BASE: _image("b")})
-    assert image._local_base(only_debootstrap, None) == image.DEBOOTSTRAP_BASE
-    assert image._local_base(fake_engine({}), None) is None
+    assert _image_base.local_base(only_debootstrap, None) == image.DEBOOTSTRAP_BASE
+    assert _image_base.local_base(fake_engine({}), None) is None
 
 
 def test_explicit_base_wins_over_the_environment_which_wins_over_defaults(
@@ -239,9 +239,9 @@ def test_explicit_base_wins_over_the_environment_which_wins_over_defaults(
 ) -> None:
     client = fake_engine({"mine:1": _image("m"), "env:1": _image("e"), image.PYTHON_BASE: _image("p")})
     monkeypatch.setenv(image.BASE_ENV, "env:1")
-    assert image._local_base(client, "mine:1") == "mine:1"
-    assert image._local_base(client, None) == "env:1"
-    assert image._local_base(client, "absent:1") is None
+    assert _image_base.local_base(client, "mine:1") == "mine:1"
+    assert _image_base.local_base(client, None) == "env:1"
+    assert _image_base.local_base(client, "absent:1") is None
 
 
 def test_up_to_date_image_is_returned_without_building(
@@ -290,13 +290,13 @@ def test_status_of_a_stale_or_missing_image(tmp_path: Path, monkeypatch: pytest.
 def test_missing_debootstrap_is_reported_with_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")
     with pytest.raises(ImageBuildError, match=r"apt-get install debootstrap.*--base IMAGE"):
-        image._make_debootstrap_base(fake_engine({}), lambda _: None)
+        _image_base.make_debootstrap_base(fake_engine({}), lambda _: None)
 
 
 def test_non_root_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ImageBuildError, match="root privileges"):
-        image._make_debootstrap_base(fake_engine({}), lambda _: None)
+        _image_base.make_debootstrap_base(fake_engine({}), lambda _: None)
 
 
 # --- command line ------------------------------------------------------------------------------------
@@ -322,3 +322,24 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         image.main([])
     assert exit_info.value.code == 2
+
+
+# --- the builder both images share -------------------------------------------------------------------
+
+
+def test_steps_are_numbered_out_of_the_total() -> None:
+    lines: list[str] = []
+    step = image_builder.Steps(4, lines.append)
+    step("choosing")
+    step("probing")
+    assert lines == ["[1/4] choosing", "[2/4] probing"]
+
+
+def test_both_images_are_recipes_of_the_one_builder() -> None:
+    from toolserver.serve.image import ServerImage
+
+    server, sandbox = ServerImage(), image.SandboxImage()
+    assert isinstance(server, image_builder.ImageRecipe) and isinstance(sandbox, image_builder.ImageRecipe)
+    # The server reads the checkout it is part of by default.
+    assert {"Dockerfile", "pyproject.toml", "sandbox/image_builder.py"} <= set(server.source)
+    assert set(sandbox.guest) == {path.name for path in image.GUEST_DIR.glob("*.py")}
