@@ -424,12 +424,9 @@ def _direct_runner() -> Any:
     """A runner for deployment tools without Ray Serve: the function at `import_path`, called in-process."""
     import importlib
 
-    from toolserver.tools.base import ToolRunner
+    from toolserver.tools.deployment import DeploymentToolRunner
 
-    class DirectRunner(ToolRunner):
-        def prepare(self, spec: Any) -> None:
-            return None
-
+    class DirectRunner(DeploymentToolRunner):
         async def deploy(self, spec: Any) -> None:
             return None
 

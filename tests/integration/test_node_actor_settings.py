@@ -72,7 +72,7 @@ def test_the_node_manager_holds_neither_key(
         import os as inner_os
 
         return {
-            "state": repr(vars(actor)) + repr(vars(actor.manager.config)),
+            "state": repr(vars(actor)) + repr(vars(actor.config)),
             "env": {
                 name: inner_os.environ.get(name) for name in ("TOOLSERVER_API_KEY", "TOOLSERVER_SECRETS_KEY")
             },
@@ -81,4 +81,4 @@ def test_the_node_manager_holds_neither_key(
     seen = ray.get(handle.__ray_call__.remote(probe), timeout=60)
     assert ADMIN not in seen["state"] and SEALING not in seen["state"]
     assert seen["env"] == {"TOOLSERVER_API_KEY": "", "TOOLSERVER_SECRETS_KEY": ""}
-    assert ray.get(handle.call.remote("stats"), timeout=60)["node_id"] == node_id  # and it still works
+    assert ray.get(handle.stats.remote(), timeout=60)["node_id"] == node_id  # and it still works

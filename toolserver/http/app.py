@@ -28,7 +28,6 @@ from toolserver.http.mcp_endpoint import mount_mcp
 from toolserver.http.metrics import Metrics, MetricsMiddleware
 from toolserver.http.routes import agents, environments, memory, sessions, system, tools
 from toolserver.http.routes import mcp_imports as mcp_import
-from toolserver.http.routes.mcp_imports import McpToolRunner
 from toolserver.nodes.base import NodeDirectory
 from toolserver.runs.scheduler import RunScheduler
 from toolserver.service.agents import AgentService
@@ -38,6 +37,7 @@ from toolserver.service.sessions import SessionService
 from toolserver.service.tools import ToolService
 from toolserver.tools.base import ToolRunner
 from toolserver.tools.http import HttpToolRunner
+from toolserver.tools.mcp import McpToolRunner
 from toolserver.tools.python import PythonToolRunner
 
 __all__ = ["Services", "build_services", "create_app"]

@@ -12,10 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from toolserver.http.routes.deps import caller, services
 from toolserver.service.principal import Principal
-from toolserver.tools.mcp import McpToolRunner
 
-# McpToolRunner: re-exported for toolserver.http.app, which builds it from here.
-__all__ = ["McpImport", "McpToolRunner", "router"]
+__all__ = ["McpImport", "router"]
 
 
 class McpImport(BaseModel):
