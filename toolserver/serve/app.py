@@ -15,8 +15,9 @@ from fastapi import FastAPI
 from ray import serve
 
 from registry import Database, KeyStore, SessionStore
+from registry.models import SessionRecord
 from toolserver.config import Settings
-from toolserver.nodes.ray_actors import RAY_NAMESPACE, RayNodes, start_node_actors, stop_node_actors
+from toolserver.nodes.ray_actors import RAY_NAMESPACE, RayNodes, reattach_sessions, stop_node_actors
 
 __all__ = [
     "APP_NAME",
@@ -115,14 +116,14 @@ def _reattach_sessions(db: Database, settings: Settings, instance_id: str) -> di
     store = SessionStore(db)
     live = store.list_all_live()
     alive_nodes = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-    by_node: dict[str, dict[str, float]] = defaultdict(dict)
+    placed: dict[str, list[SessionRecord]] = defaultdict(list)
     vanished: set[str] = set()
     head = ray.get_runtime_context().get_node_id()
     for record in live:
         node = record.node_id if record.node_id in alive_nodes else head
         if record.node_id not in alive_nodes:
             vanished.add(record.node_id)
-        by_node[node][record.id] = record.ttl_s or settings.session_ttl_s
+        placed[node].append(record)
     # A restarted single-node server gets a new Ray node id; its head adopts the old node's containers,
     # pooled ones included (they belong to no session, so only the engine knows their node).
     adopt = (
@@ -130,15 +131,7 @@ def _reattach_sessions(db: Database, settings: Settings, instance_id: str) -> di
         if not settings.ray_address
         else {}
     )
-    reports = start_node_actors(settings, instance_id, dict(by_node), adopt)
-    attached = {sid: node for node, report in reports.items() for sid in report["attached"]}
-    for record in live:
-        if record.id in attached:
-            if attached[record.id] != record.node_id:
-                store.update_status(record.namespace, record.id, "running", node_id=attached[record.id])
-        else:
-            store.update_status(record.namespace, record.id, "lost")
-    return reports
+    return reattach_sessions(store, settings, instance_id, placed, adopt)
 
 
 def mark_sessions_of_lost_nodes(settings: Settings) -> list[str]:

@@ -26,16 +26,18 @@ import ray
 from ray.serve import Application
 from sqlalchemy.engine import make_url
 
-from foundation.actors import find_actor, kill_named_actor, named_actor_names, start_named_actor
+from foundation.actors import find_actor, kill_named_actor, start_named_actor
 from foundation.errors import UserError
 from registry import Database, KeyStore, SessionStore
+from registry.models import SessionRecord
 from toolserver.config import Settings
 from toolserver.http.auth import with_secrets_key
 from toolserver.nodes.ray_actors import (
     KEY_ENV_VARS,
     RAY_NAMESPACE,
+    manager_node_ids,
+    reattach_sessions,
     start_missing_node_actors,
-    start_node_actors,
 )
 from toolserver.serve.app import (
     ToolServerIngress,
@@ -57,7 +59,6 @@ __all__ = [
 ]
 
 WATCHER_NAME = "node-watcher"
-_MANAGER_PREFIX = "sandbox-node-"
 _SCAN_S = 10.0  # as often as `toolserver up` looks for nodes that died or joined
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ def _start_node_managers(
     db: Database, settings: Settings, instance_id: str, alive: list[str]
 ) -> dict[str, dict[str, list[str]]]:
     """A sandbox manager on every alive node without one; their registry sessions re-attached or lost."""
-    missing = set(alive) - _manager_nodes()
+    missing = set(alive) - manager_node_ids()
     if not missing:
         return {}
     store = SessionStore(db)
@@ -153,23 +154,11 @@ def _start_node_managers(
     # A restarted one-machine Ray has one new node id: that node takes over the old node's sessions.
     adopting = len(alive) == 1
     live = [r for r in every if r.node_id in missing or (adopting and r.node_id not in alive)]
-    by_node: dict[str, dict[str, float]] = defaultdict(dict)
+    placed: dict[str, list[SessionRecord]] = defaultdict(list)
     for record in live:
-        node = record.node_id if record.node_id in missing else alive[0]
-        by_node[node][record.id] = record.ttl_s or settings.session_ttl_s
+        placed[record.node_id if record.node_id in missing else alive[0]].append(record)
     adopt = {alive[0]: {r.node_id for r in live if r.node_id not in alive}} if adopting else {}
-    reports = start_node_actors(settings, instance_id, dict(by_node), adopt, only=missing)
-    attached = {sid: node for node, report in reports.items() for sid in report["attached"]}
-    for record in live:
-        if record.id not in attached:
-            store.update_status(record.namespace, record.id, "lost")
-        elif attached[record.id] != record.node_id:
-            store.update_status(record.namespace, record.id, "running", node_id=attached[record.id])
-    return reports
-
-
-def _manager_nodes() -> set[str]:
-    return {name[len(_MANAGER_PREFIX) :] for name in named_actor_names(RAY_NAMESPACE, _MANAGER_PREFIX)}
+    return reattach_sessions(store, settings, instance_id, placed, adopt, only=missing)
 
 
 def _actor_exists(name: str) -> bool:
