@@ -9,6 +9,7 @@ needs no writable shared directory, and every message the host's libzmq reads is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -128,6 +129,14 @@ class _BindingKernelClient(AsyncKernelClient):
         return sock
 
 
+@dataclasses.dataclass(frozen=True)
+class _Probes:
+    """How a cell reaches the kernel's process: interrupt it, and ask whether it is alive."""
+
+    interrupt: Callable[[], Awaitable[None]]
+    is_alive: Callable[[], Awaitable[bool]]
+
+
 class KernelConnection:
     """One kernel's shell and iopub channels, bound once and reused for every cell."""
 
@@ -231,27 +240,19 @@ class KernelConnection:
         KeyboardInterrupt as `error`; if the kernel died meanwhile, `error` is the KernelDied error instead.
         """
         async with self._busy:
-            return await self._execute(code, timeout_s, interrupt, is_alive, output_limit)
+            return await self._execute(code, timeout_s, Cell(output_limit), _Probes(interrupt, is_alive))
 
-    async def _execute(
-        self,
-        code: str,
-        timeout_s: float,
-        interrupt: Callable[[], Awaitable[None]],
-        is_alive: Callable[[], Awaitable[bool]],
-        output_limit: int,
-    ) -> PythonResult:
+    async def _execute(self, code: str, timeout_s: float, cell: Cell, probes: _Probes) -> PythonResult:
         if self._dead:
-            if not await is_alive():
+            if not await probes.is_alive():
                 return PythonResult(status="error", error=KERNEL_DIED)
             self._dead = False
-        cell = Cell(output_limit)
         try:
             msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
         except zmq.Again:  # the kernel is gone from its socket, or reads nothing
             if self._breach is not None:
                 return broke_the_caps(cell, self._breach)
-            if not await is_alive():
+            if not await probes.is_alive():
                 self._dead = True
                 return died(cell, False)
             raise SandboxUnavailable("the kernel is not taking requests; restart it") from None
@@ -272,12 +273,12 @@ class KernelConnection:
                 if timed_out:
                     break  # the interrupted cell did not come back in time
                 timed_out = True
-                await interrupt()
+                await probes.interrupt()
                 deadline = time.monotonic() + _INTERRUPT_GRACE_S
                 continue
             msgs = await self._receive(min(deadline - now, _QUIET_S))
             if not msgs:
-                if not await is_alive():
+                if not await probes.is_alive():
                     self._dead = True
                     return died(cell, timed_out)
                 continue

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import docker
+from typing_extensions import Unpack
 
-from sandbox._image_base import BASE_ENV, DEBOOTSTRAP_BASE, PYTHON_BASE, docker_client
+from sandbox._image_base import BASE_ENV, DEBOOTSTRAP_BASE, PYTHON_BASE
 from sandbox.config import DEFAULT_IMAGE
 from sandbox.errors import ImageBuildError
 from sandbox.image_builder import (
     HASH_LABEL,
+    BuildOptions,
     ImageRecipe,
     Progress,
     Steps,
@@ -64,27 +66,22 @@ def build_image(
     tag: str = DEFAULT_IMAGE,
     *,
     base_image: str | None = None,
-    force: bool = False,
-    progress: Progress = print,
-    client: docker.DockerClient | None = None,
     guest_dir: Path | None = None,
+    **options: Unpack[BuildOptions],
 ) -> str:
     """Build the sandbox image as `tag` unless it is up to date; return its image id."""
-    recipe = SandboxImage(base_image=base_image, guest_dir=guest_dir)
-    return build(recipe, tag, force=force, progress=progress, client=client)
+    return build(SandboxImage(base_image=base_image, guest_dir=guest_dir), tag, **options)
 
 
 def image_status(
     tag: str = DEFAULT_IMAGE,
     *,
     base_image: str | None = None,
-    client: docker.DockerClient | None = None,
     guest_dir: Path | None = None,
+    client: docker.DockerClient | None = None,
 ) -> dict[str, Any]:
     """Whether `tag` exists and was built from the current inputs, with its id and size."""
-    recipe = SandboxImage(base_image=base_image, guest_dir=guest_dir)
-    with docker_client(client) as engine:
-        return status(recipe, tag, engine)
+    return status(SandboxImage(base_image=base_image, guest_dir=guest_dir), tag, client)
 
 
 def _inputs_hash(

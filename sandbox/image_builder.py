@@ -18,7 +18,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import docker
 from docker.errors import APIError
@@ -37,6 +37,7 @@ from sandbox.errors import ImageBuildError
 
 __all__ = [
     "HASH_LABEL",
+    "BuildOptions",
     "ImageRecipe",
     "Progress",
     "Steps",
@@ -95,8 +96,21 @@ def inputs_digest(salt: bytes, parts: Iterable[bytes]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def status(recipe: ImageRecipe, tag: str, client: docker.DockerClient) -> dict[str, Any]:
+class BuildOptions(TypedDict, total=False):
+    """How `build` goes about it: rebuild even when up to date, where progress goes, which engine."""
+
+    force: bool
+    progress: Progress
+    client: docker.DockerClient | None
+
+
+def status(recipe: ImageRecipe, tag: str, client: docker.DockerClient | None = None) -> dict[str, Any]:
     """Whether `tag` exists and was built from the recipe's current inputs; uses only local images."""
+    with docker_client(client) as engine:
+        return _status(recipe, tag, engine)
+
+
+def _status(recipe: ImageRecipe, tag: str, client: docker.DockerClient) -> dict[str, Any]:
     info, base = inspect(client, tag), local_base(client, recipe.base_image)
     wanted = recipe.inputs_hash(require_id(client, base)) if base else None
     labels = ((info or {}).get("Config") or {}).get("Labels") or {}
@@ -120,7 +134,7 @@ def build(
 ) -> str:
     """Build `recipe` as `tag` unless it is up to date; return the image id."""
     with docker_client(client) as engine:
-        current = status(recipe, tag, engine)
+        current = _status(recipe, tag, engine)
         if current["hash_matches"] and not force:
             progress(f"{tag} is up to date ({current['id'][:19]})")
             return str(current["id"])

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import docker
+from typing_extensions import Unpack
 
-from sandbox._image_base import docker_client
 from sandbox.errors import ImageBuildError
 from sandbox.image_builder import (
+    BuildOptions,
     ImageRecipe,
     Progress,
     Steps,
@@ -81,27 +82,22 @@ def build_server_image(
     tag: str = SERVER_IMAGE,
     *,
     base_image: str | None = None,
-    force: bool = False,
-    progress: Progress = print,
-    client: docker.DockerClient | None = None,
     source_root: Path | None = None,
+    **options: Unpack[BuildOptions],
 ) -> str:
     """Build the server image as `tag` unless it is up to date; return its image id."""
-    recipe = ServerImage(base_image=base_image, source_root=source_root)
-    return build(recipe, tag, force=force, progress=progress, client=client)
+    return build(ServerImage(base_image=base_image, source_root=source_root), tag, **options)
 
 
 def server_image_status(
     tag: str = SERVER_IMAGE,
     *,
     base_image: str | None = None,
-    client: docker.DockerClient | None = None,
     source_root: Path | None = None,
+    client: docker.DockerClient | None = None,
 ) -> dict[str, Any]:
     """Whether `tag` exists and was built from the current inputs, with its id and size."""
-    recipe = ServerImage(base_image=base_image, source_root=source_root)
-    with docker_client(client) as engine:
-        return status(recipe, tag, engine)
+    return status(ServerImage(base_image=base_image, source_root=source_root), tag, client)
 
 
 def _inputs_hash(source: Mapping[str, bytes], base_id: str) -> str:
