@@ -8,4 +8,5 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
 def new_id(prefix: str, length: int = 12) -> str:
+    """`prefix_` and `length` random characters."""
     return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))

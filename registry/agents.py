@@ -28,6 +28,7 @@ class AgentStore:
         self._db = db
 
     def create(self, namespace: str, name: str, config: dict[str, Any]) -> AgentRecord:
+        """Define an agent; a name the namespace already uses is a Conflict."""
         agent = AgentRecord(namespace=namespace, name=name, config=config)
         try:
             with self._db.session() as session:
@@ -37,6 +38,7 @@ class AgentStore:
         return agent
 
     def get(self, namespace: str, name: str) -> AgentRecord:
+        """The agent of that name in the namespace."""
         with self._db.session(write=False) as session:
             agent = session.get(AgentRecord, (namespace, name))
         if agent is None:
@@ -44,6 +46,7 @@ class AgentStore:
         return agent
 
     def list(self, namespace: str) -> builtins.list[AgentRecord]:
+        """The namespace's agents, by name."""
         query = select(AgentRecord).where(AgentRecord.namespace == namespace).order_by(col(AgentRecord.name))
         with self._db.session(write=False) as session:
             return builtins.list(session.exec(query).all())
@@ -60,6 +63,7 @@ class AgentStore:
         return agent
 
     def delete(self, namespace: str, name: str) -> None:
+        """Forget the agent's definition."""
         with self._db.session() as session:
             agent = session.get(AgentRecord, (namespace, name))
             if agent is None:
@@ -74,12 +78,14 @@ class RunStore:
         self._db = db
 
     def create(self, namespace: str, agent: str, task: str, *, session_id: str | None = None) -> RunRecord:
+        """A new run of `agent` on `task`, status running."""
         run = RunRecord(namespace=namespace, agent=agent, task=task, session_id=session_id)
         with self._db.session() as session:
             session.add(run)
         return run
 
     def get(self, namespace: str, run_id: str) -> RunRecord:
+        """The run with that id in the namespace."""
         with self._db.session(write=False) as session:
             return _owned_run(session, namespace, run_id)
 
@@ -180,6 +186,7 @@ class HumanRequestStore:
         return request
 
     def get(self, namespace: str, request_id: str) -> HumanRequest:
+        """The request with that id in the namespace."""
         with self._db.session(write=False) as session:
             return _owned_request(session, namespace, request_id)
 
@@ -195,6 +202,7 @@ class HumanRequestStore:
             return builtins.list(session.exec(query).all())
 
     def pending(self, namespace: str) -> builtins.list[HumanRequest]:
+        """The namespace's unanswered requests, oldest first."""
         return self.list(namespace, status="pending")
 
     def answer(

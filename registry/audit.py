@@ -14,6 +14,8 @@ __all__ = ["AuditStore"]
 
 
 class AuditStore:
+    """The call audit: one row per tool call."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 

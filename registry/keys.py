@@ -35,6 +35,7 @@ _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
 def hash_secret(secret: str) -> str:
+    """The sha256 (hex) of a key's secret: all that is stored of it."""
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -44,6 +45,8 @@ def _display_prefix(secret: str) -> str:
 
 
 class KeyStore:
+    """API keys: create, verify, list, revoke."""
+
     def __init__(self, db: Database, *, trust_s: float = KEY_TRUST_S) -> None:
         """`trust_s`: how long processes may trust a verification (see KEY_TRUST_S); revoke waits it out."""
         self._db = db
@@ -80,6 +83,7 @@ class KeyStore:
         return None if record.revoked_at is not None else record
 
     def get(self, key_id: str) -> ApiKey:
+        """The key with that id (any namespace: for admins)."""
         with self._db.session(write=False) as session:
             record = session.get(ApiKey, key_id)
         if record is None:

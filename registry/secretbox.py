@@ -42,18 +42,22 @@ class SecretBox:
 
     @staticmethod
     def new_key() -> str:
+        """A fresh random key, in the form `SecretBox(key)` takes."""
         return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii").rstrip("=")
 
     @staticmethod
     def is_sealed(stored: str) -> bool:
+        """Whether a stored value was sealed (plain text from before sealing is not)."""
         return stored.startswith(PREFIX)
 
     def seal(self, namespace: str, name: str, value: str) -> str:
+        """Encrypt `value`, bound to its namespace and name."""
         nonce = os.urandom(_NONCE)
         sealed = self._aead.encrypt(nonce, value.encode("utf-8"), _bound(namespace, name))
         return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
     def open(self, namespace: str, name: str, stored: str) -> str:
+        """Decrypt what `seal` made for the same namespace and name; plain text is returned as it is."""
         if not self.is_sealed(stored):
             return stored
         try:

@@ -21,6 +21,8 @@ LIVE_SESSION_STATUSES: tuple[SessionStatus, ...] = ("creating", "running")
 
 
 class SessionStore:
+    """Sandbox sessions: where each lives, its status, and when it expires."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -93,6 +95,7 @@ class SessionStore:
         container_id: str | None = None,
         node_id: str | None = None,
     ) -> SessionRecord:
+        """Set the session's status (and where its container now is, when given)."""
         _check_status(status)
         with self._db.session() as session:
             record = _owned(session, namespace, session_id)

@@ -51,6 +51,7 @@ class SecretStore:
         retry_write_conflicts(write)
 
     def get(self, namespace: str, name: str) -> str:
+        """The secret's value, opened."""
         with self._db.session(write=False) as session:
             secret = session.get(Secret, (namespace, name))
         if secret is None:
@@ -82,6 +83,7 @@ class SecretStore:
             )
 
     def delete(self, namespace: str, name: str) -> None:
+        """Remove the secret."""
         with self._db.session() as session:
             secret = session.get(Secret, (namespace, name))
             if secret is None:
