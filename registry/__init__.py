@@ -6,6 +6,7 @@
 
 Every store method is one short transaction and returns detached rows (safe to use after it returns).
 Tenant-owned reads and writes take the namespace first; another namespace's row is reported NotFound.
+`Database(url)` brings the schema to this code's Alembic revision (`registry.migrations`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from registry.audit import AuditStore
 from registry.db import DATABASE_URL_ENV, Database
 from registry.errors import RegistryError, RegistryUnavailable, SchemaTooNew, WriteConflict
 from registry.keys import KEY_PREFIX, KeyStore, hash_secret
-from registry.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, ensure_schema, schema_version
+from registry.migrations import SCHEMA_VERSION, alembic_config, ensure_schema, schema_version
 from registry.models import (
     SHARED_NAMESPACE,
     AgentRecord,
     ApiKey,
     CallAudit,
+    EnvAgentRecord,
+    EnvMessageRecord,
     HumanRequest,
+    MemoryRecord,
     RunRecord,
     Secret,
     SessionRecord,
@@ -37,7 +41,6 @@ __all__ = [
     "DATABASE_URL_ENV",
     "KEY_PREFIX",
     "LIVE_SESSION_STATUSES",
-    "MIGRATIONS",
     "SCHEMA_VERSION",
     "SHARED_NAMESPACE",
     "AgentRecord",
@@ -46,11 +49,13 @@ __all__ = [
     "AuditStore",
     "CallAudit",
     "Database",
+    "EnvAgentRecord",
+    "EnvMessageRecord",
     "HumanRequest",
     "HumanRequestStatus",
     "HumanRequestStore",
     "KeyStore",
-    "Migration",
+    "MemoryRecord",
     "RegistryError",
     "RegistryUnavailable",
     "RunRecord",
@@ -68,6 +73,7 @@ __all__ = [
     "Tool",
     "ToolStore",
     "WriteConflict",
+    "alembic_config",
     "ensure_schema",
     "hash_secret",
     "schema_version",

@@ -11,11 +11,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
-from registry.errors import RegistryError, RegistryUnavailable, WriteConflict
-from registry.models import TABLES
+from registry.errors import RegistryError, translate_errors
+from registry.migrations import ensure_schema as _ensure_schema
 
 __all__ = ["DATABASE_URL_ENV", "Database", "translate_errors"]
 
@@ -26,7 +25,7 @@ _BEGIN_MODE = "registry_sqlite_begin"
 
 
 class Database:
-    """An engine plus a transaction helper; `Database(url)` also brings the schema up to date."""
+    """An engine plus a transaction helper; `Database(url)` also brings the schema up to date (migrations)."""
 
     def __init__(
         self,
@@ -55,8 +54,6 @@ class Database:
                 ) from exc
         self._reader = self.engine.execution_options(**{_BEGIN_MODE: "DEFERRED"})
         if ensure_schema:
-            from registry.migrations import ensure_schema as _ensure_schema
-
             try:
                 _ensure_schema(self)
             except BaseException:
@@ -87,14 +84,12 @@ class Database:
             yield session
             session.commit()
 
-    def create_all(self) -> None:
-        """Create the registry's missing tables (no migration, no version stamp: see `ensure_schema`)."""
-        SQLModel.metadata.create_all(self.engine, tables=TABLES)
-
     def close(self) -> None:
+        """Close every pooled connection."""
         self.engine.dispose()
 
     def __enter__(self) -> Database:
+        """The database itself; closed when the block ends."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -102,25 +97,6 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
-
-
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Driver errors become registry errors: a unique violation a WriteConflict, a lost database a 503."""
-    try:
-        yield
-    except IntegrityError as exc:
-        raise WriteConflict("the write conflicts with an existing record") from exc
-    except (OperationalError, InterfaceError) as exc:
-        raise RegistryUnavailable(f"the registry database is unavailable: {_reason(exc)}") from exc
-    except DBAPIError as exc:
-        raise RegistryError(f"the registry database failed: {_reason(exc)}") from exc
-
-
-def _reason(exc: DBAPIError) -> str:
-    # The driver's message without the SQL statement and parameters SQLAlchemy appends.
-    lines = str(exc.orig).strip().splitlines()
-    return lines[0] if lines else type(exc.orig).__name__
 
 
 def _with_driver(url: URL) -> URL:

@@ -1,5 +1,6 @@
-"""The registry's tables.
+"""The registry's tables: the server's own, agent_core's memory and environments', and the schema stamp.
 
+Every table here is created and changed only by the migrations in `registry/alembic/versions/`.
 Conventions: timestamps are float epoch seconds (like `sandbox.SandboxInfo.created_at`); ids are short random
 strings with a type prefix (`ses_...`, `run_...`); every tenant-owned row has a `namespace`; JSON columns use
 the portable `JSON` type (not JSONB, which would reorder the keys of a tool's JSON Schema).
@@ -8,6 +9,7 @@ the portable `JSON` type (not JSONB, which would reorder the keys of a tool's JS
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
@@ -22,7 +24,12 @@ __all__ = [
     "AgentRecord",
     "ApiKey",
     "CallAudit",
+    "ENV_TABLES",
+    "EnvAgentRecord",
+    "EnvMessageRecord",
     "HumanRequest",
+    "MEMORY_TABLE",
+    "MemoryRecord",
     "RunRecord",
     "SchemaVersion",
     "Secret",
@@ -35,12 +42,12 @@ SHARED_NAMESPACE = ""
 """Namespace of builtin and shared tools: visible to every tenant. Key namespaces are never empty."""
 
 
-def _json(*, nullable: bool = False) -> Any:
+def _json(*, nullable: bool = False, default: Callable[[], Any] = dict) -> Any:
     # none_as_null: a Python None is stored as SQL NULL, not as the JSON text 'null'.
     column = Column(JSON(none_as_null=True), nullable=nullable)
     if nullable:
         return Field(default=None, sa_column=column)
-    return Field(default_factory=dict, sa_column=column)
+    return Field(default_factory=default, sa_column=column)
 
 
 def _text(*, nullable: bool = False) -> Any:
@@ -50,7 +57,11 @@ def _text(*, nullable: bool = False) -> Any:
 
 
 class SchemaVersion(SQLModel, table=True):
-    """One row: the schema version this database was last migrated to."""
+    """One row: the integer schema version of the code before Alembic; now a guard that makes that code refuse.
+
+    Alembic's `alembic_version` table holds the real revision. The baseline migration stamps this row with
+    version 2, which code from before Alembic (that knows version 1 only) reports as "upgrade toolserver".
+    """
 
     __tablename__ = "schema_version"
 
@@ -203,6 +214,76 @@ class HumanRequest(SQLModel, table=True):
     deadline: float | None = None
 
 
+class MemoryRecord(SQLModel, table=True):
+    """One memory of agent_core's memory store; `pk` is the full-text index's rowid, `id` the public identifier.
+
+    Full-text search needs more than this model says, made by the migrations: on SQLite an FTS5 table
+    `memory_fts` kept in sync by triggers, on PostgreSQL a stored `text_search` tsvector with a GIN index.
+    """
+
+    __tablename__ = "memory_items"
+    __table_args__ = (
+        Index("ix_memory_items_scope_created", "namespace", "scope", "created_at"),
+        # Covers the vector scan (newest embedded items of a scope), which then never reads a row.
+        Index("ix_memory_items_scope_vectors", "namespace", "scope", "dims", "created_at", "id"),
+    )
+
+    # Small columns first: SQLite reads a row's columns in order, and the large ones spill to overflow pages.
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    namespace: str
+    scope: str
+    created_at: float = Field(default_factory=time.time)
+    dims: int | None = None
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    embedding: list[float] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
+
+
+class EnvMessageRecord(SQLModel, table=True):
+    """One accepted message; `position` orders an environment's history, `seq` a sender's messages."""
+
+    __tablename__ = "env_messages"
+    __table_args__ = (
+        UniqueConstraint("namespace", "environment", "sender", "seq", name="uq_env_messages_sender_seq"),
+        UniqueConstraint("namespace", "environment", "id", name="uq_env_messages_id"),
+    )
+
+    namespace: str = Field(primary_key=True)
+    environment: str = Field(primary_key=True)
+    position: int = Field(primary_key=True)
+    id: str
+    sender: str
+    seq: int
+    topic: str
+    recipients: list[str] = _json(default=list)
+    delivered_to: list[str] = _json(default=list)
+    content: str = Field(default="", sa_column=Column(Text, nullable=False))
+    meta: dict[str, Any] = _json()
+    created_at: float = Field(default_factory=time.time)
+
+
+class EnvAgentRecord(SQLModel, table=True):
+    """One agent of an environment; `config` is what `build_agent` rebuilds it from on another node."""
+
+    __tablename__ = "env_agents"
+
+    namespace: str = Field(primary_key=True)
+    environment: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    role: str
+    status: str = "idle"
+    node_id: str | None = None
+    config: dict[str, Any] = _json()
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    incarnation: int = 0
+    last_heartbeat: float = 0.0
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+
 def _table(model: type[SQLModel]) -> Table:
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
@@ -220,6 +301,15 @@ TABLES: list[Table] = [
         RunRecord,
         StepRecord,
         HumanRequest,
+        MemoryRecord,
+        EnvMessageRecord,
+        EnvAgentRecord,
     )
 ]
-"""Every table the registry owns, in dependency order (what `Database.create_all` creates)."""
+"""Every table of the registry's schema, in dependency order."""
+
+MEMORY_TABLE = _table(MemoryRecord)
+"""`memory_items`, for Core queries that skip the ORM."""
+
+ENV_TABLES: list[Table] = [_table(EnvMessageRecord), _table(EnvAgentRecord)]
+"""`env_messages` and `env_agents`: a multi-agent environment's history and agents."""

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Protocol
 
-from sqlalchemy import JSON, Column, Table, Text, UniqueConstraint, func
-from sqlmodel import Field, SQLModel, col, delete, select
+from sqlalchemy import func
+from sqlmodel import col, delete, select
 
 from agent_core.environment.messages import Message
 from agent_core.environment.registry import AgentInfo
-from registry import Database, RegistryError
-from registry.db import translate_errors
+from registry import Database, ensure_schema
+from registry.models import ENV_TABLES, EnvAgentRecord, EnvMessageRecord
 
 __all__ = [
     "ENV_TABLES",
@@ -29,68 +29,12 @@ __all__ = [
 ]
 
 
-def _json(default: Any) -> Any:
-    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
-
-
-class EnvMessageRecord(SQLModel, table=True):
-    """One accepted message; `position` orders an environment's history, `seq` a sender's messages."""
-
-    __tablename__ = "env_messages"
-    __table_args__ = (
-        UniqueConstraint("namespace", "environment", "sender", "seq", name="uq_env_messages_sender_seq"),
-        UniqueConstraint("namespace", "environment", "id", name="uq_env_messages_id"),
-    )
-
-    namespace: str = Field(primary_key=True)
-    environment: str = Field(primary_key=True)
-    position: int = Field(primary_key=True)
-    id: str
-    sender: str
-    seq: int
-    topic: str
-    recipients: list[str] = _json(list)
-    delivered_to: list[str] = _json(list)
-    content: str = Field(default="", sa_column=Column(Text, nullable=False))
-    meta: dict[str, Any] = _json(dict)
-    created_at: float = Field(default_factory=time.time)
-
-
-class EnvAgentRecord(SQLModel, table=True):
-    """One agent of an environment; `config` is what `build_agent` rebuilds it from on another node."""
-
-    __tablename__ = "env_agents"
-
-    namespace: str = Field(primary_key=True)
-    environment: str = Field(primary_key=True)
-    name: str = Field(primary_key=True)
-    role: str
-    status: str = "idle"
-    node_id: str | None = None
-    config: dict[str, Any] = _json(dict)
-    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    incarnation: int = 0
-    last_heartbeat: float = 0.0
-    created_at: float = Field(default_factory=time.time)
-    updated_at: float = Field(default_factory=time.time)
-
-
-ENV_TABLES: list[Table] = [
-    cast(Table, EnvMessageRecord.__table__),  # type: ignore[attr-defined]
-    cast(Table, EnvAgentRecord.__table__),  # type: ignore[attr-defined]
-]
-
-
 def ensure_tables(db: Database) -> None:
-    """Create `env_messages` and `env_agents` if missing; safe to call from several processes at once."""
-    for attempt in range(3):
-        try:
-            with translate_errors():
-                SQLModel.metadata.create_all(db.engine, tables=ENV_TABLES)
-            return
-        except RegistryError:
-            if attempt == 2:  # another process may have created them between check and create
-                raise
+    """Bring the registry's schema, which holds `env_messages` and `env_agents`, up to date.
+
+    `Database(url)` already does; this is for a handle opened with `ensure_schema=False`.
+    """
+    ensure_schema(db)
 
 
 class EnvironmentStore(Protocol):
@@ -118,11 +62,10 @@ class EnvironmentStore(Protocol):
 
 
 class SqlEnvironmentStore:
-    """The store in the registry database (SQLite file or PostgreSQL)."""
+    """The store in the registry database (SQLite file or PostgreSQL), whose schema holds its tables."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        ensure_tables(db)
 
     def append(self, namespace: str, environment: str, messages: Sequence[Message]) -> None:
         with self.db.session() as session:

@@ -1,8 +1,10 @@
 """`SqlMemoryStore`: memories in the registry's database, with its full-text search.
 
-SQLite: an FTS5 table `memory_fts` over `memory_items` (external content, kept in sync by triggers, so an
-insert or delete and its index update are one transaction), ranked by `bm25()`. PostgreSQL: a stored generated
-column `text_search = to_tsvector('simple', text)` with a GIN index, ranked by `ts_rank`. Either way a query matches any of its words, each taken
+The table `memory_items` (`registry.models.MemoryRecord`) and its full-text index are part of the registry's
+schema, made by its migrations. SQLite: an FTS5 table `memory_fts` over `memory_items` (external content,
+kept in sync by triggers, so an insert or delete and its index update are one transaction), ranked by
+`bm25()`. PostgreSQL: a stored generated column `text_search = to_tsvector('simple', text)` with a GIN index,
+ranked by `ts_rank`. Either way a query matches any of its words, each taken
 literally (see `query_terms`). With an `Embedder`, vectors are stored as JSON and search blends the
 full-text score with cosine similarity.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import reduce
@@ -20,12 +21,12 @@ from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import JSON, Column, ColumnElement, Index, Table, Text, column, delete, func, table, text
+from sqlalchemy import ColumnElement, Text, column, delete, func, table
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import literal_column as sql_literal
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import defer
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from agent_core.memory.base import (
@@ -41,63 +42,15 @@ from agent_core.memory.base import (
 )
 from foundation.errors import NotFound, RuntimeFailure, ToolServerError
 from registry import Database
-from registry.db import translate_errors
+from registry.models import MEMORY_TABLE, MemoryRecord
 
 __all__ = ["MEMORY_TABLE", "MemoryRecord", "SqlMemoryStore"]
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
-# Serializes concurrent first opens on PostgreSQL (any constant; the registry uses another one).
-_PG_LOCK_KEY = 0x7473_6D65_6D01
-
-_SQLITE_DDL = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5("
-    "text, content='memory_items', content_rowid='pk', tokenize='unicode61 remove_diacritics 2')",
-    "CREATE TRIGGER IF NOT EXISTS memory_items_fts_insert AFTER INSERT ON memory_items BEGIN "
-    "INSERT INTO memory_fts(rowid, text) VALUES (new.pk, new.text); END",
-    "CREATE TRIGGER IF NOT EXISTS memory_items_fts_delete AFTER DELETE ON memory_items BEGIN "
-    "INSERT INTO memory_fts(memory_fts, rowid, text) VALUES ('delete', old.pk, old.text); END",
-    "CREATE TRIGGER IF NOT EXISTS memory_items_fts_update AFTER UPDATE OF text ON memory_items BEGIN "
-    "INSERT INTO memory_fts(memory_fts, rowid, text) VALUES ('delete', old.pk, old.text); "
-    "INSERT INTO memory_fts(rowid, text) VALUES (new.pk, new.text); END",
-)
-# A stored tsvector (not only an expression index): ranking and any non-index plan read it instead of
-# parsing every candidate's text again. The ORM model does not map it; PostgreSQL fills it on insert.
-_POSTGRES_DDL = (
-    "ALTER TABLE memory_items ADD COLUMN IF NOT EXISTS text_search tsvector "
-    "GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, text)) STORED",
-    "CREATE INDEX IF NOT EXISTS ix_memory_items_fts ON memory_items USING GIN (text_search)",
-)
-
-
-class MemoryRecord(SQLModel, table=True):
-    """One memory row; `pk` is the full-text index's rowid, `id` the public identifier."""
-
-    __tablename__ = "memory_items"
-    __table_args__ = (
-        Index("ix_memory_items_scope_created", "namespace", "scope", "created_at"),
-        # Covers the vector scan (newest embedded items of a scope), which then never reads a row.
-        Index("ix_memory_items_scope_vectors", "namespace", "scope", "dims", "created_at", "id"),
-    )
-
-    # Small columns first: SQLite reads a row's columns in order, and the large ones spill to overflow pages.
-    pk: int | None = Field(default=None, primary_key=True)
-    id: str = Field(unique=True)
-    namespace: str
-    scope: str
-    created_at: float = Field(default_factory=time.time)
-    dims: int | None = None
-    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
-    text: str = Field(sa_column=Column(Text, nullable=False))
-    embedding: list[float] | None = Field(
-        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
-    )
-
-
-MEMORY_TABLE = cast(Table, MemoryRecord.__table__)  # type: ignore[attr-defined]
 
 
 class SqlMemoryStore(MemoryStore):
-    """Memories in `db` (SQLite or PostgreSQL); creates its table and index on first use."""
+    """Memories in `db` (SQLite or PostgreSQL), whose schema `Database(url)` brought up to date."""
 
     def __init__(
         self,
@@ -115,7 +68,6 @@ class SqlMemoryStore(MemoryStore):
         self.semantic_weight = semantic_weight
         self.vector_scan_limit = vector_scan_limit
         self._vectors = _VectorCache(vector_cache_floats)
-        _ensure_schema(db)
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -332,19 +284,6 @@ class _VectorCache:
 def _unit(vector: NDArray[np.float32]) -> NDArray[np.float32]:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(vector)
-
-
-def _ensure_schema(db: Database) -> None:
-    """Create `memory_items` and its full-text index if missing (idempotent, safe for concurrent openers)."""
-    with translate_errors(), db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # The index is made last, so it means "all done"; then no DDL runs and no lock is taken.
-            if conn.execute(text("SELECT to_regclass('ix_memory_items_fts') IS NOT NULL")).scalar():
-                return
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        SQLModel.metadata.create_all(conn, tables=[MEMORY_TABLE])
-        for statement in _SQLITE_DDL if conn.dialect.name == "sqlite" else _POSTGRES_DDL:
-            conn.exec_driver_sql(statement)
 
 
 # Records are loaded without their vector (the largest column) unless a search needs it.

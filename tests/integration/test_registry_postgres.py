@@ -66,10 +66,6 @@ class TestHumanRequestStoreOnPostgres(cases.TestHumanRequestStore):
     pass
 
 
-class TestSchemaVersionOnPostgres(cases.TestSchemaVersion):
-    pass
-
-
 class TestTransactionsOnPostgres(cases.TestTransactions):
     pass
 

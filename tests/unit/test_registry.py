@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import inspect, text
 from sqlmodel import select
 
 from foundation.errors import Conflict, NotFound, ValidationFailed
 from registry import (
     KEY_PREFIX,
-    SCHEMA_VERSION,
     SHARED_NAMESPACE,
     AgentStore,
     ApiKey,
@@ -31,18 +30,14 @@ from registry import (
     HumanRequest,
     HumanRequestStore,
     KeyStore,
-    RegistryError,
     RegistryUnavailable,
     RunStore,
-    SchemaTooNew,
     Secret,
     SecretBox,
     SecretStore,
     SecretUnreadable,
     SessionStore,
     ToolStore,
-    ensure_schema,
-    schema_version,
 )
 
 OpenDb = Callable[..., Database]
@@ -467,60 +462,6 @@ class TestHumanRequestStore:
         with pytest.raises(NotFound):
             requests.create("team-b", "Attach to a foreign run?", run_id=run.id)
         assert requests.list("team-b") == []
-
-
-class TestSchemaVersion:
-    def test_fresh_database_is_stamped(self, db: Database) -> None:
-        assert schema_version(db) == SCHEMA_VERSION
-
-    def test_reopening_at_the_same_version_keeps_data(self, open_db: OpenDb) -> None:
-        first = open_db()
-        KeyStore(first).create("team-a")
-        first.close()
-        again = open_db()
-        assert schema_version(again) == SCHEMA_VERSION and len(KeyStore(again).list("team-a")) == 1
-
-    def test_migrations_run_in_order_then_newer_schema_is_refused(self, open_db: OpenDb) -> None:
-        db = open_db()
-        ran: list[int] = []
-
-        def to_2(conn: Connection) -> None:
-            ran.append(2)
-            conn.execute(text("CREATE TABLE migration_probe (id INTEGER PRIMARY KEY, note VARCHAR)"))
-
-        def to_3(conn: Connection) -> None:
-            ran.append(3)
-            conn.execute(text("INSERT INTO migration_probe (id, note) VALUES (1, 'from 3')"))
-
-        target = SCHEMA_VERSION + 2
-        migrations = {target: to_3, target - 1: to_2}  # registration order must not matter
-        assert ensure_schema(db, target=target, migrations=migrations) == target
-        assert ran == [2, 3] and schema_version(db) == target
-        with db.session() as session:
-            assert session.connection().execute(text("SELECT note FROM migration_probe")).scalar() == "from 3"
-        assert ensure_schema(db, target=target, migrations=migrations) == target
-        assert ran == [2, 3]  # nothing left to do
-        with pytest.raises(SchemaTooNew, match="upgrade toolserver") as refused:
-            open_db()
-        assert (refused.value.found, refused.value.supported) == (target, SCHEMA_VERSION)
-        assert refused.value.status == 500
-        copy = pickle.loads(pickle.dumps(refused.value))
-        assert (type(copy), copy.found, copy.message) == (SchemaTooNew, target, refused.value.message)
-
-    def test_a_failing_or_missing_migration_leaves_the_old_schema(self, open_db: OpenDb) -> None:
-        db = open_db()
-
-        def broken(conn: Connection) -> None:
-            conn.execute(text("CREATE TABLE half_done (id INTEGER PRIMARY KEY)"))
-            raise RuntimeError("migration bug")
-
-        with pytest.raises(RuntimeError, match="migration bug"):
-            ensure_schema(db, target=SCHEMA_VERSION + 1, migrations={SCHEMA_VERSION + 1: broken})
-        with pytest.raises(RegistryError, match="no migration"):
-            ensure_schema(db, target=SCHEMA_VERSION + 1, migrations={})
-        assert schema_version(db) == SCHEMA_VERSION
-        with db.engine.connect() as conn:
-            assert not inspect(conn).has_table("half_done")
 
 
 class TestTransactions:
