@@ -1,4 +1,4 @@
-"""HTTP request bodies (pydantic: this is a trust boundary)."""
+"""HTTP request bodies (pydantic: this is a trust boundary, unknown keys are refused)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AgentCreate",
+    "EnvironmentCreate",
+    "EnvironmentMessage",
+    "EnvironmentStep",
+    "HumanAnswer",
     "KeyCreate",
     "LimitsBody",
     "OpenAPIImport",
     "PythonRequest",
+    "RunCreate",
+    "SecretPut",
     "SessionCreate",
     "ShellRequest",
     "ToolCall",
@@ -19,10 +26,14 @@ __all__ = [
 
 
 class _Body(BaseModel):
+    """A request body: unknown keys are refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class LimitsBody(_Body):
+    """Resource limits asked for a session (each capped by the server's maximum)."""
+
     memory_mb: int | None = Field(None, gt=0)
     cpus: float | None = Field(None, gt=0)
     pids: int | None = Field(None, gt=0)
@@ -30,6 +41,8 @@ class LimitsBody(_Body):
 
 
 class SessionCreate(_Body):
+    """`POST /v1/sessions`."""
+
     image: str | None = Field(None, max_length=256)
     limits: LimitsBody | None = None
     network: Literal["none", "bridge"] = "none"
@@ -37,16 +50,22 @@ class SessionCreate(_Body):
 
 
 class ShellRequest(_Body):
+    """`POST /v1/sessions/{id}/shell`."""
+
     command: str
     timeout_s: float = Field(30.0, gt=0, le=3600)
 
 
 class PythonRequest(_Body):
+    """`POST /v1/sessions/{id}/python`."""
+
     code: str
     timeout_s: float = Field(30.0, gt=0, le=3600)
 
 
 class ToolCreate(_Body):
+    """`POST /v1/tools`: a python, http or deployment tool."""
+
     name: str = Field(..., max_length=64)
     description: str = Field("", max_length=8192)
     kind: Literal["python", "http", "deployment"]
@@ -74,27 +93,37 @@ class ToolCreate(_Body):
 
 
 class ToolCall(_Body):
+    """`POST /v1/tools/{name}/call`."""
+
     arguments: dict[str, Any] = Field(default_factory=dict)
     session_id: str | None = None
 
 
 class OpenAPIImport(_Body):
+    """`POST /v1/tools/import/openapi`."""
+
     document: dict[str, Any] | str
     base_url: str | None = None
     prefix: str = ""
 
 
 class KeyCreate(_Body):
+    """`POST /v1/keys`."""
+
     namespace: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     name: str = Field("", max_length=128)
     admin: bool = False
 
 
 class SecretPut(_Body):
+    """`PUT /v1/secrets/{name}`."""
+
     value: str = Field(..., max_length=16384)
 
 
 class AgentCreate(_Body):
+    """`POST /v1/agents`: define or redefine an agent."""
+
     name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
     system_prompt: str = Field("You are a helpful agent.", max_length=65536)
     tools: list[str] = Field(default_factory=list, max_length=128)
@@ -107,16 +136,22 @@ class AgentCreate(_Body):
 
 
 class RunCreate(_Body):
+    """`POST /v1/runs`."""
+
     agent: str = Field(..., max_length=64)
     task: str = Field(..., min_length=1, max_length=262144)
     session_id: str | None = None
 
 
 class HumanAnswer(_Body):
+    """`POST /v1/human-requests/{id}/answer`."""
+
     answer: str = Field(..., max_length=65536)
 
 
 class EnvironmentCreate(_Body):
+    """`POST /v1/environments`."""
+
     name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
     # Each agent is a process on the cluster; the namespace's cap (TOOLSERVER_MAX_ENV_AGENTS_PER_NAMESPACE) also counts.
     agents: list[dict[str, Any]] = Field(..., min_length=1, max_length=64)
@@ -126,6 +161,8 @@ class EnvironmentCreate(_Body):
 
 
 class EnvironmentMessage(_Body):
+    """`POST /v1/environments/{name}/messages`."""
+
     content: str = Field(..., max_length=200_000)
     sender: str = "user"
     recipients: list[str] = Field(default_factory=list, max_length=256)
@@ -134,4 +171,6 @@ class EnvironmentMessage(_Body):
 
 
 class EnvironmentStep(_Body):
+    """`POST /v1/environments/{name}/step`."""
+
     steps: int = Field(1, ge=1, le=100)

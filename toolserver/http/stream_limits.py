@@ -17,7 +17,6 @@ a `reconnect` event and ends cleanly, and the client connects again from where i
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -27,6 +26,7 @@ from fastapi import Depends, Request
 
 from foundation.errors import QuotaExceeded, Unauthorized, Unavailable
 from toolserver.http.routes.deps import caller
+from toolserver.http.sse import sse_event
 from toolserver.service.principal import Principal
 
 __all__ = [
@@ -106,7 +106,7 @@ class StreamSlot:
                 if time.monotonic() - checked >= KEY_RECHECK_S:
                     if not await self.key_valid():
                         revoked = {"type": "unauthorized", "message": "the stream's API key was revoked"}
-                        yield f"event: error\ndata: {json.dumps(revoked)}\n\n".encode()
+                        yield sse_event("error", revoked)
                         return
                     checked = time.monotonic()
                 # One pending read across waits: cancelling a generator mid-await would end it.
@@ -121,7 +121,7 @@ class StreamSlot:
                 pending = None
                 yield chunk
             farewell = {"reason": "max_stream_s", "max_stream_s": self.max_stream_s}
-            yield f"event: reconnect\ndata: {json.dumps(farewell)}\n\n".encode()
+            yield sse_event("reconnect", farewell)
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()

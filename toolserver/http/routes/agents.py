@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from toolserver.http.models import AgentCreate, HumanAnswer, RunCreate
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.sse import sse_event, sse_response
 from toolserver.http.stream_limits import StreamSlot, stream_limits, stream_slot
 from toolserver.service.principal import Principal
 
@@ -66,13 +66,11 @@ async def run_events(
     first = await anext(events)  # a missing or foreign run fails here, as a normal 404
 
     async def stream() -> AsyncIterator[bytes]:
-        yield _sse(*first)
+        yield sse_event(*first)
         async for event, data in events:
-            yield _sse(event, data)
+            yield sse_event(event, data)
 
-    return StreamingResponse(
-        slot.bounded(stream()), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    return sse_response(slot.bounded(stream()))
 
 
 @router.get("/v1/human-requests")
@@ -105,7 +103,3 @@ async def answer(
     request_id: str, body: HumanAnswer, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
     return await svc.agents.answer(who, request_id, body.answer)
-
-
-def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from toolserver.http.models import EnvironmentCreate, EnvironmentMessage, EnvironmentStep
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.sse import KEEP_ALIVE, sse_event, sse_response
 from toolserver.http.stream_limits import StreamSlot, stream_slot
 from toolserver.service.principal import Principal
 
@@ -75,16 +75,14 @@ async def events(
         while True:
             for message in batch:
                 position = max(position, int(message["position"]))
-                yield f"event: message\ndata: {json.dumps(message, default=str)}\n\n".encode()
+                yield sse_event("message", message)
             if not follow:
                 return
             if not batch:
-                yield b": keep-alive\n\n"
+                yield KEEP_ALIVE
             batch = await svc.environments.wait_history(who.namespace, name, position, 15.0)
 
-    return StreamingResponse(
-        slot.bounded(stream()), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    return sse_response(slot.bounded(stream()))
 
 
 @router.delete("/{name}", status_code=204)
