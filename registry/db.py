@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,7 +126,7 @@ def _sqlite_engine(url: URL, busy_timeout_s: float) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cursor, busy_timeout_s)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -135,3 +137,22 @@ def _sqlite_engine(url: URL, busy_timeout_s: float) -> Engine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _use_wal(cursor: Any, busy_timeout_s: float) -> None:
+    """Put the file in WAL mode (it stays so), waiting out other openers for up to the busy timeout.
+
+    Switching the journal mode needs the file to itself and SQLite answers "database is locked" at once,
+    without its busy handler, while another connection holds it: several servers opening a new file
+    together would fail. A file already in WAL mode needs no switch.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
