@@ -47,6 +47,9 @@ class SessionCreate(_Body):
     limits: LimitsBody | None = None
     network: Literal["none", "bridge"] = "none"
     ttl_s: float | None = Field(None, gt=0)
+    runtime: Literal["runc", "runsc"] | None = Field(
+        None, description="container runtime (within TOOLSERVER_ALLOWED_RUNTIMES); default: the server's"
+    )
 
 
 class ShellRequest(_Body):
