@@ -5,41 +5,43 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from toolserver.api import Agent, AgentList, HumanRequest, HumanRequestList, Run, RunList, RunStarted
 from toolserver.http.models import AgentCreate, HumanAnswer, RunCreate
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.routes.router import ApiRouter, content_of
 from toolserver.http.sse import sse_event, sse_response
 from toolserver.http.stream_limits import StreamSlot, stream_limits, stream_slot
 from toolserver.service.principal import Principal
 
-router = APIRouter(tags=["agents"])
+router = ApiRouter(tags=["agents"])
 
 
-@router.post("/v1/agents", status_code=201)
+@router.post("/v1/agents", status_code=201, response_model=Agent)
 async def define_agent(
     body: AgentCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
     return await svc.agents.define(who, body)
 
 
-@router.get("/v1/agents")
+@router.get("/v1/agents", response_model=AgentList)
 async def list_agents(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return {"agents": await svc.agents.list_agents(who)}
 
 
-@router.get("/v1/agents/{name}")
+@router.get("/v1/agents/{name}", response_model=Agent)
 async def get_agent(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return await svc.agents.get_agent(who, name)
 
 
-@router.post("/v1/runs", status_code=201)
+@router.post("/v1/runs", status_code=201, response_model=RunStarted)
 async def start_run(body: RunCreate, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return await svc.agents.start_run(who, body)
 
 
-@router.get("/v1/runs")
+@router.get("/v1/runs", response_model=RunList)
 async def list_runs(
     status: str | None = Query(None, pattern="^(running|waiting_human|succeeded|failed)$"),
     who: Principal = Depends(caller),
@@ -48,12 +50,16 @@ async def list_runs(
     return {"runs": await svc.agents.list_runs(who, status)}
 
 
-@router.get("/v1/runs/{run_id}")
+@router.get("/v1/runs/{run_id}", response_model=Run)
 async def get_run(run_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return await svc.agents.get_run(who, run_id)
 
 
-@router.get("/v1/runs/{run_id}/events")
+@router.get(
+    "/v1/runs/{run_id}/events",
+    response_class=StreamingResponse,
+    responses=content_of("text/event-stream", "`step` and `status` events, then `end`"),
+)
 async def run_events(
     run_id: str,
     after: int = -1,
@@ -73,7 +79,7 @@ async def run_events(
     return sse_response(slot.bounded(stream()))
 
 
-@router.get("/v1/human-requests")
+@router.get("/v1/human-requests", response_model=HumanRequestList)
 async def human_requests(
     status: str | None = Query(None, pattern="^(pending|answered|expired)$"),
     who: Principal = Depends(caller),
@@ -82,7 +88,7 @@ async def human_requests(
     return {"requests": await svc.agents.human_requests(who, status)}
 
 
-@router.get("/v1/human-requests/{request_id}")
+@router.get("/v1/human-requests/{request_id}", response_model=HumanRequest)
 async def human_request(
     request: Request,
     request_id: str,
@@ -98,7 +104,7 @@ async def human_request(
         return await svc.agents.human_request(who, request_id, min(wait_s, limits.max_stream_s))
 
 
-@router.post("/v1/human-requests/{request_id}/answer")
+@router.post("/v1/human-requests/{request_id}/answer", response_model=HumanRequest)
 async def answer(
     request_id: str, body: HumanAnswer, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:

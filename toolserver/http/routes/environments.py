@@ -5,31 +5,33 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
+from toolserver.api import Environment, EnvironmentList, EnvironmentSteps, HubMessage
 from toolserver.http.models import EnvironmentCreate, EnvironmentMessage, EnvironmentStep
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.routes.router import ApiRouter, content_of
 from toolserver.http.sse import KEEP_ALIVE, sse_event, sse_response
 from toolserver.http.stream_limits import StreamSlot, stream_slot
 from toolserver.service.principal import Principal
 
-router = APIRouter(prefix="/v1/environments", tags=["environments"])
+router = ApiRouter(prefix="/v1/environments", tags=["environments"])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=Environment)
 async def create(
     body: EnvironmentCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
     return await svc.environments.create(who.namespace, body.model_dump())
 
 
-@router.get("")
+@router.get("", response_model=EnvironmentList)
 async def list_environments(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return {"environments": await svc.environments.names(who.namespace)}
 
 
-@router.get("/{name}")
+@router.get("/{name}", response_model=Environment)
 async def describe(
     name: str,
     after: int = Query(0, ge=0),
@@ -40,14 +42,14 @@ async def describe(
     return await svc.environments.describe(who.namespace, name, after, limit)
 
 
-@router.post("/{name}/messages", status_code=201)
+@router.post("/{name}/messages", status_code=201, response_model=HubMessage)
 async def post_message(
     name: str, body: EnvironmentMessage, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
     return await svc.environments.post(who.namespace, name, body.model_dump())
 
 
-@router.post("/{name}/step")
+@router.post("/{name}/step", response_model=EnvironmentSteps)
 async def step(
     name: str,
     body: EnvironmentStep | None = None,
@@ -57,7 +59,11 @@ async def step(
     return {"steps": await svc.environments.step(who.namespace, name, body.steps if body else 1)}
 
 
-@router.get("/{name}/events")
+@router.get(
+    "/{name}/events",
+    response_class=StreamingResponse,
+    responses=content_of("text/event-stream", "`message` events"),
+)
 async def events(
     name: str,
     after: int = Query(0, ge=0),
@@ -85,7 +91,7 @@ async def events(
     return sse_response(slot.bounded(stream()))
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, response_class=Response)
 async def delete(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
     await svc.environments.delete(who.namespace, name)
     return Response(status_code=204)

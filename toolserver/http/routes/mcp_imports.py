@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolserver.api import ToolsImported
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.routes.router import ApiRouter
 from toolserver.service.principal import Principal
 
 __all__ = ["McpImport", "router"]
@@ -28,10 +30,10 @@ class McpImport(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=600)
 
 
-router = APIRouter(prefix="/v1/tools", tags=["tools"])
+router = ApiRouter(prefix="/v1/tools", tags=["tools"])
 
 
-@router.post("/import/mcp", status_code=201)
+@router.post("/import/mcp", status_code=201, response_model=ToolsImported)
 async def import_mcp(body: McpImport, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     """Every tool of an MCP server (Streamable HTTP) becomes an `mcp` tool of the caller."""
     tools = await svc.tools.import_mcp(

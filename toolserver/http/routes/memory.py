@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 from pydantic import BaseModel, ConfigDict
 
+from toolserver.api import MemoryCleared, MemoryItem, MemoryItems
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.routes.router import ApiRouter
 from toolserver.service.principal import Principal
 
-router = APIRouter(prefix="/v1/memory", tags=["memory"])
+router = ApiRouter(prefix="/v1/memory", tags=["memory"])
 
 
 class MemoryCreate(BaseModel):
@@ -22,7 +24,7 @@ class MemoryCreate(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-@router.post("/{scope}", status_code=201)
+@router.post("/{scope}", status_code=201, response_model=MemoryItem)
 async def add_memory(
     scope: str, body: MemoryCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
@@ -30,7 +32,7 @@ async def add_memory(
     return item.to_dict()
 
 
-@router.get("/{scope}/search")
+@router.get("/{scope}/search", response_model=MemoryItems)
 async def search_memory(
     scope: str,
     q: str = Query(..., max_length=2000),
@@ -42,7 +44,7 @@ async def search_memory(
     return {"items": [item.to_dict() for item in items]}
 
 
-@router.get("/{scope}")
+@router.get("/{scope}", response_model=MemoryItems)
 async def recent_memory(
     scope: str,
     k: int = Query(20, ge=1, le=100),
@@ -53,7 +55,7 @@ async def recent_memory(
     return {"items": [item.to_dict() for item in items]}
 
 
-@router.get("/{scope}/{id}")
+@router.get("/{scope}/{id}", response_model=MemoryItem)
 async def get_memory(
     scope: str, id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
@@ -61,7 +63,7 @@ async def get_memory(
     return item.to_dict()
 
 
-@router.delete("/{scope}/{id}", status_code=204)
+@router.delete("/{scope}/{id}", status_code=204, response_class=Response)
 async def delete_memory(
     scope: str, id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Response:
@@ -69,6 +71,6 @@ async def delete_memory(
     return Response(status_code=204)
 
 
-@router.delete("/{scope}")
+@router.delete("/{scope}", response_model=MemoryCleared)
 async def clear_memory(scope: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return {"deleted": await svc.memory.clear(who.namespace, scope)}

@@ -5,33 +5,43 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 
+from toolserver.api import (
+    FileEntry,
+    FileList,
+    PythonRestarted,
+    PythonResult,
+    Session,
+    SessionList,
+    ShellResult,
+)
 from toolserver.http.models import PythonRequest, SessionCreate, ShellRequest
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.routes.router import ApiRouter, content_of
 from toolserver.service.principal import Principal
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = ApiRouter(prefix="/v1/sessions", tags=["sessions"])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=Session)
 async def create_session(
     body: SessionCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
     return await svc.sessions.create(who, body)
 
 
-@router.get("")
+@router.get("", response_model=SessionList)
 async def list_sessions(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return {"sessions": await svc.sessions.list(who)}
 
 
-@router.get("/{session_id}")
+@router.get("/{session_id}", response_model=Session)
 async def get_session(session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return await svc.sessions.get(who, session_id)
 
 
-@router.delete("/{session_id}", status_code=204)
+@router.delete("/{session_id}", status_code=204, response_class=Response)
 async def delete_session(
     session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Response:
@@ -39,7 +49,7 @@ async def delete_session(
     return Response(status_code=204)
 
 
-@router.post("/{session_id}/shell")
+@router.post("/{session_id}/shell", response_model=ShellResult)
 async def shell(
     session_id: str, body: ShellRequest, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
@@ -47,14 +57,14 @@ async def shell(
     return {k: v for k, v in asdict(result).items()}
 
 
-@router.post("/{session_id}/python")
+@router.post("/{session_id}/python", response_model=PythonResult)
 async def python(
     session_id: str, body: PythonRequest, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
     return asdict(await svc.sessions.python(who, session_id, body.code, body.timeout_s))
 
 
-@router.post("/{session_id}/python/restart")
+@router.post("/{session_id}/python/restart", response_model=PythonRestarted)
 async def restart_python(
     session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
@@ -62,7 +72,7 @@ async def restart_python(
     return {"restarted": True}
 
 
-@router.put("/{session_id}/files/{path:path}")
+@router.put("/{session_id}/files/{path:path}", response_model=FileEntry)
 async def upload(
     session_id: str,
     path: str,
@@ -74,7 +84,11 @@ async def upload(
     return asdict(await svc.sessions.write_file(who, session_id, path, data))
 
 
-@router.get("/{session_id}/files/{path:path}")
+@router.get(
+    "/{session_id}/files/{path:path}",
+    response_class=Response,
+    responses=content_of("application/octet-stream", "the file's bytes"),
+)
 async def download(
     session_id: str, path: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Response:
@@ -82,7 +96,7 @@ async def download(
     return Response(content=data, media_type="application/octet-stream")
 
 
-@router.get("/{session_id}/files")
+@router.get("/{session_id}/files", response_model=FileList)
 async def list_files(
     session_id: str, dir: str = "", who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:

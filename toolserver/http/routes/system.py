@@ -6,16 +6,18 @@ import asyncio
 from typing import Any
 
 import ray
-from fastapi import APIRouter, Depends, Response
+from fastapi import Depends, Response
 
+from toolserver.api import AuditList, Health, KeyList, NewApiKey, SecretList
 from toolserver.http.models import KeyCreate, SecretPut
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.routes.router import ApiRouter, content_of
 from toolserver.service.principal import Principal
 
-router = APIRouter(tags=["system"])
+router = ApiRouter(tags=["system"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 async def healthz(svc: Any = Depends(services)) -> Any:
     nodes = await svc.nodes.stats()
     return {
@@ -28,12 +30,16 @@ async def healthz(svc: Any = Depends(services)) -> Any:
     }
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=content_of("text/plain", "Prometheus metrics"),
+)
 async def metrics(svc: Any = Depends(services)) -> Response:
     return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.post("/v1/keys", status_code=201)
+@router.post("/v1/keys", status_code=201, response_model=NewApiKey)
 async def create_key(body: KeyCreate, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     svc.auth.require_admin(who)
     record, secret = await asyncio.to_thread(
@@ -48,7 +54,7 @@ async def create_key(body: KeyCreate, who: Principal = Depends(caller), svc: Any
     }
 
 
-@router.get("/v1/keys")
+@router.get("/v1/keys", response_model=KeyList)
 async def list_keys(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     svc.auth.require_admin(who)
     records = await asyncio.to_thread(svc.keys.list, None)
@@ -67,7 +73,7 @@ async def list_keys(who: Principal = Depends(caller), svc: Any = Depends(service
     }
 
 
-@router.delete("/v1/keys/{key_id}", status_code=204)
+@router.delete("/v1/keys/{key_id}", status_code=204, response_class=Response)
 async def revoke_key(key_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
     svc.auth.require_admin(who)
     await asyncio.to_thread(svc.keys.revoke, key_id)
@@ -75,7 +81,7 @@ async def revoke_key(key_id: str, who: Principal = Depends(caller), svc: Any = D
     return Response(status_code=204)
 
 
-@router.put("/v1/secrets/{name}", status_code=204)
+@router.put("/v1/secrets/{name}", status_code=204, response_class=Response)
 async def put_secret(
     name: str, body: SecretPut, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Response:
@@ -83,12 +89,12 @@ async def put_secret(
     return Response(status_code=204)
 
 
-@router.get("/v1/secrets")
+@router.get("/v1/secrets", response_model=SecretList)
 async def list_secrets(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     return {"secrets": sorted(await asyncio.to_thread(svc.secrets.list, who.namespace))}
 
 
-@router.get("/v1/audit")
+@router.get("/v1/audit", response_model=AuditList)
 async def audit(limit: int = 100, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     records = await asyncio.to_thread(lambda: svc.audit.list(who.namespace, limit=min(max(limit, 1), 1000)))
     return {"calls": [r.model_dump() if hasattr(r, "model_dump") else r.__dict__ for r in records]}

@@ -5,18 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 from fastapi.responses import JSONResponse
 
+from toolserver.api import Tool, ToolCallResult, ToolList, ToolSearch, ToolsImported, WaitingHuman
 from toolserver.http.models import OpenAPIImport, ToolCall, ToolCreate
 from toolserver.http.routes.deps import caller, services
+from toolserver.http.routes.router import ApiRouter
 from toolserver.service.principal import Principal
 from toolserver.tools.formats import render
 
-router = APIRouter(prefix="/v1/tools", tags=["tools"])
+router = ApiRouter(prefix="/v1/tools", tags=["tools"])
 
 
-@router.get("")
+@router.get("", response_model=ToolList)
 async def list_tools(
     format: str = Query("native", pattern="^(native|openai|mcp)$"),
     who: Principal = Depends(caller),
@@ -25,7 +27,7 @@ async def list_tools(
     return {"tools": await svc.tools.list(who, format)}
 
 
-@router.get("/search")
+@router.get("/search", response_model=ToolSearch)
 async def search_tools(
     q: str = Query(..., min_length=1, max_length=1000),
     k: int = Query(10, ge=1, le=100),
@@ -35,33 +37,37 @@ async def search_tools(
     return {"results": await svc.tools.search(who, q, k)}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=Tool)
 async def register_tool(
     body: ToolCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
     return await svc.tools.register(who, body)
 
 
-@router.post("/import/openapi", status_code=201)
+@router.post("/import/openapi", status_code=201, response_model=ToolsImported)
 async def import_openapi(
     body: OpenAPIImport, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
     return {"tools": await svc.tools.import_openapi(who, body.document, body.base_url, body.prefix)}
 
 
-@router.get("/{name}")
+@router.get("/{name}", response_model=Tool)
 async def get_tool(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     spec = await svc.tools.get(who, name)
     return {**render([spec], "native")[0], "config": _public_config(asdict(spec)["config"])}
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, response_class=Response)
 async def delete_tool(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
     await svc.tools.delete(who, name)
     return Response(status_code=204)
 
 
-@router.post("/{name}/call")
+@router.post(
+    "/{name}/call",
+    response_model=ToolCallResult,
+    responses={202: {"model": WaitingHuman, "description": "the tool asked a human; answer the request"}},
+)
 async def call_tool(
     name: str, body: ToolCall, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:

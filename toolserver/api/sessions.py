@@ -1,0 +1,111 @@
+"""Sessions, and what their shell, kernel and files answer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from toolserver.api.base import Reply
+
+__all__ = [
+    "Display",
+    "FileEntry",
+    "FileList",
+    "PythonError",
+    "PythonRestarted",
+    "PythonResult",
+    "Session",
+    "SessionLimits",
+    "SessionList",
+    "ShellResult",
+]
+
+
+class SessionLimits(Reply):
+    """The limits a session's sandbox runs under."""
+
+    memory_mb: int
+    cpus: float
+    pids: int
+    disk_mb: int
+    nofile: int | None = None
+    tmp_mb: int | None = None
+
+
+class Session(Reply):
+    """A sandbox session: `status` is `running`, `stopped`, `expired`, `lost` or `failed`."""
+
+    id: str
+    node_id: str | None = None
+    status: str
+    created_at: float
+    last_used_at: float | None = None
+    image: str | None = None
+    limits: SessionLimits | None = None
+    network: str | None = None
+    ttl_s: float | None = None
+    expires_at: float | None = None
+
+
+class SessionList(Reply):
+    """`GET /v1/sessions`."""
+
+    sessions: list[Session]
+
+
+class ShellResult(Reply):
+    """One command in the session's persistent bash."""
+
+    exit_code: int | None
+    output: str
+    timed_out: bool
+    truncated: bool
+    cwd: str
+    shell_restarted: bool = False
+
+
+class Display(Reply):
+    """A rich output of a cell: `mime` type and its data (text, or base64 for binary types)."""
+
+    mime: str
+    data: str
+
+
+class PythonError(Reply):
+    """The exception a cell raised."""
+
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+
+class PythonResult(Reply):
+    """One cell in the session's persistent kernel."""
+
+    status: Literal["ok", "error", "timeout"]
+    stdout: str = ""
+    stderr: str = ""
+    result: str | None = None
+    display: list[Display] = []
+    error: PythonError | None = None
+    truncated: bool = False
+
+
+class PythonRestarted(Reply):
+    """`POST /v1/sessions/{id}/python/restart`."""
+
+    restarted: bool
+
+
+class FileEntry(Reply):
+    """A file or directory of the workspace; `path` is relative to it."""
+
+    path: str
+    size: int
+    is_dir: bool
+    mtime: float
+
+
+class FileList(Reply):
+    """`GET /v1/sessions/{id}/files`."""
+
+    entries: list[FileEntry]
