@@ -16,9 +16,9 @@ from typing import Any
 from agent_core.environment.base import EnvironmentAgent
 from agent_core.environment.errors import AgentFailed
 from agent_core.environment.messages import Message, check_name, check_topic
-from agent_core.llm.base import AssistantTurn, LLMClient
+from agent_core.llm.base import LLMClient
+from agent_core.llm.config import ScriptedConfig, parse_llm_config
 from agent_core.llm.openai import OpenAICompatibleClient
-from agent_core.llm.scripted import ScriptedModel, calls
 from agent_core.loop import AgentLoop
 from agent_core.tools import LocalToolExecutor, ToolExecutor
 from foundation.errors import ValidationFailed
@@ -167,19 +167,19 @@ SERVER_EGRESS = "_server_egress"
 
 
 def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
-    """`{"scripted": [replies]}` → ScriptedModel (replayed from the start), else an OpenAI-compatible client."""
-    if "scripted" in config:
-        replies = config["scripted"]
-        if not isinstance(replies, list):
-            raise ValidationFailed("llm.scripted must be a list of replies", field="config.llm.scripted")
-        return ScriptedModel([_scripted_reply(item) for item in replies])
-    allowed = {"base_url", "model", "timeout_s", "max_retries", "extra_body", "api_key_env", SERVER_EGRESS}
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise ValidationFailed(f"unknown llm setting {unknown[0]!r}", field=f"config.llm.{unknown[0]}")
-    options = {k: v for k, v in config.items() if k not in ("api_key_env", SERVER_EGRESS)}
+    """A scripted model (replayed from the start) or an OpenAI-compatible client, from an agent's `llm`."""
     server = config.get(SERVER_EGRESS)
-    env = config.get("api_key_env")
+    parsed = parse_llm_config({k: v for k, v in config.items() if k != SERVER_EGRESS}, field="config.llm")
+    if isinstance(parsed, ScriptedConfig):
+        return parsed.model()
+    for key in ("api_key", "api_key_secret"):
+        if getattr(parsed, key):
+            raise ValidationFailed(
+                "an environment agent's config is stored and shown: name the environment variable that holds "
+                "the key in api_key_env instead",
+                field=f"config.llm.{key}",
+            )
+    options, env = parsed.client_options(), parsed.api_key_env
     if server is None:
         return OpenAICompatibleClient(**options, api_key=os.environ.get(env) if env else None)
     if not isinstance(server, Mapping):
@@ -194,20 +194,6 @@ def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
         int(server.get("max_body_bytes", DEFAULT_MAX_OUTBOUND_BYTES)),
     )
     return tenant_llm(options, policy, api_key="", api_key_env=env, field="config.llm")
-
-
-def _scripted_reply(item: Any) -> str | AssistantTurn:
-    """A scripted reply: a string (the answer) or `{"tool_calls": [{"name", "arguments"}], "content"?}`."""
-    if isinstance(item, str):
-        return item
-    wanted = item.get("tool_calls") if isinstance(item, Mapping) else None
-    if isinstance(wanted, list) and wanted and all(isinstance(c, Mapping) and "name" in c for c in wanted):
-        pairs = [(str(c["name"]), dict(c.get("arguments") or {})) for c in wanted]
-        return calls(*pairs, content=item.get("content"))
-    raise ValidationFailed(
-        "a scripted reply is a string or {tool_calls: [{name, arguments}]}",
-        field="config.llm.scripted",
-    )
 
 
 def render_inbox(inbox: Sequence[Message]) -> str:

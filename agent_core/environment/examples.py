@@ -151,7 +151,7 @@ def _loop(name: str, role: str, system_prompt: str, replies: list[str]) -> dict[
         "system_prompt": system_prompt,
         "max_steps": 3,
         "topic": None,
-        "llm": {"scripted": list(replies)},
+        "llm": {"provider": "scripted", "replies": list(replies)},
     }
 
 

@@ -30,7 +30,7 @@ def test_chat_room_with_a_moderator_over_http(server):
                 "kind": "loop",
                 "name": "god",
                 "role": "moderator",
-                "llm": {"scripted": ["NEXT: alice.", "END."]},
+                "llm": {"provider": "scripted", "replies": ["NEXT: alice.", "END."]},
             },
             {"kind": "echo", "name": "alice", "role": "member", "prefix": "alice says: ", "max_replies": 1},
         ],
@@ -101,7 +101,7 @@ def test_a_sandboxed_agent_actor_runs_next_to_its_session(server):
                 "role": "coder",
                 "sandbox": True,
                 "tools": ["shell", "python"],
-                "llm": {"scripted": [{"tool_calls": [write]}, "done"]},
+                "llm": {"provider": "scripted", "replies": [{"tool_calls": [write]}, "done"]},
             }
         ],
     }

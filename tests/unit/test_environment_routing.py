@@ -346,11 +346,12 @@ class TestAgents:
         assert agent.config() == {}  # a model object is not JSON: this agent cannot move
 
     async def test_loop_agent_failure_is_reported(self) -> None:
-        agent = build_agent(
-            {"kind": "loop", "name": "x", "role": "r", "max_steps": 1, "llm": {"scripted": []}}
-        )
-        with pytest.raises(Exception, match="ran out of replies"):
-            await agent.act([Message("user", "hi")])
+        llm = {"provider": "scripted", "replies": ["the only answer"]}
+        agent = build_agent({"kind": "loop", "name": "x", "role": "r", "max_steps": 1, "llm": llm})
+        [answer] = await agent.act([Message("user", "hi")])
+        assert answer.content == "the only answer"
+        with pytest.raises(Exception, match="ran out of replies"):  # the script goes on across acts
+            await agent.act([Message("user", "again")])
         assert isinstance(AgentFailed("x", "why"), AgentFailed)
 
     def test_configs_round_trip(self) -> None:
@@ -366,6 +367,15 @@ class TestAgents:
             ({"kind": "echo", "name": "a b", "role": "r"}, "config.name"),
             ({"kind": "loop", "name": "a", "role": "r"}, "config.llm"),
             ({"kind": "loop", "name": "a", "role": "r", "llm": {"scripted": [1]}}, "config.llm.scripted"),
+            ({"kind": "loop", "name": "a", "role": "r", "llm": {"scripted": []}}, "config.llm.scripted"),
+            (
+                {"kind": "loop", "name": "a", "role": "r", "llm": {"provider": "scripted", "replies": [1]}},
+                "config.llm.replies",
+            ),
+            (
+                {"kind": "loop", "name": "a", "role": "r", "llm": {"model": "m", "modle": "m"}},
+                "config.llm.modle",
+            ),
             ({"kind": "loop", "name": "a", "role": "r", "llm": {"api_key": "s"}}, "config.llm.api_key"),
         ],
     )

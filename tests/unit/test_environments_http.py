@@ -15,12 +15,17 @@ def clients(two_tenants):
 PIPELINE = {
     "name": "pipeline",
     "agents": [
-        {"kind": "loop", "name": "writer", "role": "writer", "llm": {"scripted": ["a draft about tides"]}},
+        {
+            "kind": "loop",
+            "name": "writer",
+            "role": "writer",
+            "llm": {"provider": "scripted", "replies": ["a draft about tides"]},
+        },
         {
             "kind": "loop",
             "name": "editor",
             "role": "editor",
-            "llm": {"scripted": ["an edited draft about tides"]},
+            "llm": {"provider": "scripted", "replies": ["an edited draft about tides"]},
         },
     ],
     "router": {"kind": "send_to", "follows": {"editor": ["writer"]}},
@@ -147,14 +152,15 @@ async def test_a_sandboxed_agent_runs_its_tools_in_its_own_session(clients):
                 "sandbox": True,
                 "tools": ["shell"],
                 "llm": {
-                    "scripted": [
+                    "provider": "scripted",
+                    "replies": [
                         {
                             "tool_calls": [
                                 {"name": "shell", "arguments": {"command": "echo from-the-sandbox"}}
                             ]
                         },
                         "ran it",
-                    ]
+                    ],
                 },
                 # a tenant cannot point the agent at another session: the server rewrites this
                 "_server_tools": {"namespace": "team-b", "session": "ses_someone_else", "schemas": []},
@@ -192,7 +198,7 @@ async def test_a_failed_create_leaves_no_session_and_describe_is_stable(clients)
         "role": "coder",
         "sandbox": True,
         "tools": ["shell"],
-        "llm": {"scripted": ["ok"]},
+        "llm": {"provider": "scripted", "replies": ["ok"]},
     }
     bad = {
         "name": "broken",

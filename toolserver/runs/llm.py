@@ -10,41 +10,16 @@ from typing import Any
 
 import httpx
 
-from agent_core.llm import AssistantTurn, LLMClient, OpenAICompatibleClient, ScriptedModel, calls, reply
+from agent_core.llm import LLMClient, OpenAICompatibleClient
+from agent_core.llm.config import ScriptedConfig, parse_llm_config
 from foundation.errors import UserError, ValidationFailed
 from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES, bounded_transport
 from toolserver.outbound.egress import EgressPolicy, GuardedTransport
 
-__all__ = ["KEY_ENVS_SETTING", "KeyEndpoint", "LLMPolicy", "build_llm", "scripted_turn", "tenant_llm"]
+__all__ = ["KEY_ENVS_SETTING", "KeyEndpoint", "LLMPolicy", "build_llm", "tenant_llm"]
 
 KEY_ENVS_SETTING = "TOOLSERVER_LLM_KEY_ENVS"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def scripted_turn(item: Any) -> AssistantTurn:
-    """One scripted reply: a string (final answer) or {"content"?, "tool_calls": [{"name", "arguments"}]}."""
-    if isinstance(item, str):
-        return reply(item)
-    if isinstance(item, dict) and item.get("tool_calls"):
-        pairs = [(c["name"], c.get("arguments") or {}) for c in item["tool_calls"]]
-        return calls(*pairs, content=item.get("content"))
-    if isinstance(item, dict) and "content" in item:
-        return reply(str(item["content"]))
-    raise ValidationFailed("a scripted reply is a string or {content, tool_calls}", field="llm.replies")
-
-
-def _scripted(replies: list[Any]) -> LLMClient:
-    turns = [scripted_turn(item) for item in replies]
-
-    def next_turn(messages: list[dict[str, Any]]) -> AssistantTurn:
-        # Chosen by how many assistant turns the conversation already has, so a run resumed after a
-        # restart continues the script where it stopped.
-        done = sum(1 for m in messages if m.get("role") == "assistant")
-        if done >= len(turns):
-            return reply("(the script has no more replies)")
-        return turns[done]
-
-    return ScriptedModel.from_function(next_turn)
 
 
 @dataclass(frozen=True)
@@ -154,43 +129,24 @@ def _default_port(url: httpx.URL) -> int:
 def build_llm(
     config: dict[str, Any], policy: LLMPolicy | None = None, *, secret: str | None = None
 ) -> LLMClient:
-    """`{"provider": "openai", "base_url", "model", "api_key" | "api_key_secret" | "api_key_env", ...}` or
-    `{"provider": "scripted", "replies"}`.
+    """A run's LLM client from its `llm` config (see `agent_core.llm.config`), the endpoint under `policy`.
 
     `secret` is the value of the namespace secret named by `api_key_secret` (the caller resolves it; without it
     the config is only checked).
     """
     policy = policy or LLMPolicy()
-    provider = config.get("provider", "openai")
-    if provider == "scripted":
-        replies = config.get("replies")
-        if not isinstance(replies, list) or not replies:
-            raise ValidationFailed("a scripted llm needs a non-empty replies list", field="llm.replies")
-        return _scripted(replies)
-    if provider != "openai":
-        raise ValidationFailed(
-            "llm.provider must be 'openai' (any compatible server) or 'scripted'", field="llm.provider"
-        )
-    given = [key for key in ("api_key", "api_key_secret", "api_key_env") if config.get(key)]
-    if len(given) > 1:
-        raise ValidationFailed(f"give one of {', '.join(given)}, not several", field=f"llm.{given[1]}")
-    options = {
-        "base_url": config.get("base_url"),
-        "model": config.get("model"),
-        "timeout_s": float(config.get("timeout_s", 60)),
-        "max_retries": int(config.get("max_retries", 4)),
-        "stream": bool(config.get("stream", False)),
-        "extra_body": config.get("extra_body"),
-    }
+    parsed = parse_llm_config(config, field="llm")
+    if isinstance(parsed, ScriptedConfig):
+        return parsed.resumable_model()
     hint = (
         "store your key as a secret (PUT /v1/secrets/NAME) and name it in llm.api_key_secret (the CLI's "
         "--api-key-env does that from your own environment), or "
     )
     return tenant_llm(
-        options,
+        parsed.client_options(),
         policy,
-        api_key=str(config.get("api_key") or secret or ""),
-        api_key_env=config.get("api_key_env"),
+        api_key=parsed.api_key or secret or "",
+        api_key_env=parsed.api_key_env,
         field="llm",
         hint=hint,
     )
