@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from toolserver.cli.output import plain
+from toolserver.cli.output import print_json as _print
 from toolserver.client import Client
 
 __all__ = ["add_commands", "follow_run"]
@@ -51,24 +53,26 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--memory-scope", help="e.g. agent:NAME to give it remember/recall")
     create.add_argument("--max-steps", type=int, default=20)
     create.set_defaults(run=_create)
-    agent_cmds.add_parser("list", help="your agents").set_defaults(run=lambda a: _print(Client().agents()))
+    agent_cmds.add_parser("list", help="your agents").set_defaults(
+        run=lambda a: _print({"agents": Client().agents.list()})
+    )
     run = agent_cmds.add_parser(
         "run", help="run an agent on a task, printing steps live; asks you when it asks"
     )
     run.add_argument("--agent", required=True)
     run.add_argument("--session", help="session id for its sandbox tools")
     run.add_argument("task")
-    run.set_defaults(run=lambda a: follow_run(Client(), Client().start_run(a.agent, a.task, a.session)["id"]))
+    run.set_defaults(run=lambda a: follow_run(Client(), Client().runs.start(a.agent, a.task, a.session).id))
 
     human = commands.add_parser("human", help="questions agents asked a human")
     human_cmds = human.add_subparsers(dest="human_command", metavar="ACTION", required=True)
     human_cmds.add_parser("list", help="pending questions").set_defaults(
-        run=lambda a: _print(Client().human_requests("pending"))
+        run=lambda a: _print({"requests": Client().humans.list("pending")})
     )
     answer = human_cmds.add_parser("answer", help="answer a question; the waiting run resumes")
     answer.add_argument("request_id")
     answer.add_argument("answer")
-    answer.set_defaults(run=lambda a: _print(Client().answer_human(a.request_id, a.answer)))
+    answer.set_defaults(run=lambda a: _print(Client().humans.answer(a.request_id, a.answer)))
 
     demo = commands.add_parser(
         "demo",
@@ -82,10 +86,6 @@ def add_commands(commands: Any) -> None:
     demo.set_defaults(run=_demo)
 
 
-def _print(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
 def _create(args: argparse.Namespace) -> None:
     llm = {"provider": "openai", "base_url": args.base_url, "model": args.model}
     client = Client()
@@ -93,7 +93,7 @@ def _create(args: argparse.Namespace) -> None:
         value = os.environ.get(args.api_key_env)
         if not value:
             raise SystemExit(f"error: the environment variable {args.api_key_env} is not set here")
-        client.put_secret(args.api_key_env, value)
+        client.secrets.put(args.api_key_env, value)
         llm["api_key_secret"] = args.api_key_env
     elif args.api_key_secret:
         llm["api_key_secret"] = args.api_key_secret
@@ -109,7 +109,7 @@ def _create(args: argparse.Namespace) -> None:
     }
     if args.memory_scope:
         body["memory_scope"] = args.memory_scope
-    _print(client.define_agent(**body))
+    _print(client.agents.define(**body))
 
 
 def _describe(step: dict[str, Any]) -> str:
@@ -139,7 +139,8 @@ def follow_run(client: Client, run_id: str, auto_answer: str | None = None) -> i
     after = -1
     while True:
         status = None
-        for event, data in client.run_events(run_id, after):
+        for seen in client.runs.events(run_id, after):
+            event, data = seen.event, plain(seen.data)
             if event == "step":
                 after = max(after, data["index"])
                 print(f"  [{data['index']}] {_describe(data)}", flush=True)
@@ -150,23 +151,23 @@ def follow_run(client: Client, run_id: str, auto_answer: str | None = None) -> i
             elif event == "end":
                 status = data["status"]
         if status == "waiting_human":
-            for request in client.human_requests("pending")["requests"]:
-                if request["run_id"] != run_id:
+            for request in client.humans.list("pending"):
+                if request.run_id != run_id:
                     continue
-                print(f"\nthe agent asks: {request['question']}")
+                print(f"\nthe agent asks: {request.question}")
                 if auto_answer is not None:
                     answer = auto_answer
                     print(f"> {answer}")
                 elif sys.stdin.isatty():
                     answer = input("> ")
                 else:
-                    print(f'answer with: toolserver human answer {request["id"]} "..."')
+                    print(f'answer with: toolserver human answer {request.id} "..."')
                     return 2
-                client.answer_human(request["id"], answer)
+                client.humans.answer(request.id, answer)
             continue
-        run = client.run(run_id)
-        print(f"\n{run['status']}: {run['result'] if run['status'] == 'succeeded' else run['error']}")
-        return 0 if run["status"] == "succeeded" else 1
+        run = client.runs.get(run_id)
+        print(f"\n{run.status}: {run.result if run.status == 'succeeded' else run.error}")
+        return 0 if run.status == "succeeded" else 1
 
 
 _DEMO_CODE = """import statistics
@@ -207,21 +208,18 @@ def _demo(args: argparse.Namespace) -> int:
         },
         "Done: analyze.py computed the statistics, report.txt holds them, and the human approved keeping it.",
     ]
-    client.define_agent(
+    client.agents.define(
         name="demo",
         system_prompt="You analyse data in your sandbox and check with a human before finishing.",
         tools=["shell", "python", "read_file", "write_file"],
         llm={"provider": "scripted", "replies": replies},
     )
-    session = client.create_session()["id"]
-    print(f"session {session}")
-    try:
+    with client.session() as session:
+        print(f"session {session.id}")
         code = follow_run(
             client,
-            client.start_run("demo", "Summarise the sample data.", session)["id"],
+            client.runs.start("demo", "Summarise the sample data.", session.id).id,
             "yes" if args.yes else None,
         )
-        print(f"\nreport.txt: {client.download(session, 'report.txt').decode()}")
+        print(f"\nreport.txt: {session.files.read_text('report.txt')}")
         return code
-    finally:
-        client.delete_session(session)

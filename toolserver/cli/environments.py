@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from toolserver.client import Client
+from toolserver.cli.output import plain
+from toolserver.cli.output import print_json as _print
+from toolserver.client import Client, Request
 
 __all__ = ["add_commands"]
 
@@ -59,15 +61,10 @@ def add_commands(commands: Any) -> None:
     rm.set_defaults(run=lambda a: _send("DELETE", f"/v1/environments/{a.name}"))
 
 
-def _print(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
 def _send(method: str, path: str, body: Any = None) -> Any:
-    from toolserver.client import Call
-
+    """The raw JSON answer of one call (environment specs are files of the API's own shape)."""
     with Client() as client:
-        return client.send(Call(method, path, json=body))
+        return client.send(Request(method, path, Any, json=body))
 
 
 def _line(message: dict[str, Any]) -> str:
@@ -95,8 +92,7 @@ def _step(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    with Client() as client, client.stream_events(f"/v1/environments/{args.name}/events") as lines:
-        for line in lines:
-            if line.startswith("data: "):
-                print(_line(json.loads(line.removeprefix("data: "))), flush=True)
+    with Client() as client:
+        for message in client.environments.events(args.name):
+            print(_line(plain(message)), flush=True)
     return 0

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from foundation.errors import Unauthorized
-from toolserver.client import ApiError, AsyncClient, Call, Client
+from toolserver.cli.output import plain
+from toolserver.client import ApiError, AsyncClient, Client
 
 __all__ = ["add_commands", "bridge_endpoint"]
 
@@ -81,8 +82,8 @@ def _import_mcp(args: argparse.Namespace) -> int:
         return asyncio.run(_bridge(args))
     body = _import_body(args, args.url, _headers(args.header))
     with Client() as client:
-        result = client.send(Call("POST", "/v1/tools/import/mcp", json=body))
-    print(json.dumps(result, indent=2, default=str))
+        tools = client.tools.import_mcp(**body)
+    print(json.dumps({"tools": plain(tools)}, indent=2, default=str))
     return 0
 
 
@@ -165,8 +166,7 @@ async def _bridge(args: argparse.Namespace) -> int:
                     return 1
                 await asyncio.sleep(0.02)
             body = _import_body(args, url, {"Authorization": f"Bearer {token}"})
-            result = await api.send(Call("POST", "/v1/tools/import/mcp", json=body))
-            names = [tool["name"] for tool in result["tools"]]
+            names = [tool.name for tool in await api.tools.import_mcp(**body)]
             print(json.dumps({"bridge": url, "tools": names}), flush=True)
             print(f"bridging {args.command!r} at {url}; Ctrl-C to stop", file=sys.stderr, flush=True)
             await stop.wait()
@@ -174,7 +174,7 @@ async def _bridge(args: argparse.Namespace) -> int:
             if not args.keep:
                 for name in names:
                     with contextlib.suppress(ApiError):
-                        await api.send(Call("DELETE", f"/v1/tools/{name}"))
+                        await api.tools.delete(name)
             server.should_exit = True
             await serving
             await endpoint.aclose()

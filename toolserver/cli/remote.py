@@ -9,13 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from registry.secretbox import SecretBox
+from toolserver.cli.output import print_json as _print
 from toolserver.client import Client
 
 __all__ = ["add_commands"]
-
-
-def _print(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
 
 
 def add_commands(commands: Any) -> None:
@@ -25,13 +22,13 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--namespace", required=True, help="tenant namespace (lowercase, digits, - and _)")
     create.add_argument("--name", default="", help="a label for the key")
     create.add_argument("--admin", action="store_true", help="an admin key (manages keys)")
-    create.set_defaults(run=lambda a: _print(_client().create_key(a.namespace, a.name, a.admin)))
+    create.set_defaults(run=lambda a: _print(_client().keys.create(a.namespace, a.name, a.admin)))
     keys_cmds.add_parser("list", help="list keys (never their secrets)").set_defaults(
-        run=lambda a: _print(_client().keys())
+        run=lambda a: _print({"keys": _client().keys.list()})
     )
     revoke = keys_cmds.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
-    revoke.set_defaults(run=lambda a: _client().revoke_key(a.key_id))
+    revoke.set_defaults(run=lambda a: _client().keys.revoke(a.key_id))
     keys_cmds.add_parser(
         "secrets-key",
         help="print a new key for TOOLSERVER_SECRETS_KEY (seals secrets at rest; one per server, on every node)",
@@ -41,11 +38,11 @@ def add_commands(commands: Any) -> None:
     tools_cmds = tools.add_subparsers(dest="tools_command", metavar="ACTION", required=True)
     listing = tools_cmds.add_parser("list", help="tools visible to your key")
     listing.add_argument("--format", choices=["native", "openai", "mcp"], default="native")
-    listing.set_defaults(run=lambda a: _print(_client().tools(a.format)))
+    listing.set_defaults(run=lambda a: _print({"tools": _client().tools.list(a.format)}))
     search = tools_cmds.add_parser("search", help="ranked search over names and descriptions")
     search.add_argument("query")
     search.add_argument("-k", type=int, default=10)
-    search.set_defaults(run=lambda a: _print(_client().search_tools(a.query, a.k)))
+    search.set_defaults(run=lambda a: _print({"results": _client().tools.search(a.query, a.k)}))
     register = tools_cmds.add_parser(
         "register", help="register a python tool (--file) or an http tool (--url)"
     )
@@ -62,10 +59,10 @@ def add_commands(commands: Any) -> None:
     call.add_argument("name")
     call.add_argument("--args", default="{}", help="arguments as a JSON object")
     call.add_argument("--session", help="session id (default: the namespace's tool sandbox)")
-    call.set_defaults(run=lambda a: _print(_client().call_tool(a.name, json.loads(a.args), a.session)))
+    call.set_defaults(run=lambda a: _print(_client().tools.call(a.name, json.loads(a.args), a.session)))
     remove = tools_cmds.add_parser("rm", help="remove a tool")
     remove.add_argument("name")
-    remove.set_defaults(run=lambda a: _client().delete_tool(a.name))
+    remove.set_defaults(run=lambda a: _client().tools.delete(a.name))
 
     sessions = commands.add_parser("sessions", help="create, use and remove sandbox sessions")
     sessions_cmds = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
@@ -76,7 +73,7 @@ def add_commands(commands: Any) -> None:
     new.add_argument("--ttl", type=float, help="idle seconds before it expires")
     new.set_defaults(run=_create_session)
     sessions_cmds.add_parser("ls", help="your live sessions").set_defaults(
-        run=lambda a: _print(_client().sessions())
+        run=lambda a: _print({"sessions": _client().sessions()})
     )
     execute = sessions_cmds.add_parser("exec", help="run a shell command in a session")
     execute.add_argument("session_id")
@@ -87,10 +84,10 @@ def add_commands(commands: Any) -> None:
     python.add_argument("session_id")
     python.add_argument("code")
     python.add_argument("--timeout", type=float, default=30.0)
-    python.set_defaults(run=lambda a: _print(_client().python(a.session_id, a.code, a.timeout)))
+    python.set_defaults(run=lambda a: _print(_client().attach(a.session_id).python(a.code, a.timeout)))
     rm = sessions_cmds.add_parser("rm", help="destroy a session and its container")
     rm.add_argument("session_id")
-    rm.set_defaults(run=lambda a: _client().delete_session(a.session_id))
+    rm.set_defaults(run=lambda a: _client().attach(a.session_id).delete())
 
 
 def _client() -> Client:
@@ -116,24 +113,22 @@ def _register(args: argparse.Namespace) -> None:
             sys.exit("error: --url is required for an http tool")
         body.update(url=args.url, method=args.method)
     body["name"] = args.name
-    _print(_client().register_tool(**body))
+    _print(_client().tools.register(**body))
 
 
 def _create_session(args: argparse.Namespace) -> None:
     limits = {k: v for k, v in {"memory_mb": args.memory_mb, "cpus": args.cpus}.items() if v is not None}
-    spec: dict[str, Any] = {"network": args.network}
-    if limits:
-        spec["limits"] = limits
-    if args.ttl:
-        spec["ttl_s"] = args.ttl
-    _print(_client().create_session(**spec))
+    session = _client().session(
+        network=args.network, limits=limits or None, ttl_s=args.ttl or None, keep=True
+    )
+    _print(session.info)
 
 
 def _exec(args: argparse.Namespace) -> int:
-    result = _client().shell(args.session_id, args.command, args.timeout)
-    sys.stdout.write(result["output"])
-    if result["output"] and not result["output"].endswith("\n"):
+    result = _client().attach(args.session_id).shell(args.command, args.timeout)
+    sys.stdout.write(result.output)
+    if result.output and not result.output.endswith("\n"):
         sys.stdout.write("\n")
-    if result["timed_out"]:
+    if result.timed_out:
         print(f"[timed out after {args.timeout:g} s]", file=sys.stderr)
-    return int(result["exit_code"] or 0) if not result["timed_out"] else 124
+    return int(result.exit_code or 0) if not result.timed_out else 124

@@ -128,6 +128,7 @@ def _up(args: argparse.Namespace) -> int:
         f"stale sandboxes removed: {summary['removed']}"
     )
     print(f"  agent runs resumed: {handle.runs['resumed']}, waiting for a human: {handle.runs['waiting']}")
+    print(f"  {_runtimes_line(settings)}")
     print(f"  API docs: {handle.url}/docs    health: {handle.url}/healthz")
     print("press Ctrl-C to stop (removes the sandboxes this server started)", flush=True)
     try:
@@ -142,6 +143,22 @@ def _up(args: argparse.Namespace) -> int:
         (settings.home / "server.json").unlink(missing_ok=True)
         print("stopped")
     return 0
+
+
+def _runtimes_line(settings: Any) -> str:
+    """Which runtimes sessions get and may ask for, and which ones this machine's engine has."""
+    from sandbox.docker import engine_runtimes
+
+    allowed = settings.allowed_runtime_list()
+    try:
+        offered = ", ".join(engine_runtimes())
+    except Exception as exc:
+        offered = f"unknown ({exc})"
+    line = f"sandbox runtime: {allowed[0]} (sessions may ask for {', '.join(allowed)}); this engine has: {offered}"
+    missing = [name for name in allowed if name not in offered.split(", ")]
+    if missing:
+        line += f" -- MISSING {', '.join(missing)}: run scripts/setup.sh"
+    return line
 
 
 def _watch_nodes(settings: Any, instance_id: str) -> None:
@@ -201,7 +218,7 @@ def _status(args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"toolserver at {client.url} is not answering: {exc}")
             return 1
-    print(json.dumps(health, indent=2))
+    print(json.dumps(health.model_dump(mode="json", exclude_unset=True), indent=2))
     return 0
 
 
