@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from sandbox import _hostdirs, _labels
+from sandbox._runtimes import EngineRuntimes, resource_options
 from sandbox.base import SandboxInfo
 from sandbox.config import SandboxConfig
 from sandbox.errors import ImageNotAllowed, SandboxUnavailable
@@ -34,6 +35,7 @@ class ContainerEngine:
     def __init__(self, config: SandboxConfig, client: Any = None) -> None:
         self.config = config
         self._client = client
+        self._runtimes = EngineRuntimes()
 
     @property
     def client(self) -> Any:
@@ -49,12 +51,16 @@ class ContainerEngine:
                 raise SandboxUnavailable(f"cannot reach the Docker engine: {exc}") from exc
         return self._client
 
+    def runtimes(self) -> tuple[str, ...]:
+        """The container runtimes this engine has registered."""
+        return self._runtimes.names(self.client)
+
     def run(self, info: SandboxInfo, host_dir: str, pooled: bool) -> Any:
         """Create and start the container; the image must already be on this engine (never pulled)."""
         import docker.errors
-        import docker.types
 
         config, limits = self.config, info.limits
+        self._runtimes.require(self.client, info.runtime, config.node_id)
         tmpfs_opts = f"uid={config.uid},gid={config.uid},exec,nosuid,nodev"
         tmpfs = {
             "/workspace": f"size={limits.disk_mb}m,mode=0700,{tmpfs_opts}",
@@ -77,6 +83,8 @@ class ContainerEngine:
             tmpfs.setdefault(str(path), f"size={limits.tmp_mb}m,mode=1777,{tmpfs_opts}")
         # One MiB above the largest tmpfs, so that a full workspace reads ENOSPC rather than SIGXFSZ.
         file_cap = (max(limits.disk_mb, limits.tmp_mb) + 1) * 1024 * 1024
+        resources = resource_options(info.runtime, limits, file_cap)
+        resources["environment"].update(TOOLSERVER_SESSION=info.session_id, TOOLSERVER_NODE=config.node_id)
         create = self.client.containers.create  # unlike containers.run, create never pulls
         try:
             container = create(
@@ -98,18 +106,10 @@ class ContainerEngine:
                 read_only=True,
                 tmpfs=tmpfs,
                 volumes={_hostdirs.shared_dir(host_dir): {"bind": GUEST_DIR, "mode": "rw"}},
-                mem_limit=f"{limits.memory_mb}m",
-                memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9),
-                pids_limit=limits.pids,
-                ulimits=[
-                    docker.types.Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
-                    docker.types.Ulimit(name="core", soft=0, hard=0),
-                    docker.types.Ulimit(name="fsize", soft=file_cap, hard=file_cap),
-                ],
                 init=True,
                 ipc_mode="private",
-                environment={"TOOLSERVER_SESSION": info.session_id, "TOOLSERVER_NODE": config.node_id},
+                **resources,
             )
         except docker.errors.ImageNotFound:
             raise missing from None

@@ -27,6 +27,7 @@ def write_meta(host_dir: str, info: SandboxInfo) -> None:
         "owner": info.owner,
         "created_at": info.created_at,
         "limits": asdict(info.limits),
+        "runtime": info.runtime,
     }
     tmp = os.path.join(host_dir, _META_FILE + ".tmp")
     with open(tmp, "w") as fh:
@@ -68,4 +69,5 @@ def info_from_container(
         network="none" if host_config.get("NetworkMode") in ("none", "", None) else "bridge",
         limits=limits,
         created_at=float(meta.get("created_at", time.time())),
+        runtime="runsc" if host_config.get("Runtime") == "runsc" else "runc",  # what the engine runs it under
     )

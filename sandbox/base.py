@@ -13,6 +13,8 @@ __all__ = [
     "Limits",
     "PythonError",
     "PythonResult",
+    "RUNTIMES",
+    "Runtime",
     "Sandbox",
     "SandboxBackend",
     "SandboxInfo",
@@ -23,6 +25,9 @@ __all__ = [
 ]
 
 Network = Literal["none", "bridge"]
+Runtime = Literal["runc", "runsc"]
+RUNTIMES: tuple[Runtime, ...] = ("runc", "runsc")
+"""The container runtimes a sandbox may run under: runc (the host kernel) or runsc (gVisor's own kernel)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class SandboxSpec:
     limits: Limits = field(default_factory=Limits)
     network: Network = "none"
     owner: str = ""  # the tenant namespace that owns the session
+    runtime: Runtime | None = None  # None: the backend's default runtime
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class SandboxInfo:
     network: Network
     limits: Limits
     created_at: float
+    runtime: Runtime = "runc"
 
 
 @dataclass(frozen=True)

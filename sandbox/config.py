@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from foundation.errors import UserError
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
-from sandbox.base import Limits, SandboxSpec
-from sandbox.errors import ImageNotAllowed, LimitsExceeded
+from sandbox.base import RUNTIMES, Limits, Runtime, SandboxSpec
+from sandbox.errors import ImageNotAllowed, LimitsExceeded, RuntimeNotAllowed
 
 __all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
 
@@ -49,6 +49,17 @@ class SandboxConfig:
     max_ttl_s: float = 7 * 24 * 3600.0
     reap_interval_s: float = 5.0
     shared_dir_mb: int = 4  # tmpfs cap of each sandbox's /sbx (applied when the server runs as root)
+    runtime: Runtime = "runc"  # the container runtime of sessions that name none (TOOLSERVER_SANDBOX_RUNTIME)
+    allowed_runtimes: tuple[Runtime, ...] = ()  # besides `runtime`, what sessions may name
+
+    @property
+    def runtimes(self) -> tuple[Runtime, ...]:
+        """Every runtime a session may run under, the default first (the pool keeps sandboxes of each)."""
+        return tuple(dict.fromkeys((self.runtime, *self.allowed_runtimes)))
+
+    def runtime_of(self, spec: SandboxSpec) -> Runtime:
+        """The runtime `spec` runs under: its own, else the default."""
+        return spec.runtime or self.runtime
 
     def check_spec(self, spec: SandboxSpec) -> None:
         """Refuse images the operator did not list, limits above the server maxima, and closed-off network."""
@@ -63,6 +74,16 @@ class SandboxConfig:
             raise LimitsExceeded(
                 f"limits out of range (must be positive and at most the server maximum): {', '.join(over)}",
                 field="limits." + over[0],
+            )
+        if spec.runtime is not None and spec.runtime not in self.runtimes:
+            known = spec.runtime in RUNTIMES
+            raise RuntimeNotAllowed(
+                f"runtime {spec.runtime!r} is not one this server allows (allowed: {', '.join(self.runtimes)};"
+                " the operator lists them in TOOLSERVER_ALLOWED_RUNTIMES)"
+                if known
+                else f"runtime must be one of {', '.join(RUNTIMES)}",
+                field="runtime",
+                setting="TOOLSERVER_ALLOWED_RUNTIMES" if known else None,
             )
         if spec.network not in ("none", "bridge"):
             raise UserError("network must be 'none' or 'bridge'", field="network")

@@ -37,7 +37,7 @@ from sandbox.base import (
 from sandbox.config import SandboxConfig
 from sandbox.errors import SandboxGone, SandboxNotFound, SandboxUnavailable
 
-__all__ = ["OPEN_NETWORK", "DockerBackend", "DockerSandbox"]
+__all__ = ["OPEN_NETWORK", "DockerBackend", "DockerSandbox", "engine_runtimes"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,11 @@ class DockerSandbox(Sandbox):
         return bool(status.get("alive"))
 
 
+def engine_runtimes(client: Any = None) -> tuple[str, ...]:
+    """The container runtimes the local Docker engine has registered (SandboxUnavailable when it does not answer)."""
+    return ContainerEngine(SandboxConfig(), client).runtimes()
+
+
 def _with_sandbox_uid(config: SandboxConfig) -> SandboxConfig:
     """The config with a sandbox uid that is not the server's own, nor root.
 
@@ -197,6 +202,7 @@ class DockerBackend(SandboxBackend):
             network=spec.network,
             limits=spec.limits,
             created_at=time.time(),
+            runtime=self.config.runtime_of(spec),
         )
         try:
             write_connection_files(

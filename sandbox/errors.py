@@ -12,6 +12,8 @@ __all__ = [
     "InvalidPath",
     "LimitsExceeded",
     "RuntimeDirUnsafe",
+    "RuntimeNotAllowed",
+    "RuntimeUnavailable",
     "SandboxError",
     "SandboxGone",
     "SandboxNotFound",
@@ -67,6 +69,19 @@ class LimitsExceeded(UserError):
 
     status = 422
     type = "limits_exceeded"
+
+
+class RuntimeNotAllowed(UserError):
+    """A container runtime the operator did not allow (TOOLSERVER_ALLOWED_RUNTIMES)."""
+
+    status = 422
+    type = "runtime_not_allowed"
+
+
+class RuntimeUnavailable(SandboxUnavailable):
+    """The node's Docker engine has no such runtime registered (an operator's fix: scripts/setup.sh)."""
+
+    type = "runtime_unavailable"
 
 
 class RuntimeDirUnsafe(SandboxError):

@@ -164,6 +164,14 @@ class FakeSandbox(Sandbox):
         """Mark the sandbox closed."""
         self.closed = True
 
+    async def ping(self) -> dict[str, str]:
+        """Always answers (a pooled fake is always alive)."""
+        return {"status": "ok"}
+
+    def set_owner(self, owner: str) -> None:
+        """Hand a pooled fake to its tenant."""
+        self._info = replace(self._info, owner=owner)
+
     def _is_dir(self, rel: str) -> bool:
         """Directories exist only as the parents of files (and the workspace root)."""
         return rel == "" or any(name.startswith(rel + "/") for name in self.files)
@@ -202,8 +210,10 @@ class FakeBackend(SandboxBackend):
         self._factory = sandbox_factory or FakeSandbox
         self.sandboxes: dict[str, FakeSandbox] = {}
 
-    async def create(self, spec: SandboxSpec, session_id: str | None = None) -> FakeSandbox:
-        """A new FakeSandbox from the factory, recorded under its session id."""
+    async def create(
+        self, spec: SandboxSpec, session_id: str | None = None, *, pooled: bool = False
+    ) -> FakeSandbox:
+        """A new FakeSandbox from the factory, recorded under its session id (`pooled` changes nothing)."""
         info = SandboxInfo(
             session_id=session_id or new_session_id(),
             container_id="fake",
@@ -213,6 +223,7 @@ class FakeBackend(SandboxBackend):
             network=spec.network,
             limits=spec.limits,
             created_at=time.time(),
+            runtime=spec.runtime or "runc",
         )
         sandbox = self._factory(info)
         self.sandboxes[info.session_id] = sandbox

@@ -57,6 +57,7 @@ class SandboxManager(SessionOps):
         self._last_used: dict[str, float] = {}
         self._on_expired = on_expired
         self._reaper: asyncio.Task[None] | None = None
+        self._engine_runtimes: builtins.list[str] | None = None
 
     async def start(
         self, live_sessions: dict[str, float] | None = None, adopt_from: set[str] | None = None
@@ -68,6 +69,17 @@ class SandboxManager(SessionOps):
         """
         live = live_sessions or {}
         report = await self.backend.reconcile(set(live), adopt_from)
+        self._engine_runtimes = await self._ask_engine_runtimes()
+        offered = self._engine_runtimes
+        missing = [r for r in self.config.runtimes if offered is not None and r not in offered]
+        if missing:
+            log.warning(
+                "node %s: the Docker engine lacks runtime(s) %s that sessions may ask for (it has %s);"
+                " scripts/setup.sh registers runsc",
+                self.config.node_id,
+                ", ".join(missing),
+                ", ".join(offered or []),
+            )
         for session_id in report["attached"]:
             self._ttl[session_id] = live[session_id]
             self._last_used[session_id] = time.time()
@@ -131,7 +143,28 @@ class SandboxManager(SessionOps):
             "sandboxes_running": len(await self.sessions()),
             "pool_ready": self.pool.ready,
             "pool_size": self.pool.size,
+            "runtimes": await self.runtimes(),
         }
+
+    async def runtimes(self) -> dict[str, Any]:
+        """The default runtime, the allowed ones, the engine's own (asked at start) and the warm pool of each."""
+        if self._engine_runtimes is None:
+            self._engine_runtimes = await self._ask_engine_runtimes()
+        return {
+            "default": self.config.runtime,
+            "allowed": builtins.list(self.config.runtimes),
+            "engine": self._engine_runtimes,
+            "pool_ready": self.pool.ready_by_runtime(),
+        }
+
+    async def _ask_engine_runtimes(self) -> builtins.list[str] | None:
+        engine = getattr(self.backend, "engine", None)
+        if engine is None:  # a backend without an engine (the fake)
+            return None
+        try:
+            return builtins.list(await asyncio.to_thread(engine.runtimes))
+        except Exception:
+            return None
 
     async def shutdown(self) -> None:
         """Remove everything this manager started."""

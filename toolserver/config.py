@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sandbox.base import Limits
+from sandbox.base import RUNTIMES, Limits, Runtime
 from sandbox.config import DEFAULT_IMAGE, SandboxConfig
 from toolserver.outbound.egress import EgressPolicy
 
@@ -21,6 +21,10 @@ __all__ = ["Settings"]
 
 def _default_home() -> Path:
     return Path(os.path.expanduser("~/.toolserver"))
+
+
+def _listed(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 class Settings(BaseSettings):
@@ -44,7 +48,13 @@ class Settings(BaseSettings):
     allowed_images: str = Field(
         "", description="images sessions may name, comma-separated; default: the sandbox image alone"
     )
-    pool_size: int = 2
+    sandbox_runtime: Runtime = Field(
+        "runc", description="container runtime of sessions that name none: runc, or runsc (gVisor)"
+    )
+    allowed_runtimes: str = Field(
+        "", description="runtimes sessions may name, comma-separated; default: the sandbox runtime alone"
+    )
+    pool_size: int = Field(2, description="warm sandboxes kept ready, per allowed runtime")
     default_memory_mb: int = 1024
     default_cpus: float = 1.0
     default_pids: int = 256
@@ -93,6 +103,21 @@ class Settings(BaseSettings):
     def _egress_entries(cls, value: str) -> str:
         EgressPolicy.parse(value)  # a bad entry stops the server at start, with its name
         return value
+
+    @field_validator("allowed_runtimes")
+    @classmethod
+    def _known_runtimes(cls, value: str) -> str:
+        unknown = [name for name in _listed(value) if name not in RUNTIMES]
+        if unknown:
+            raise ValueError(
+                f"unknown runtime(s) {', '.join(unknown)}: each must be one of {', '.join(RUNTIMES)}"
+            )
+        return value
+
+    def allowed_runtime_list(self) -> tuple[Runtime, ...]:
+        """The runtimes sessions may use, the default first; the default alone when the operator lists none."""
+        listed = _listed(self.allowed_runtimes)
+        return tuple(dict.fromkeys([self.sandbox_runtime, *(name for name in RUNTIMES if name in listed)]))
 
     def allowed_image_list(self) -> tuple[str, ...]:
         """The images sessions may use; the sandbox image when the operator lists none."""
@@ -148,4 +173,6 @@ class Settings(BaseSettings):
             node_id=node_id,
             allow_network=self.allow_open_network,
             default_ttl_s=self.session_ttl_s,
+            runtime=self.sandbox_runtime,
+            allowed_runtimes=self.allowed_runtime_list(),
         )

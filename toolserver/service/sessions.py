@@ -23,8 +23,8 @@ _LIVE = ("running",)
 Result = TypeVar("Result")
 
 
-def session_view(record: Any) -> dict[str, Any]:
-    """A session record as the API shows it."""
+def session_view(record: Any, runtime: str | None = None) -> dict[str, Any]:
+    """A session record as the API shows it, with the runtime its node runs it under when known."""
     return {
         "id": record.id,
         "node_id": record.node_id,
@@ -36,6 +36,7 @@ def session_view(record: Any) -> dict[str, Any]:
         "network": record.network,
         "ttl_s": record.ttl_s,
         "expires_at": record.expires_at,
+        "runtime": runtime,
     }
 
 
@@ -96,6 +97,7 @@ class SessionService:
             limits=self._limits(body),
             network=body.network,
             owner=principal.namespace,
+            runtime=body.runtime,
         )
         node_id = await self.nodes.choose(self._placing)
         self._placing[node_id] += 1  # no await since choose(): the next create sees this one
@@ -117,16 +119,31 @@ class SessionService:
             status="running",
             ttl_s=ttl_s,
         )
-        return session_view(record)
+        return session_view(record, info.runtime)
 
     async def list(self, principal: Principal) -> builtins.list[dict[str, Any]]:
         """The caller's live sessions."""
-        records = await asyncio.to_thread(self.store.list, principal.namespace)
-        return [session_view(r) for r in records if r.status in _LIVE]
+        records = [
+            r for r in await asyncio.to_thread(self.store.list, principal.namespace) if r.status in _LIVE
+        ]
+        runtimes: dict[str, str] = {}
+        for node_id in {r.node_id for r in records}:
+            runtimes.update(await self._runtimes_on(node_id))
+        return [session_view(r, runtimes.get(r.id)) for r in records]
 
     async def get(self, principal: Principal, session_id: str) -> dict[str, Any]:
         """One of the caller's live sessions; NotFound otherwise."""
-        return session_view(await self._record(principal, session_id))
+        record = await self._record(principal, session_id)
+        return session_view(record, (await self._runtimes_on(record.node_id)).get(session_id))
+
+    async def _runtimes_on(self, node_id: str) -> dict[str, str]:
+        """The runtime of each session on a node (the registry does not record it); empty when it does not answer."""
+        try:
+            return {
+                info.session_id: info.runtime for info in await (await self.nodes.node(node_id)).sessions()
+            }
+        except Exception:
+            return {}
 
     async def delete(self, principal: Principal, session_id: str) -> None:
         """Remove the session's sandbox (if its node is still there) and mark the session deleted."""
