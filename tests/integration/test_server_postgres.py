@@ -23,20 +23,21 @@ def server(tmp_path_factory, sandbox_image):
 
 def test_keys_tools_sessions_and_audit_survive_a_crash_on_postgres(server):
     with Client(server.url, server.admin_key) as admin:
-        tenant_key = admin.create_key("pg-team", "t")["key"]
+        tenant_key = admin.keys.create("pg-team", "t").key
     with Client(server.url, tenant_key) as tenant:
-        tenant.register_tool(
+        tenant.tools.register(
             name="double", kind="python", source="def double(x: int) -> int:\n    return 2 * x\n"
         )
-        sid = tenant.create_session()["id"]
-        assert tenant.call_tool("double", {"x": 21}, sid)["result"] == 42
-        tenant.shell(sid, "export PG_STATE=kept")
+        session = tenant.session(keep=True)
+        assert session.call_tool("double", {"x": 21}).result == 42
+        session.shell("export PG_STATE=kept")
     server.crash()
     server.start()
     with Client(server.url, tenant_key) as tenant:
-        assert tenant.call_tool("double", {"x": 4}, sid)["result"] == 8
-        assert tenant.shell(sid, "echo $PG_STATE")["output"].strip() == "kept"
-        assert [c["tool"] for c in tenant.audit()["calls"]][:2] == ["double", "double"]
+        session = tenant.attach(session.id)
+        assert session.call_tool("double", {"x": 4}).result == 8
+        assert session.shell("echo $PG_STATE").output.strip() == "kept"
+        assert [c.tool for c in tenant.audit()][:2] == ["double", "double"]
     with Client(server.url, "tsk_not-a-key") as stranger, pytest.raises(ApiError) as denied:
-        stranger.tools()
+        stranger.tools.list()
     assert denied.value.status_code == 401
