@@ -9,8 +9,9 @@
 
 Every agent has a private inbox that drains on read; messages name their recipients or go to the
 subscribers of their topic (by agent or by role); every accepted message is stored in the registry
-database (`env_messages`), agents in `env_agents`. The Ray pieces (`HubActor`, `AgentActor`,
-`RayEnvironment`...) import Ray when first used.
+database (`env_messages`), agents in `env_agents`. Agents are built from JSON configs by the
+`AgentRuntime` their host gives (`OFFLINE` by default: scripted models, local tools). The Ray pieces
+(`HubActor`, `AgentActor`, `RayEnvironment`...) import Ray when first used.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from agent_core.environment.routing import (
     SendToRouter,
     make_router,
 )
+from agent_core.environment.runtime import OFFLINE, AgentRuntime, OfflineRuntime, ProcessRuntime
 from agent_core.environment.sop import SOPRouter, linear_sop
 from agent_core.environment.store import (
     ENV_TABLES,
@@ -71,6 +73,7 @@ __all__ = [
     "DEFAULT_INBOX_LIMIT",
     "DEFAULT_TOPIC",
     "ENV_TABLES",
+    "OFFLINE",
     "RAY_NAMESPACE",
     "TRANSITIONS",
     "AgentActor",
@@ -78,6 +81,7 @@ __all__ = [
     "AgentFailed",
     "AgentInfo",
     "AgentRegistry",
+    "AgentRuntime",
     "AgentStatus",
     "BroadcastRouter",
     "CustomRouter",
@@ -95,8 +99,10 @@ __all__ = [
     "Message",
     "NoLivingNode",
     "NoRoomForAgent",
+    "OfflineRuntime",
     "Placement",
     "PlacementPolicy",
+    "ProcessRuntime",
     "RayEnvironment",
     "RemoteAgent",
     "RemoteHub",

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_core.environment.agents import build_agent
@@ -24,7 +23,7 @@ from agent_core.environment.base import EnvironmentAgent, HubAPI
 from agent_core.environment.hub import DEFAULT_INBOX_LIMIT, Hub
 from agent_core.environment.messages import Message
 from agent_core.environment.registry import AgentInfo
-from agent_core.tools import ToolOutcome
+from agent_core.environment.runtime import AgentRuntime
 from foundation.actors import call_actor
 from foundation.errors import NotFound, Unavailable, ValidationFailed
 
@@ -84,46 +83,18 @@ class HubActor:
         return ray.get_runtime_context().get_node_id()
 
 
-class ActorToolExecutor:
-    """An environment agent's tools, run by the named actor that owns its sandbox session.
-
-    `spec` comes from the server, never from the tenant: `{"actor", "ray_namespace", "namespace", "session",
-    "schemas"}`. Each call goes to `actor.call("agent_tool_call", namespace, session, allowed, name, arguments)`,
-    which routes it to the node that holds the session.
-    """
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-        self._schemas: list[dict[str, Any]] = list(spec.get("schemas") or [])
-        self._handle: Any = None
-
-    def tool_schemas(self) -> list[dict[str, Any]]:
-        return self._schemas
-
-    async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
-        allowed = [s["function"]["name"] for s in self._schemas]
-        try:
-            ok, content = await self._send(allowed, name, arguments)
-        except RayError as exc:
-            return ToolOutcome.failure(f"Error: the tool server could not run {name}: {type(exc).__name__}")
-        return ToolOutcome(bool(ok), str(content))
-
-    async def _send(self, allowed: list[str], name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
-        """(ok, content) from the actor that owns the session."""
-        if self._handle is None:
-            self._handle = ray.get_actor(self.spec["actor"], namespace=self.spec["ray_namespace"])
-        ref = self._handle.call.remote(
-            "agent_tool_call", self.spec["namespace"], self.spec["session"], allowed, name, arguments
-        )
-        ok, content = await ref
-        return ok, content
-
-
 class AgentActor:
-    """Hosts one agent (rebuilt from its config) and reports a heartbeat to the hub every `heartbeat_s`."""
+    """Hosts one agent (rebuilt from its config by `runtime`) and reports a heartbeat to the hub every `heartbeat_s`."""
 
-    def __init__(self, hub_name: str, config: dict[str, Any], incarnation: int, heartbeat_s: float) -> None:
-        self.agent = build_agent(config)
+    def __init__(
+        self,
+        hub_name: str,
+        config: dict[str, Any],
+        incarnation: int,
+        heartbeat_s: float,
+        runtime: AgentRuntime,
+    ) -> None:
+        self.agent = build_agent(config, runtime)
         self.hub = ray.get_actor(hub_name, namespace=RAY_NAMESPACE)
         self.incarnation = incarnation
         self.heartbeat_s = heartbeat_s

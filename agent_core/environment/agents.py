@@ -1,14 +1,12 @@
 """Environment agents: `EchoAgent` (tests), `LoopAgent` (an LLM through `AgentLoop`), and `build_agent`.
 
 Agents are rebuilt from JSON configs (`{"kind": "loop", ...}`) when they move to another node, so a
-config holds only data: no code, no secrets. An OpenAI-compatible model reads its key from the environment
-of the process that runs it; when the tool server builds the config (its `llm` carries `SERVER_EGRESS`), the
-key only comes from a variable its operator shares and the endpoint must pass the server's egress policy.
+config holds only data: no code, no secrets. How an agent's LLM client and tools are made is the host's to
+say, through the `AgentRuntime` given to `build_agent` (by default `OFFLINE`: scripted models, local tools).
 """
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -16,27 +14,24 @@ from typing import Any
 from agent_core.environment.base import EnvironmentAgent
 from agent_core.environment.errors import AgentFailed
 from agent_core.environment.messages import Message, check_name, check_topic
+from agent_core.environment.runtime import OFFLINE, AgentRuntime
 from agent_core.llm.base import LLMClient
-from agent_core.llm.config import ScriptedConfig, parse_llm_config
-from agent_core.llm.openai import OpenAICompatibleClient
+from agent_core.llm.config import OpenAIConfig, parse_llm_config
 from agent_core.loop import AgentLoop
 from agent_core.tools import LocalToolExecutor, ToolExecutor
 from foundation.errors import ValidationFailed
 
 __all__ = [
     "AGENT_KINDS",
-    "SERVER_EGRESS",
-    "SERVER_TOOLS",
     "EchoAgent",
     "LoopAgent",
     "build_agent",
-    "llm_from_config",
     "render_inbox",
 ]
 
 _SEEN_LIMIT = 1_000
 
-AgentFactory = Callable[[Mapping[str, Any]], EnvironmentAgent]
+AgentFactory = Callable[[Mapping[str, Any], AgentRuntime], EnvironmentAgent]
 
 
 class EchoAgent(EnvironmentAgent):
@@ -70,7 +65,8 @@ class EchoAgent(EnvironmentAgent):
         }
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> EchoAgent:
+    def from_config(cls, config: Mapping[str, Any], runtime: AgentRuntime = OFFLINE) -> EchoAgent:
+        """The agent its `config()` describes (it needs nothing of the runtime)."""
         return cls(
             config["name"],
             config.get("role", "echo"),
@@ -138,62 +134,31 @@ class LoopAgent(EnvironmentAgent):
         }
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> LoopAgent:
+    def from_config(cls, config: Mapping[str, Any], runtime: AgentRuntime = OFFLINE) -> LoopAgent:
+        """The agent its `config()` describes, with its LLM client and tools made by `runtime`."""
         llm_config = config.get("llm")
         if not isinstance(llm_config, Mapping):
             raise ValidationFailed("a loop agent needs an 'llm' object", field="config.llm")
-        tools: ToolExecutor | None = None
-        if config.get(SERVER_TOOLS) is not None:
-            from agent_core.environment.actors import ActorToolExecutor
-
-            tools = ActorToolExecutor(config[SERVER_TOOLS])
+        parsed = parse_llm_config(llm_config, field="config.llm")
+        if isinstance(parsed, OpenAIConfig):
+            for key in ("api_key", "api_key_secret"):
+                if getattr(parsed, key):
+                    raise ValidationFailed(
+                        "an environment agent's config is stored and shown: name the environment variable "
+                        "that holds the key in api_key_env instead",
+                        field=f"config.llm.{key}",
+                    )
         return cls(
             config["name"],
             config["role"],
-            llm_from_config(llm_config),
+            runtime.make_llm(parsed),
             system_prompt=str(config.get("system_prompt", "")),
             max_steps=int(config.get("max_steps", 10)),
             topic=config.get("topic"),
             llm_config=llm_config,
-            tools=tools,
-            extra_config={k: config[k] for k in ("sandbox", "tools", SERVER_TOOLS) if k in config},
+            tools=runtime.make_tools(config),
+            extra_config={k: config[k] for k in ("sandbox", "tools") if k in config},
         )
-
-
-SERVER_TOOLS = "_server_tools"
-"""Set (only) by the tool server on a sandboxed agent's config: where its tool calls go (see ActorToolExecutor)."""
-SERVER_EGRESS = "_server_egress"
-"""Set (only) by the tool server on an `llm` config: `{"allow": TOOLSERVER_EGRESS_ALLOW, "key_envs": [...]}`."""
-
-
-def llm_from_config(config: Mapping[str, Any]) -> LLMClient:
-    """A scripted model (replayed from the start) or an OpenAI-compatible client, from an agent's `llm`."""
-    server = config.get(SERVER_EGRESS)
-    parsed = parse_llm_config({k: v for k, v in config.items() if k != SERVER_EGRESS}, field="config.llm")
-    if isinstance(parsed, ScriptedConfig):
-        return parsed.model()
-    for key in ("api_key", "api_key_secret"):
-        if getattr(parsed, key):
-            raise ValidationFailed(
-                "an environment agent's config is stored and shown: name the environment variable that holds "
-                "the key in api_key_env instead",
-                field=f"config.llm.{key}",
-            )
-    options, env = parsed.client_options(), parsed.api_key_env
-    if server is None:
-        return OpenAICompatibleClient(**options, api_key=os.environ.get(env) if env else None)
-    if not isinstance(server, Mapping):
-        raise ValidationFailed("llm settings are not valid", field=f"config.llm.{SERVER_EGRESS}")
-    from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES
-    from toolserver.outbound.egress import EgressPolicy
-    from toolserver.runs.llm import LLMPolicy, tenant_llm
-
-    policy = LLMPolicy(
-        EgressPolicy.parse(str(server.get("allow", ""))),
-        frozenset(server.get("key_envs", ())),
-        int(server.get("max_body_bytes", DEFAULT_MAX_OUTBOUND_BYTES)),
-    )
-    return tenant_llm(options, policy, api_key="", api_key_env=env, field="config.llm")
 
 
 def render_inbox(inbox: Sequence[Message]) -> str:
@@ -206,8 +171,8 @@ AGENT_KINDS: dict[str, AgentFactory] = {"echo": EchoAgent.from_config, "loop": L
 arrive over HTTP can only name kinds registered in the process that builds them."""
 
 
-def build_agent(config: Mapping[str, Any]) -> EnvironmentAgent:
-    """An agent from its JSON config; ValidationFailed names the field that is wrong."""
+def build_agent(config: Mapping[str, Any], runtime: AgentRuntime = OFFLINE) -> EnvironmentAgent:
+    """An agent from its JSON config, served by `runtime`; ValidationFailed names the field that is wrong."""
     if not isinstance(config, Mapping):
         raise ValidationFailed("an agent config must be a JSON object", field="config")
     kind = config.get("kind")
@@ -218,4 +183,4 @@ def build_agent(config: Mapping[str, Any]) -> EnvironmentAgent:
         )
     for key in ("name", "role"):
         check_name(config.get(key), f"config.{key}", what=key)
-    return factory(config)
+    return factory(config, runtime)

@@ -1,6 +1,6 @@
 """One environment on a Ray cluster: its hub actor, its agent actors, and moving agents off lost nodes.
 
-env = await RayEnvironment.start("team-a", "release", "sqlite:///...", hub_node_id=head)
+env = await RayEnvironment.start("team-a", "release", "sqlite:///...", hub_node_id=head, runtime=OFFLINE)
 env = await RayEnvironment.attach("team-a", "release", "sqlite:///...")   # from another process
 await env.add_agent({"kind": "echo", "name": "a1", "role": "worker"}, "spread")
 center = TaskCenter(env.hub, env.agents, "broadcast")       # env.agents follows restarts
@@ -34,6 +34,7 @@ from agent_core.environment.errors import NoRoomForAgent, UnknownAgent
 from agent_core.environment.hub import DEFAULT_INBOX_LIMIT
 from agent_core.environment.placement import Placement, choose_node
 from agent_core.environment.registry import AgentInfo
+from agent_core.environment.runtime import OFFLINE, AgentRuntime
 from agent_core.environment.store import SqlEnvironmentStore
 from foundation.actors import call_actor
 
@@ -49,7 +50,10 @@ def alive_nodes() -> list[str]:
 
 
 class RayEnvironment:
-    """Starts and tracks the actors of one environment; `agents` maps names to stable proxies."""
+    """Starts and tracks the actors of one environment; `agents` maps names to stable proxies.
+
+    Every agent actor it starts (or restarts) builds its agent with `runtime`.
+    """
 
     def __init__(
         self,
@@ -59,8 +63,10 @@ class RayEnvironment:
         *,
         heartbeat_s: float = 1.0,
         start_timeout_s: float = AGENT_START_TIMEOUT_S,
+        runtime: AgentRuntime = OFFLINE,
     ) -> None:
         self.hub = hub
+        self.runtime = runtime
         self.start_timeout_s = start_timeout_s
         self.namespace, self.name = hub.namespace, hub.name
         self.database_url = database_url
@@ -80,23 +86,31 @@ class RayEnvironment:
         heartbeat_s: float = 1.0,
         inbox_limit: int = DEFAULT_INBOX_LIMIT,
         start_timeout_s: float = AGENT_START_TIMEOUT_S,
+        runtime: AgentRuntime = OFFLINE,
     ) -> RayEnvironment:
         """Start (or find) the hub actor, on `hub_node_id` if given."""
         hub = await start_hub_actor(
             namespace, name, database_url, node_id=hub_node_id, inbox_limit=inbox_limit
         )
         node = await call_actor(hub.handle.ready.remote(), "the hub")
-        return cls(hub, database_url, node, heartbeat_s=heartbeat_s, start_timeout_s=start_timeout_s)
+        return cls(
+            hub, database_url, node, heartbeat_s=heartbeat_s, start_timeout_s=start_timeout_s, runtime=runtime
+        )
 
     @classmethod
     async def attach(
-        cls, namespace: str, name: str, database_url: str, *, heartbeat_s: float = 1.0
+        cls,
+        namespace: str,
+        name: str,
+        database_url: str,
+        *,
+        heartbeat_s: float = 1.0,
+        runtime: AgentRuntime = OFFLINE,
     ) -> RayEnvironment:
         """The running environment seen from another process: its hub and its live agent actors."""
         hub = hub_client(namespace, name)
-        env = cls(
-            hub, database_url, await call_actor(hub.handle.ready.remote(), "the hub"), heartbeat_s=heartbeat_s
-        )
+        node = await call_actor(hub.handle.ready.remote(), "the hub")
+        env = cls(hub, database_url, node, heartbeat_s=heartbeat_s, runtime=runtime)
         for info in await hub.agents():
             actor = agent_actor_name(namespace, name, info.name, info.incarnation)
             try:
@@ -108,7 +122,7 @@ class RayEnvironment:
 
     async def add_agent(self, config: dict[str, Any], placement: str | Placement = "spread") -> RemoteAgent:
         """Register the agent with the hub and start its actor where `placement` says."""
-        agent = build_agent(config)  # a bad config fails here, before anything is registered
+        agent = build_agent(config, self.runtime)  # a bad config fails here, before anything is registered
         chosen = choose_node(
             Placement.parse(placement), alive_nodes(), await self._load(), home=self.hub_node_id
         )
@@ -168,7 +182,11 @@ class RayEnvironment:
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
             )
             .remote(
-                hub_actor_name(self.namespace, self.name), info.config, info.incarnation, self.heartbeat_s
+                hub_actor_name(self.namespace, self.name),
+                info.config,
+                info.incarnation,
+                self.heartbeat_s,
+                self.runtime,
             )
         )
         started = call_actor(handle.start.remote(), f"agent {info.name!r}", agent=info.name)  # type: ignore[attr-defined]

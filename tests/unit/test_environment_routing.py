@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,9 @@ from agent_core.environment import (
     LoopAgent,
     Message,
     NoLivingNode,
+    OfflineRuntime,
     Placement,
+    ProcessRuntime,
     SOPRouter,
     TaskCenter,
     build_agent,
@@ -35,7 +38,19 @@ from agent_core.environment.examples import (
     run_pipeline,
     transcript_lines,
 )
+from agent_core.tools import LocalTool
 from foundation.errors import ValidationFailed
+
+_ADD_SCHEMA = {
+    "type": "object",
+    "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+    "required": ["a", "b"],
+}
+
+
+def _add(a: float, b: float) -> float:
+    return a + b
+
 
 _counter = iter(range(1_000_000))
 
@@ -353,6 +368,32 @@ class TestAgents:
         with pytest.raises(Exception, match="ran out of replies"):  # the script goes on across acts
             await agent.act([Message("user", "again")])
         assert isinstance(AgentFailed("x", "why"), AgentFailed)
+
+    async def test_the_runtime_makes_the_llm_and_the_tools(self) -> None:
+        add = LocalTool("add", _add, _ADD_SCHEMA, "Add two numbers.")
+        runtime = pickle.loads(pickle.dumps(OfflineRuntime((add,))))  # Ray ships it to the agent's node
+        script = [{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "five"]
+        config = {
+            "kind": "loop",
+            "name": "calc",
+            "role": "r",
+            "llm": {"provider": "scripted", "replies": script},
+        }
+        agent = build_agent(config, runtime)
+        assert isinstance(agent, LoopAgent) and agent.tools.tool_schemas()[0]["function"]["name"] == "add"
+        [answer] = await agent.act([Message("user", "2 + 3?")])
+        assert answer.content == "five"
+        last = agent.llm.conversations[-1][-1]  # type: ignore[attr-defined]
+        assert (last["role"], last["content"]) == ("tool", "5")
+        assert build_agent(config).tools.tool_schemas() == []  # type: ignore[attr-defined]  # OFFLINE: no tools
+        endpoint = {**config, "llm": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}}
+        with pytest.raises(ValidationFailed, match="scripted models only"):
+            build_agent(endpoint)
+        assert isinstance(build_agent(endpoint, ProcessRuntime()), LoopAgent)
+        for key in ("api_key", "api_key_secret"):  # a stored, shown config holds no secret
+            with pytest.raises(ValidationFailed) as refused:
+                build_agent({**endpoint, "llm": {**endpoint["llm"], key: "sk-x"}}, ProcessRuntime())
+            assert refused.value.field == f"config.llm.{key}"
 
     def test_configs_round_trip(self) -> None:
         for config in [*chat_room_agents(), {"kind": "echo", "name": "e", "role": "r", "prefix": ">"}]:

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from foundation.errors import ValidationFailed
+
 
 @pytest.fixture
 def clients(two_tenants):
@@ -129,15 +131,20 @@ async def test_llm_agents_are_under_the_servers_egress_policy(clients, monkeypat
 
 
 def test_library_use_keeps_its_own_environment(monkeypatch):
-    """Outside the server (no policy in the config) the documented fallback to OPENAI_API_KEY stays."""
-    from agent_core.environment.agents import llm_from_config
+    """Outside the server an endpoint needs a runtime that serves one; ProcessRuntime keys it from here."""
+    from agent_core.environment import ProcessRuntime, build_agent
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
-    assert llm_from_config({"base_url": "http://127.0.0.1:11434/v1", "model": "m"}).api_key == "sk-mine"
-    served = llm_from_config(
-        {"base_url": "https://x.example/v1", "model": "m", "_server_egress": {"allow": ""}}
-    )
-    assert served.api_key == ""
+    config = {
+        "kind": "loop",
+        "name": "w",
+        "role": "w",
+        "llm": {"base_url": "http://127.0.0.1:11434/v1", "model": "m"},
+    }
+    assert build_agent(config, ProcessRuntime()).llm.api_key == "sk-mine"  # type: ignore[attr-defined]
+    with pytest.raises(ValidationFailed) as offline:  # the default runtime serves scripted models only
+        build_agent(config)
+    assert offline.value.field == "config.llm"
 
 
 async def test_a_sandboxed_agent_runs_its_tools_in_its_own_session(clients):
@@ -162,7 +169,7 @@ async def test_a_sandboxed_agent_runs_its_tools_in_its_own_session(clients):
                         "ran it",
                     ],
                 },
-                # a tenant cannot point the agent at another session: the server rewrites this
+                # the server's old hidden key means nothing now: the session is the server's to choose
                 "_server_tools": {"namespace": "team-b", "session": "ses_someone_else", "schemas": []},
             }
         ],
@@ -221,3 +228,38 @@ def test_actor_names_of_different_environments_never_collide():
     assert hub_actor_name("a-b", "c") != hub_actor_name("a", "b-c")
     assert agent_actor_name("a-b", "c", "d", 0) != agent_actor_name("a", "b-c", "d", 0)
     assert agent_actor_name("a", "b", "c-agent-d", 0) != agent_actor_name("a", "b-agent-c", "d", 0)
+
+
+def test_the_servers_agent_runtime_crosses_to_the_agent_actors():
+    """What Ray pickles to an agent actor: the LLM policy and the agent's session, and nothing else."""
+    import pickle
+
+    from agent_core.llm import parse_llm_config
+    from toolserver.outbound.egress import EgressPolicy
+    from toolserver.runs.llm import LLMPolicy
+    from toolserver.service.environment_tools import (
+        AgentSession,
+        CenterRoute,
+        ServerAgentRuntime,
+        SessionToolExecutor,
+    )
+
+    shell = {"type": "function", "function": {"name": "shell", "description": "", "parameters": {}}}
+    runtime = ServerAgentRuntime(
+        LLMPolicy(EgressPolicy.parse("10.0.0.0/8")),
+        "team-a",
+        CenterRoute("environment-center", "toolserver"),
+        {"coder": AgentSession("ses_1", (shell,))},
+    )
+    shipped = pickle.loads(pickle.dumps(runtime))
+    assert shipped == runtime
+    tools = shipped.make_tools({"name": "coder"})
+    assert isinstance(tools, SessionToolExecutor) and tools.tool_schemas() == [shell]
+    assert (tools.namespace, tools.session.session_id) == ("team-a", "ses_1")
+    assert shipped.make_tools({"name": "writer"}).tool_schemas() == []
+    inside = parse_llm_config({"base_url": "http://10.1.2.3/v1", "model": "m"}, field="config.llm")
+    assert shipped.make_llm(inside).base_url == "http://10.1.2.3/v1"  # type: ignore[attr-defined]
+    outside = parse_llm_config({"base_url": "http://192.168.1.1/v1", "model": "m"}, field="config.llm")
+    with pytest.raises(ValidationFailed) as refused:
+        shipped.make_llm(outside)
+    assert refused.value.field == "config.llm.base_url"

@@ -278,11 +278,12 @@ async def test_the_operators_ceiling_reaches_http_tools(tmp_path: Any, upstream:
 
 
 def test_environment_agents_read_their_llm_under_the_operators_ceiling(tmp_path: Any) -> None:
-    from agent_core.environment.agents import SERVER_EGRESS, llm_from_config
+    from agent_core.environment import build_agent
     from toolserver.service.environments import EnvironmentManager
 
     manager = EnvironmentManager.from_settings(Settings(home=tmp_path, max_outbound_body_mb=2), use_ray=False)
-    client = llm_from_config(
-        {"base_url": "https://llm.example/v1", "model": "m", SERVER_EGRESS: manager.server_egress}
+    llm = {"base_url": "https://llm.example/v1", "model": "m"}
+    agent = build_agent(
+        {"kind": "loop", "name": "w", "role": "w", "llm": llm}, manager.agent_runtime("team-a")
     )
-    assert client.max_response_bytes == 2 * MIB  # type: ignore[attr-defined]
+    assert agent.llm.max_response_bytes == 2 * MIB  # type: ignore[attr-defined]

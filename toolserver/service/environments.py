@@ -15,15 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_core.environment import Hub, Message, SqlEnvironmentStore, TaskCenter, build_agent, make_router
-from agent_core.environment.actors import ActorToolExecutor
-from agent_core.environment.agents import SERVER_EGRESS, SERVER_TOOLS, LoopAgent
 from foundation.actors import ActorClient, find_actor, start_named_actor
 from foundation.errors import Conflict, NotFound, QuotaExceeded, Unavailable, ValidationFailed
 from foundation.wakeups import Wakeups
 from registry import Database
 from toolserver.config import Settings
-from toolserver.outbound.body import DEFAULT_MAX_OUTBOUND_BYTES
-from toolserver.service.environment_tools import EnvironmentTools
+from toolserver.runs.llm import LLMPolicy
+from toolserver.service.environment_tools import AgentSession, EnvironmentTools, ServerAgentRuntime
 
 __all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
 
@@ -39,18 +37,7 @@ class _Environment:
     hub: Any
     center: TaskCenter
     ray_env: Any = None  # a RayEnvironment when its agents are Ray actors
-    sessions: list[str] = field(default_factory=list)  # of its sandboxed agents
-
-
-class _SessionTools(ActorToolExecutor):
-    """A sandboxed agent's tools when it lives in this process (no Ray): straight to `EnvironmentTools`."""
-
-    def __init__(self, tools: EnvironmentTools, spec: dict[str, Any]) -> None:
-        super().__init__(spec)
-        self._tools = tools
-
-    async def _send(self, allowed: list[str], name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
-        return await self._tools.call(self.spec["namespace"], self.spec["session"], allowed, name, arguments)
+    sessions: dict[str, str] = field(default_factory=dict)  # agent name -> session id, of sandboxed agents
 
 
 class EnvironmentManager:
@@ -62,9 +49,7 @@ class EnvironmentManager:
         *,
         use_ray: bool,
         dead_after_s: float = 5.0,
-        egress_allow: str = "",
-        llm_key_envs: tuple[str, ...] = (),
-        max_body_bytes: int = DEFAULT_MAX_OUTBOUND_BYTES,
+        llm_policy: LLMPolicy | None = None,
         tools: EnvironmentTools | None = None,
         max_environments: int = _DEFAULT_MAX_ENVIRONMENTS,
         max_agents: int = _DEFAULT_MAX_AGENTS,
@@ -73,11 +58,7 @@ class EnvironmentManager:
         self.max_environments = max_environments  # per namespace; 0: no cap
         self.max_agents = max_agents  # across a namespace's environments; 0: no cap
         self.tools = tools
-        self.server_egress = {
-            "allow": egress_allow,
-            "key_envs": list(llm_key_envs),
-            "max_body_bytes": max_body_bytes,
-        }
+        self.llm_policy = llm_policy or LLMPolicy()  # public endpoints only, no shared keys
         self.use_ray = use_ray
         self.dead_after_s = dead_after_s
         self._watchdog: asyncio.Task[None] | None = None
@@ -97,9 +78,7 @@ class EnvironmentManager:
         return cls(
             settings.database,
             use_ray=use_ray,
-            egress_allow=settings.egress_allow,
-            llm_key_envs=tuple(settings.llm_policy().key_envs),
-            max_body_bytes=settings.max_outbound_body_mb * 1024 * 1024,
+            llm_policy=settings.llm_policy(),
             tools=tools,
             max_environments=settings.max_environments_per_namespace,
             max_agents=settings.max_env_agents_per_namespace,
@@ -107,18 +86,16 @@ class EnvironmentManager:
 
     async def create(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
         name = str(spec.get("name", ""))
-        agents = [self._under_policy(config) for config in spec.get("agents") or []]
+        agents = list(spec.get("agents") or [])
         if not agents:
             raise ValidationFailed("an environment needs at least one agent", field="agents")
         for i, config in enumerate(agents):
-            if isinstance(config, dict):
-                config.pop(SERVER_TOOLS, None)  # the server's to write, never the tenant's
-                if config.get("sandbox") and self.tools is None:
-                    raise ValidationFailed(
-                        "this server has no sandboxes for agents", field=f"agents[{i}].sandbox"
-                    )
+            if isinstance(config, dict) and config.get("sandbox") and self.tools is None:
+                raise ValidationFailed(
+                    "this server has no sandboxes for agents", field=f"agents[{i}].sandbox"
+                )
             try:
-                build_agent(config)
+                build_agent(config, self.agent_runtime(namespace))
             except ValidationFailed as exc:
                 raise ValidationFailed(
                     exc.message, field=f"agents[{i}].{exc.field or ''}".rstrip(".")
@@ -126,15 +103,17 @@ class EnvironmentManager:
         router = make_router(spec.get("router", "send_to"))
         key = (namespace, name)
         self._reserve(key, len(agents))  # no await before it: the check and the reservation are one step
-        sessions: list[str] = []
+        sessions: dict[str, AgentSession] = {}
         ray_env = None
         try:
             await self._forget(namespace, name)  # what a removed or lost environment of this name left
             if self.tools is not None:
                 for i, config in enumerate(agents):
                     agents[i], session = await self.tools.provision(namespace, config, i)
-                    sessions += [session] if session else []
-            hub, members, ray_env = await self._start(namespace, name, agents)
+                    if session is not None:
+                        sessions[config["name"]] = session
+            runtime = self.agent_runtime(namespace, sessions)
+            hub, members, ray_env = await self._start(namespace, name, agents, runtime)
             center = TaskCenter(hub, members, router, act_timeout_s=float(spec.get("act_timeout_s", 120)))
             await center.start()  # registers in-process agents: subscriptions may name them after this
             for sub in spec.get("subscriptions") or []:
@@ -147,11 +126,12 @@ class EnvironmentManager:
             except Exception:  # the failure that brought us here is the one to report
                 log.exception("could not release the agents of %s/%s", namespace, name)
             if sessions and self.tools is not None:
-                await self.tools.release(namespace, sessions)
+                await self.tools.release(namespace, [s.session_id for s in sessions.values()])
             raise
         finally:
             del self._busy[key]
-        self._envs[key] = _Environment(hub, center, ray_env, sessions)
+        held = {agent: session.session_id for agent, session in sessions.items()}
+        self._envs[key] = _Environment(hub, center, ray_env, held)
         if self.use_ray and self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch_forever())
         return await self.describe(namespace, name)
@@ -179,14 +159,16 @@ class EnvironmentManager:
             )
         self._busy[key] = agents
 
-    def _under_policy(self, config: Any) -> Any:
-        """A tenant's agent config with the server's egress policy on its LLM (whatever the tenant wrote there)."""
-        llm = config.get("llm") if isinstance(config, dict) else None
-        if not isinstance(llm, dict) or "scripted" in llm:
-            return config
-        return {**config, "llm": {**llm, SERVER_EGRESS: self.server_egress}}
+    def agent_runtime(
+        self, namespace: str, sessions: dict[str, AgentSession] | None = None
+    ) -> ServerAgentRuntime:
+        """How this server builds a namespace's environment agents: its LLM policy, their sessions' tools."""
+        route = self.tools.route() if self.tools is not None else None
+        return ServerAgentRuntime(self.llm_policy, namespace, route, dict(sessions or {}))
 
-    async def _start(self, namespace: str, name: str, agents: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+    async def _start(
+        self, namespace: str, name: str, agents: list[dict[str, Any]], runtime: ServerAgentRuntime
+    ) -> tuple[Any, Any, Any]:
         """(hub, agents, ray environment or None): actors on the cluster, or objects in this process."""
         if self.use_ray:
             import ray
@@ -195,17 +177,14 @@ class EnvironmentManager:
 
             # The hub lives where its task center lives, not on a worker node that may go away.
             home = ray.get_runtime_context().get_node_id()
-            ray_env = await RayEnvironment.start(namespace, name, self.database_url, hub_node_id=home)
+            ray_env = await RayEnvironment.start(
+                namespace, name, self.database_url, hub_node_id=home, runtime=runtime
+            )
             for config in agents:
                 await ray_env.add_agent(config, config.get("placement", "spread"))
             return ray_env.hub, ray_env.agents, ray_env
         hub = Hub(namespace, name, await self._store())
-        members = [build_agent(config) for config in agents]
-        for member, config in zip(members, agents, strict=True):
-            spec = config.get(SERVER_TOOLS) if isinstance(config, dict) else None
-            if spec is not None and self.tools is not None and isinstance(member, LoopAgent):
-                member.tools = _SessionTools(self.tools, spec)
-        return hub, members, None
+        return hub, [build_agent(config, runtime) for config in agents], None
 
     def _get(self, namespace: str, name: str) -> _Environment:
         try:
@@ -242,14 +221,9 @@ class EnvironmentManager:
     async def describe(self, namespace: str, name: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
         env = self._get(namespace, name)
         summary: dict[str, Any] = copy.deepcopy(await env.hub.describe())  # in process it shares live state
-        for agent in summary.get("agents", []):  # the server's own fields are not the tenant's to read
-            config = agent.get("config", {})
-            tools = config.pop(SERVER_TOOLS, None)
-            if tools:
-                agent["session_id"] = tools.get("session")
-            llm = config.get("llm")
-            if isinstance(llm, dict):
-                llm.pop(SERVER_EGRESS, None)
+        for agent in summary.get("agents", []):
+            if agent.get("name") in env.sessions:
+                agent["session_id"] = env.sessions[agent["name"]]
         summary["center"] = env.center.describe()
         summary["history"] = [m.to_dict() for m in await env.hub.history(after=after, limit=limit)]
         return summary
@@ -279,7 +253,7 @@ class EnvironmentManager:
                 await env.hub.close()  # messages accepted before the delete are stored
             await self._forget(namespace, name)
             if env.sessions and self.tools is not None:
-                await self.tools.release(namespace, env.sessions)
+                await self.tools.release(namespace, list(env.sessions.values()))
         finally:
             del self._busy[key]
             self._changed.notify(key)  # its followers see it gone instead of waiting out their poll
