@@ -31,21 +31,19 @@ def server(tmp_path_factory, sandbox_image):
 def test_the_api_works_behind_haproxy(server):
     state = haproxy_state_dir(server.home)
     assert list(state.rglob("haproxy.cfg")), "HAProxy is not the ingress"
-    with Client(server.url, server.admin_key) as client:
-        assert client.health()["status"] == "ok"
-        sid = client.create_session()["id"]
-        assert client.call_tool("shell", {"command": "echo behind-haproxy"}, sid)["result"][
-            "output"
-        ].strip() == ("behind-haproxy")
-        client.define_agent(
-            name="streamer",
+    with Client(server.url, server.admin_key) as client, client.session() as session:
+        assert client.health().status == "ok"
+        called = session.call_tool("shell", {"command": "echo behind-haproxy"})
+        assert called.result["output"].strip() == "behind-haproxy"
+        client.agents.define(
+            "streamer",
             tools=["shell"],
             llm={
                 "provider": "scripted",
                 "replies": [{"tool_calls": [{"name": "shell", "arguments": {"command": "true"}}]}, "ok"],
             },
         )
-        run_id = client.start_run("streamer", "go", sid)["id"]
-        events = [event for event, _ in client.run_events(run_id)]
+        run_id = client.runs.start("streamer", "go", session.id).id
+        events = [event.event for event in client.runs.events(run_id)]
         assert events[-1] == "end" and events.count("step") >= 3
-        assert client.run(run_id)["status"] == "succeeded"
+        assert client.runs.get(run_id).status == "succeeded"
