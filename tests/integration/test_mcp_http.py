@@ -59,7 +59,7 @@ def server(tmp_path_factory, sandbox_image, bridge_port):
 @pytest.fixture(scope="module")
 def keys(server):
     with Client(server.url, server.admin_key) as admin:
-        return {name: admin.create_key(f"mcp-{name}", name)["key"] for name in ("a", "b")}
+        return {name: admin.keys.create(f"mcp-{name}", name).key for name in ("a", "b")}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def _json(result: Any) -> Any:
 
 
 async def test_official_client_lists_and_calls_tools_including_a_sandboxed_python_tool(server, keys, rest):
-    rest["a"].register_tool(name="where", kind="python", source=WHERE)
+    rest["a"].tools.register(name="where", kind="python", source=WHERE)
     async with mcp_client(server, keys["a"]) as a:
         listed = {tool.name: tool for tool in (await a.list_tools()).tools}
         assert {"shell", "python", "where"} <= set(listed)
@@ -101,17 +101,15 @@ async def test_official_client_lists_and_calls_tools_including_a_sandboxed_pytho
 
 
 async def test_session_header_runs_tools_in_that_session(server, keys, rest):
-    sid = rest["a"].create_session()["id"]
-    try:
+    with rest["a"].session() as session:
+        sid = session.id
         async with mcp_client(server, keys["a"], {"X-Toolserver-Session": sid}) as a:
             wrote = await a.call_tool("shell", {"command": "echo marker > /workspace/from-mcp.txt"})
         assert wrote.is_error is False, wrote.content
-        assert rest["a"].shell(sid, "cat /workspace/from-mcp.txt")["output"].strip() == "marker"
+        assert session.shell("cat /workspace/from-mcp.txt").output.strip() == "marker"
         async with mcp_client(server, keys["b"], {"X-Toolserver-Session": sid}) as b:
             denied = await b.call_tool("shell", {"command": "id"})
         assert denied.is_error is True and _json(denied)["error"]["type"] == "not_found"
-    finally:
-        rest["a"].delete_session(sid)
 
 
 def test_mcp_without_a_valid_key_is_401(server):
@@ -182,13 +180,13 @@ async def test_import_of_a_stdio_server_makes_its_tools_callable_here(
         assert sorted(announced["tools"]) == ["ext_add", "ext_greet", "ext_refuse"]
         assert announced["bridge"].startswith("http://127.0.0.1:")
 
-        added = rest["a"].call_tool("ext_add", {"a": 2, "b": 40})
-        assert added["ok"] is True and added["result"] == {"result": 42}
-        refused = rest["a"].call_tool("ext_refuse", {"reason": "not today"})
-        assert refused["ok"] is False and "not today" in refused["error"]["message"]
-        tool = rest["a"].tool("ext_add")
-        assert tool["kind"] == "mcp" and tool["config"]["tool"] == "add"
-        assert "ext_add" not in {t["name"] for t in rest["b"].tools()["tools"]}
+        added = rest["a"].tools.call("ext_add", {"a": 2, "b": 40})
+        assert added.ok is True and added.result == {"result": 42}
+        refused = rest["a"].tools.call("ext_refuse", {"reason": "not today"})
+        assert refused.ok is False and "not today" in refused.error["message"]
+        tool = rest["a"].tools.get("ext_add")
+        assert tool.kind == "mcp" and tool.config["tool"] == "add"
+        assert "ext_add" not in {t["name"] for t in rest["b"].tools.list()}
         async with mcp_client(server, keys["a"]) as a:  # and both directions at once
             greeted = await a.call_tool("ext_greet", {"name": "Ada"})
         assert greeted.is_error is False and _json(greeted) == {"result": "hello, Ada"}
@@ -201,6 +199,6 @@ async def test_import_of_a_stdio_server_makes_its_tools_callable_here(
             raise
     assert code == 0, bridge.stderr.read() if bridge.stderr else ""
     deadline = time.monotonic() + 10
-    while "ext_add" in {t["name"] for t in rest["a"].tools()["tools"]} and time.monotonic() < deadline:
+    while "ext_add" in {t["name"] for t in rest["a"].tools.list()} and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert "ext_add" not in {t["name"] for t in rest["a"].tools()["tools"]}
+    assert "ext_add" not in {t["name"] for t in rest["a"].tools.list()}
