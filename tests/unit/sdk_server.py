@@ -32,7 +32,9 @@ class SdkServer:
 
 
 def _shell(command: str) -> ShellResult:
-    return ShellResult(exit_code=0, output=f"ran: {command}", timed_out=False, truncated=False, cwd="/workspace")
+    return ShellResult(
+        exit_code=0, output=f"ran: {command}", timed_out=False, truncated=False, cwd="/workspace"
+    )
 
 
 @contextmanager
