@@ -39,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iter
 @pytest.fixture(scope="module")
 def keys(server: ServerProcess) -> dict[str, str]:
     with Client(server.url, server.admin_key) as admin:
-        return {name: admin.create_key(f"attack-{name}", name)["key"] for name in ("a", "b")}
+        return {name: admin.keys.create(f"attack-{name}", name).key for name in ("a", "b")}
 
 
 async def _attack(
