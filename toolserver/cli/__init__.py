@@ -27,6 +27,7 @@ TOOLSERVER_URL and TOOLSERVER_API_KEY.
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `toolserver` argument parser with every command."""
     parser = argparse.ArgumentParser(
         prog="toolserver",
         description="A distributed tool server and sandboxed execution backend for LLM agents.",
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `toolserver` command; returns its exit code."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

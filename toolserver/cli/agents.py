@@ -16,6 +16,7 @@ __all__ = ["add_commands", "follow_run"]
 
 
 def add_commands(commands: Any) -> None:
+    """Add `agent`, `human` and `demo`."""
     agent = commands.add_parser("agent", help="define, list and run agents")
     agent_cmds = agent.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     create = agent_cmds.add_parser(

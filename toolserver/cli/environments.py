@@ -17,6 +17,7 @@ __all__ = ["add_commands"]
 
 
 def add_commands(commands: Any) -> None:
+    """Add `env`."""
     env = commands.add_parser("env", help="multi-agent environments: examples, create, say, step, watch")
     cmds = env.add_subparsers(dest="env_command", metavar="ACTION", required=True)
     example = cmds.add_parser(

@@ -16,6 +16,7 @@ __all__ = ["add_commands"]
 
 
 def add_commands(commands: Any) -> None:
+    """Add `keys`, `tools` and `sessions`."""
     keys = commands.add_parser("keys", help="API keys (admin key needed)")
     keys_cmds = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     create = keys_cmds.add_parser("create", help="make a key for a namespace; prints the key once")

@@ -18,6 +18,7 @@ _NODE_SCAN_S = 10.0  # how often `toolserver up` looks for nodes that died or jo
 
 
 def add_commands(commands: Any) -> None:
+    """Add `up`, `down`, `status` and `image`."""
     up = commands.add_parser(
         "up",
         help="start the tool server (local Ray unless --address) and serve until Ctrl-C",

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def error_response(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
+    """An error answer: `{"error": {"type", "message", ...}}` with `status`."""
     body = {"type": type_, "message": message}
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse({"error": body}, status_code=status)
@@ -28,6 +29,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Make every exception an error answer of the project's shape."""
+
     @app.exception_handler(ToolServerError)
     async def _ours(request: Request, exc: ToolServerError) -> JSONResponse:
         if exc.status >= 500:

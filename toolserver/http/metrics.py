@@ -11,6 +11,8 @@ __all__ = ["Metrics", "MetricsMiddleware"]
 
 
 class Metrics:
+    """The server's Prometheus counters and histograms."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(

@@ -35,6 +35,7 @@ NO_ANSWER = "(Nobody answered within {timeout:g} s. Continue without a human ans
 
 
 def run_view(record: RunRecord, steps: list[Any] | None = None) -> dict[str, Any]:
+    """A run as the API shows it (with its steps when given)."""
     view = {
         "id": record.id,
         "agent": record.agent,
@@ -52,10 +53,12 @@ def run_view(record: RunRecord, steps: list[Any] | None = None) -> dict[str, Any
 
 
 def step_view(step: Any) -> dict[str, Any]:
+    """A step as the API shows it."""
     return {"index": step.index, "kind": step.kind, "content": step.content, "usage": step.usage}
 
 
 def human_view(record: HumanRequest) -> dict[str, Any]:
+    """A human request as the API shows it."""
     return {
         "id": record.id,
         "run_id": record.run_id,

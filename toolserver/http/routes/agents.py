@@ -23,21 +23,25 @@ router = ApiRouter(tags=["agents"])
 async def define_agent(
     body: AgentCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Define or redefine an agent of the caller's namespace."""
     return await svc.agents.define(who, body)
 
 
 @router.get("/v1/agents", response_model=AgentList)
 async def list_agents(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """The caller's agents."""
     return {"agents": await svc.agents.list_agents(who)}
 
 
 @router.get("/v1/agents/{name}", response_model=Agent)
 async def get_agent(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """One agent; an `llm.api_key` is shown as `***`."""
     return await svc.agents.get_agent(who, name)
 
 
 @router.post("/v1/runs", status_code=201, response_model=RunStarted)
 async def start_run(body: RunCreate, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """Start a durable run of an agent on a task."""
     return await svc.agents.start_run(who, body)
 
 
@@ -47,11 +51,13 @@ async def list_runs(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """The caller's runs, optionally of one status."""
     return {"runs": await svc.agents.list_runs(who, status)}
 
 
 @router.get("/v1/runs/{run_id}", response_model=Run)
 async def get_run(run_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """A run with every step."""
     return await svc.agents.get_run(who, run_id)
 
 
@@ -85,6 +91,7 @@ async def human_requests(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """Questions the caller's agents asked a human, optionally of one status."""
     return {"requests": await svc.agents.human_requests(who, status)}
 
 
@@ -108,4 +115,5 @@ async def human_request(
 async def answer(
     request_id: str, body: HumanAnswer, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Answer a human request; the waiting run resumes."""
     return await svc.agents.answer(who, request_id, body.answer)

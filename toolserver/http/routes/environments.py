@@ -23,11 +23,13 @@ router = ApiRouter(prefix="/v1/environments", tags=["environments"])
 async def create(
     body: EnvironmentCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Create a multi-agent environment of the caller's namespace."""
     return await svc.environments.create(who.namespace, body.model_dump())
 
 
 @router.get("", response_model=EnvironmentList)
 async def list_environments(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """The caller's environment names."""
     return {"environments": await svc.environments.names(who.namespace)}
 
 
@@ -39,6 +41,7 @@ async def describe(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """An environment's agents, task center and a page of its history."""
     return await svc.environments.describe(who.namespace, name, after, limit)
 
 
@@ -46,6 +49,7 @@ async def describe(
 async def post_message(
     name: str, body: EnvironmentMessage, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Post a message on the environment's hub."""
     return await svc.environments.post(who.namespace, name, body.model_dump())
 
 
@@ -56,6 +60,7 @@ async def step(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """Step the task center up to `steps` times."""
     return {"steps": await svc.environments.step(who.namespace, name, body.steps if body else 1)}
 
 
@@ -93,5 +98,6 @@ async def events(
 
 @router.delete("/{name}", status_code=204, response_class=Response)
 async def delete(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
+    """Stop an environment; its agents and their sessions go, its history stays."""
     await svc.environments.delete(who.namespace, name)
     return Response(status_code=204)

@@ -28,6 +28,7 @@ class MemoryCreate(BaseModel):
 async def add_memory(
     scope: str, body: MemoryCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Remember a text in a scope of the caller's namespace."""
     item = await svc.memory.add(who.namespace, scope, body.text, body.metadata)
     return item.to_dict()
 
@@ -40,6 +41,7 @@ async def search_memory(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """The `k` memories of the scope that match `q` best."""
     items = await svc.memory.search(who.namespace, scope, q, k)
     return {"items": [item.to_dict() for item in items]}
 
@@ -51,6 +53,7 @@ async def recent_memory(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """The `k` newest memories of the scope."""
     items = await svc.memory.recent(who.namespace, scope, k)
     return {"items": [item.to_dict() for item in items]}
 
@@ -59,6 +62,7 @@ async def recent_memory(
 async def get_memory(
     scope: str, id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """One memory."""
     item = await svc.memory.get(who.namespace, scope, id)
     return item.to_dict()
 
@@ -67,10 +71,12 @@ async def get_memory(
 async def delete_memory(
     scope: str, id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Response:
+    """Forget one memory."""
     await svc.memory.delete(who.namespace, scope, id)
     return Response(status_code=204)
 
 
 @router.delete("/{scope}", response_model=MemoryCleared)
 async def clear_memory(scope: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """Forget every memory of the scope; answers how many went."""
     return {"deleted": await svc.memory.clear(who.namespace, scope)}

@@ -28,16 +28,19 @@ router = ApiRouter(prefix="/v1/sessions", tags=["sessions"])
 async def create_session(
     body: SessionCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Create a sandbox session (201); its limits are capped by the server's maximums."""
     return await svc.sessions.create(who, body)
 
 
 @router.get("", response_model=SessionList)
 async def list_sessions(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """The caller's live sessions."""
     return {"sessions": await svc.sessions.list(who)}
 
 
 @router.get("/{session_id}", response_model=Session)
 async def get_session(session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """One session."""
     return await svc.sessions.get(who, session_id)
 
 
@@ -45,6 +48,7 @@ async def get_session(session_id: str, who: Principal = Depends(caller), svc: An
 async def delete_session(
     session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Response:
+    """Destroy a session and its container."""
     await svc.sessions.delete(who, session_id)
     return Response(status_code=204)
 
@@ -53,6 +57,7 @@ async def delete_session(
 async def shell(
     session_id: str, body: ShellRequest, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Run a command in the session's persistent bash; a timeout kills the command, not the session."""
     result = await svc.sessions.shell(who, session_id, body.command, body.timeout_s)
     return {k: v for k, v in asdict(result).items()}
 
@@ -61,6 +66,7 @@ async def shell(
 async def python(
     session_id: str, body: PythonRequest, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Run a cell in the session's persistent kernel; a timeout interrupts it and the state stays."""
     return asdict(await svc.sessions.python(who, session_id, body.code, body.timeout_s))
 
 
@@ -68,6 +74,7 @@ async def python(
 async def restart_python(
     session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Start a fresh kernel in the session."""
     await svc.sessions.restart_python(who, session_id)
     return {"restarted": True}
 
@@ -80,6 +87,7 @@ async def upload(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """Write the request body to a workspace file, creating parent directories."""
     data = await request.body()
     return asdict(await svc.sessions.write_file(who, session_id, path, data))
 
@@ -92,6 +100,7 @@ async def upload(
 async def download(
     session_id: str, path: str, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Response:
+    """The bytes of a workspace file."""
     data = await svc.sessions.read_file(who, session_id, path)
     return Response(content=data, media_type="application/octet-stream")
 
@@ -100,4 +109,5 @@ async def download(
 async def list_files(
     session_id: str, dir: str = "", who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """The entries of a workspace directory."""
     return {"entries": [asdict(e) for e in await svc.sessions.list_files(who, session_id, dir)]}

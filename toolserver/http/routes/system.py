@@ -19,6 +19,7 @@ router = ApiRouter(tags=["system"])
 
 @router.get("/healthz", response_model=Health)
 async def healthz(svc: Any = Depends(services)) -> Any:
+    """Liveness and a summary: Ray nodes, sandboxes running, warm pool."""
     nodes = await svc.nodes.stats()
     return {
         "status": "ok" if nodes else "degraded",
@@ -36,11 +37,13 @@ async def healthz(svc: Any = Depends(services)) -> Any:
     responses=content_of("text/plain", "Prometheus metrics"),
 )
 async def metrics(svc: Any = Depends(services)) -> Response:
+    """Prometheus metrics."""
     return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 @router.post("/v1/keys", status_code=201, response_model=NewApiKey)
 async def create_key(body: KeyCreate, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """Create an API key for a namespace (admin); the secret is in this answer only."""
     svc.auth.require_admin(who)
     record, secret = await asyncio.to_thread(
         lambda: svc.keys.create(body.namespace, body.name, admin=body.admin)
@@ -56,6 +59,7 @@ async def create_key(body: KeyCreate, who: Principal = Depends(caller), svc: Any
 
 @router.get("/v1/keys", response_model=KeyList)
 async def list_keys(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """Every API key, never their secrets (admin)."""
     svc.auth.require_admin(who)
     records = await asyncio.to_thread(svc.keys.list, None)
     return {
@@ -75,6 +79,7 @@ async def list_keys(who: Principal = Depends(caller), svc: Any = Depends(service
 
 @router.delete("/v1/keys/{key_id}", status_code=204, response_class=Response)
 async def revoke_key(key_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
+    """Revoke a key (admin); its open streams end."""
     svc.auth.require_admin(who)
     await asyncio.to_thread(svc.keys.revoke, key_id)
     svc.auth._cache.clear()
@@ -85,16 +90,19 @@ async def revoke_key(key_id: str, who: Principal = Depends(caller), svc: Any = D
 async def put_secret(
     name: str, body: SecretPut, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Response:
+    """Store or replace a secret of the caller's namespace."""
     await asyncio.to_thread(svc.secrets.put, who.namespace, name, body.value)
     return Response(status_code=204)
 
 
 @router.get("/v1/secrets", response_model=SecretList)
 async def list_secrets(who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """The names of the caller's secrets."""
     return {"secrets": sorted(await asyncio.to_thread(svc.secrets.list, who.namespace))}
 
 
 @router.get("/v1/audit", response_model=AuditList)
 async def audit(limit: int = 100, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """The caller's most recent tool calls."""
     records = await asyncio.to_thread(lambda: svc.audit.list(who.namespace, limit=min(max(limit, 1), 1000)))
     return {"calls": [r.model_dump() if hasattr(r, "model_dump") else r.__dict__ for r in records]}

@@ -24,6 +24,7 @@ async def list_tools(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """The tools the caller sees, as native, OpenAI or MCP entries."""
     return {"tools": await svc.tools.list(who, format)}
 
 
@@ -34,6 +35,7 @@ async def search_tools(
     who: Principal = Depends(caller),
     svc: Any = Depends(services),
 ) -> Any:
+    """Ranked search over tool names and descriptions."""
     return {"results": await svc.tools.search(who, q, k)}
 
 
@@ -41,6 +43,7 @@ async def search_tools(
 async def register_tool(
     body: ToolCreate, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Register a python, http or deployment tool (201)."""
     return await svc.tools.register(who, body)
 
 
@@ -48,17 +51,20 @@ async def register_tool(
 async def import_openapi(
     body: OpenAPIImport, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Every operation of an OpenAPI document becomes an `http` tool."""
     return {"tools": await svc.tools.import_openapi(who, body.document, body.base_url, body.prefix)}
 
 
 @router.get("/{name}", response_model=Tool)
 async def get_tool(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """One tool, with its settings but never secret values."""
     spec = await svc.tools.get(who, name)
     return {**render([spec], "native")[0], "config": _public_config(asdict(spec)["config"])}
 
 
 @router.delete("/{name}", status_code=204, response_class=Response)
 async def delete_tool(name: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Response:
+    """Remove one of the caller's tools."""
     await svc.tools.delete(who, name)
     return Response(status_code=204)
 
@@ -71,6 +77,7 @@ async def delete_tool(name: str, who: Principal = Depends(caller), svc: Any = De
 async def call_tool(
     name: str, body: ToolCall, who: Principal = Depends(caller), svc: Any = Depends(services)
 ) -> Any:
+    """Call a tool; a tool that asks a human answers 202 with the request's id."""
     result = await svc.tools.call(who, name, body.arguments, body.session_id)
     if result.get("status") == "waiting_human":
         return JSONResponse(result, status_code=202)
