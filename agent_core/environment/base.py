@@ -1,15 +1,16 @@
-"""The environment's two seams: the hub API (local `Hub` or `RemoteHub` to the Ray actor) and the agent."""
+"""The environment's seams: the hub API (local `Hub` or `RemoteHub` to the Ray actor), the agent, the router."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from agent_core.environment.messages import Message
 from agent_core.environment.registry import AgentInfo
+from foundation.errors import ValidationFailed
 
-__all__ = ["EnvironmentAgent", "HubAPI"]
+__all__ = ["EnvironmentAgent", "HubAPI", "Router", "check_known"]
 
 
 @runtime_checkable
@@ -74,3 +75,33 @@ class EnvironmentAgent(abc.ABC):
     def config(self) -> dict[str, Any]:
         """The agent's stored configuration; `{}` when it cannot be rebuilt from JSON."""
         return {}
+
+
+class Router(abc.ABC):
+    """Decides the recipients of messages published without any; may keep state (turns, SOP state)."""
+
+    kind: ClassVar[str]
+
+    @property
+    def finished(self) -> bool:
+        """True when the conversation reached its end (an SOP's terminal state)."""
+        return False
+
+    def check(self, agents: Sequence[str]) -> None:  # noqa: B027 (optional hook)
+        """Raise ValidationFailed if the router names agents the environment does not have."""
+
+    @abc.abstractmethod
+    def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str] | None:
+        """Recipients of `message` (None: the hub's topic subscriptions)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "finished": self.finished}
+
+
+def check_known(names: Sequence[str], agents: Sequence[str], field: str) -> None:
+    """ValidationFailed naming `field` when `names` has one that is not among `agents`."""
+    missing = [n for n in names if n not in agents]
+    if missing:
+        raise ValidationFailed(
+            f"{field} names {missing[0]!r}, which is not an agent of this environment", field=field
+        )

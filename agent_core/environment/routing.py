@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
+from agent_core.environment.base import Router, check_known
 from agent_core.environment.messages import Message, check_name
 from agent_core.environment.registry import AgentInfo
+from agent_core.environment.sop import SOPRouter
 from foundation.errors import ValidationFailed
 
 __all__ = [
@@ -31,27 +32,6 @@ __all__ = [
 ]
 
 RouteFunction = Callable[[Message, Sequence[AgentInfo]], Sequence[str]]
-
-
-class Router(abc.ABC):
-    """Decides the recipients of messages published without any; may keep state (turns, SOP state)."""
-
-    kind: ClassVar[str]
-
-    @property
-    def finished(self) -> bool:
-        """True when the conversation reached its end (an SOP's terminal state)."""
-        return False
-
-    def check(self, agents: Sequence[str]) -> None:  # noqa: B027 (optional hook)
-        """Raise ValidationFailed if the router names agents the environment does not have."""
-
-    @abc.abstractmethod
-    def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str] | None:
-        """Recipients of `message` (None: the hub's topic subscriptions)."""
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "finished": self.finished}
 
 
 class SendToRouter(Router):
@@ -69,7 +49,7 @@ class SendToRouter(Router):
 
     def check(self, agents: Sequence[str]) -> None:
         for agent, senders in self.follows.items():
-            _known([agent, *senders], agents, f"router.follows.{agent}")
+            check_known([agent, *senders], agents, f"router.follows.{agent}")
 
     def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str] | None:
         followers = [a.name for a in agents if message.sender in self.follows.get(a.name, ())]
@@ -98,7 +78,7 @@ class RoundRobinRouter(Router):
             raise ValidationFailed("round_robin order names an agent twice", field="router.order")
 
     def check(self, agents: Sequence[str]) -> None:
-        _known(self.order, agents, "router.order")
+        check_known(self.order, agents, "router.order")
 
     def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str]:
         if message.sender not in self.order:
@@ -126,7 +106,7 @@ class CustomRouter(Router):
             raise ValidationFailed(
                 f"router {self.name!r} must return a list of agent names, got {chosen!r}", field="router"
             )
-        _known(list(chosen), [a.name for a in agents], f"router {self.name!r}")
+        check_known(list(chosen), [a.name for a in agents], f"router {self.name!r}")
         return list(chosen)
 
     def describe(self) -> dict[str, Any]:
@@ -136,8 +116,6 @@ class CustomRouter(Router):
 def make_router(spec: Router | RouteFunction | Mapping[str, Any] | str) -> Router:
     """A router from a JSON spec (`{"kind": "round_robin", "order": [...]}`, `"broadcast"`...), a callable
     (custom), or a router (returned as is)."""
-    from agent_core.environment.sop import SOPRouter
-
     if isinstance(spec, Router):
         return spec
     if isinstance(spec, str):
@@ -161,11 +139,3 @@ def make_router(spec: Router | RouteFunction | Mapping[str, Any] | str) -> Route
         return builders[kind](**options)
     except TypeError as exc:
         raise ValidationFailed(f"bad options for router {kind!r}: {exc}", field="router") from None
-
-
-def _known(names: Sequence[str], agents: Sequence[str], field: str) -> None:
-    missing = [n for n in names if n not in agents]
-    if missing:
-        raise ValidationFailed(
-            f"{field} names {missing[0]!r}, which is not an agent of this environment", field=field
-        )

@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent_core.environment.base import Router, check_known
 from agent_core.environment.messages import Message, check_name
 from agent_core.environment.registry import AgentInfo
-from agent_core.environment.routing import Router, _known
 from foundation.errors import ValidationFailed
 from foundation.schema.limits import MAX_REGEX_WORK
 from foundation.schema.regex import LinearPattern, RegexBudget, RegexBudgetExceeded, compile_linear
@@ -109,7 +109,7 @@ class SOPRouter(Router):
     def check(self, agents: Sequence[str]) -> None:
         for state in self.states.values():
             if state.agent is not None:
-                _known([state.agent], agents, f"router.states.{state.name}.agent")
+                check_known([state.agent], agents, f"router.states.{state.name}.agent")
 
     def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str]:
         current = self.states[self.state]

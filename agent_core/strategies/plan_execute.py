@@ -12,7 +12,7 @@ from typing import Any
 from agent_core.errors import PlanningFailed
 from agent_core.llm.base import LLMClient, Message
 from agent_core.state import CheckpointHandler, RunState, StepHandler
-from agent_core.strategies import _OuterLoop, extract_json
+from agent_core.strategies.base import OuterLoop, extract_json
 from agent_core.tools import ToolExecutor
 
 __all__ = ["PlanAndExecute", "parse_plan"]
@@ -56,7 +56,7 @@ def parse_plan(text: str) -> list[str]:
     return plan
 
 
-class PlanAndExecute(_OuterLoop):
+class PlanAndExecute(OuterLoop):
     """Plan, run each subtask with an inner loop, revise the remaining plan after each, summarise."""
 
     name = "plan_execute"

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from agent_core.errors import AttemptsExhausted
 from agent_core.llm.base import LLMClient, Message
 from agent_core.state import CheckpointHandler, RunState, StepHandler
-from agent_core.strategies import _OuterLoop, extract_json
+from agent_core.strategies.base import OuterLoop, extract_json
 from agent_core.tools import ToolExecutor
 
 __all__ = ["CritiqueMemory", "InMemoryCritiqueMemory", "Reflection", "parse_verdict"]
@@ -78,7 +78,7 @@ def parse_verdict(text: str) -> tuple[bool, str] | None:
     return None
 
 
-class Reflection(_OuterLoop):
+class Reflection(OuterLoop):
     """Up to `max_attempts` inner runs; each failure adds a critique that the next attempt sees."""
 
     name = "reflection"

@@ -2,63 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 
-from agent_core.memory import AsyncMemory, MemoryService, SqlMemoryStore
-from registry import (
-    AgentStore,
-    AuditStore,
-    Database,
-    HumanRequestStore,
-    KeyStore,
-    RunStore,
-    SecretStore,
-    SessionStore,
-    ToolStore,
-)
-from toolserver import __version__
+from registry import Database
 from toolserver.config import Settings
-from toolserver.http.auth import Authenticator, secrets_box
 from toolserver.http.body_limit import BodyLimit
 from toolserver.http.errors import install_error_handlers
 from toolserver.http.mcp_endpoint import mount_mcp
-from toolserver.http.metrics import Metrics, MetricsMiddleware
+from toolserver.http.metrics import MetricsMiddleware
 from toolserver.http.routes import agents, environments, memory, sessions, system, tools
 from toolserver.http.routes import mcp_imports as mcp_import
 from toolserver.nodes.base import NodeDirectory
-from toolserver.runs.scheduler import RunScheduler
-from toolserver.service.agents import AgentService
 from toolserver.service.environment_tools import EnvironmentTools
 from toolserver.service.environments import EnvironmentManager
-from toolserver.service.sessions import SessionService
-from toolserver.service.tools import ToolService
+from toolserver.service.wiring import Services, wire_services
 from toolserver.tools.base import ToolRunner
-from toolserver.tools.http import HttpToolRunner
-from toolserver.tools.mcp import McpToolRunner
-from toolserver.tools.python import PythonToolRunner
 
 __all__ = ["Services", "build_services", "create_app"]
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    nodes: NodeDirectory
-    keys: KeyStore
-    secrets: SecretStore
-    audit: AuditStore
-    auth: Authenticator
-    sessions: SessionService
-    tools: ToolService
-    agents: AgentService
-    memory: AsyncMemory
-    environments: Any
-    metrics: Metrics = field(default_factory=Metrics)
-    version: str = __version__
 
 
 def build_services(
@@ -74,47 +36,14 @@ def build_services(
     `scheduler` drives agent runs and `environments` owns the multi-agent task centers: clients of
     the server's actors, or (default) in-process objects.
     """
-    keys, secrets, audit = KeyStore(db), SecretStore(db, secrets_box(settings)), AuditStore(db)
-    egress, llm_policy = settings.egress_policy(), settings.llm_policy()
-    outbound_cap = settings.max_outbound_body_mb * 1024 * 1024
-    session_service = SessionService(
-        SessionStore(db),
-        nodes,
-        settings.sandbox_config(instance_id="", node_id="").default_limits,
-        settings.session_ttl_s,
-        settings.max_sessions_per_namespace,
-    )
-    runners: dict[str, ToolRunner] = {
-        "python": PythonToolRunner(),
-        "http": HttpToolRunner(policy=egress, max_body_bytes=outbound_cap),
-        "mcp": McpToolRunner(policy=egress, max_body_bytes=outbound_cap),
-        **(extra_runners or {}),
-    }
-    humans = HumanRequestStore(db)
-    tool_service = ToolService(ToolStore(db), secrets, audit, session_service, runners, humans)
-    memory_service = MemoryService(SqlMemoryStore(db))
-    if scheduler is None:
-        scheduler = RunScheduler(db, tool_service, memory_service, llm_policy)
-    agent_service = AgentService(AgentStore(db), RunStore(db), humans, session_service, scheduler, llm_policy)
-    return Services(
-        settings=settings,
-        db=db,
-        nodes=nodes,
-        keys=keys,
-        secrets=secrets,
-        audit=audit,
-        auth=Authenticator(keys),
-        sessions=session_service,
-        tools=tool_service,
-        agents=agent_service,
-        memory=memory_service,
-        environments=environments
-        or EnvironmentManager.from_settings(
+    services = wire_services(settings, db, nodes, extra_runners, scheduler, environments)
+    if environments is None:
+        services.environments = EnvironmentManager.from_settings(
             settings,
             use_ray=False,
-            tools=EnvironmentTools(session_service, tool_service, actor="", ray_namespace=""),
-        ),
-    )
+            tools=EnvironmentTools(services.sessions, services.tools, actor="", ray_namespace=""),
+        )
+    return services
 
 
 def create_app(services: Services) -> FastAPI:

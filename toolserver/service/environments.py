@@ -22,6 +22,7 @@ from registry import Database
 from toolserver.config import Settings
 from toolserver.runs.llm import LLMPolicy
 from toolserver.service.environment_tools import AgentSession, EnvironmentTools, ServerAgentRuntime
+from toolserver.service.wiring import wire_services
 
 __all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
 
@@ -334,12 +335,11 @@ class EnvironmentCenterActor:
     """
 
     def __init__(self, parsed: Settings, ray_namespace: str) -> None:
-        from toolserver.http.app import build_services
         from toolserver.nodes.ray_actors import RayNodes
         from toolserver.tools.deployment import DeploymentToolRunner
 
         self.db = Database(parsed.database)
-        services = build_services(
+        services = wire_services(
             parsed,
             self.db,
             RayNodes(),
