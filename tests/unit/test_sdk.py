@@ -21,7 +21,9 @@ from toolserver.client import (
     UnavailableError,
     ValidationError,
     aio,
+    aio_groups,
     sync,
+    sync_groups,
 )
 
 
@@ -134,14 +136,14 @@ PAIRS = [
     (sync.Client, aio.AsyncClient),
     (sync.Session, aio.AsyncSession),
     (sync.Files, aio.AsyncFiles),
-    (sync.Tools, aio.AsyncTools),
-    (sync.Agents, aio.AsyncAgents),
-    (sync.Runs, aio.AsyncRuns),
-    (sync.Humans, aio.AsyncHumans),
-    (sync.Memory, aio.AsyncMemory),
-    (sync.Environments, aio.AsyncEnvironments),
-    (sync.Keys, aio.AsyncKeys),
-    (sync.Secrets, aio.AsyncSecrets),
+    (sync_groups.Tools, aio_groups.AsyncTools),
+    (sync_groups.Agents, aio_groups.AsyncAgents),
+    (sync_groups.Runs, aio_groups.AsyncRuns),
+    (sync_groups.Humans, aio_groups.AsyncHumans),
+    (sync_groups.Memory, aio_groups.AsyncMemory),
+    (sync_groups.Environments, aio_groups.AsyncEnvironments),
+    (sync_groups.Keys, aio_groups.AsyncKeys),
+    (sync_groups.Secrets, aio_groups.AsyncSecrets),
 ]
 
 

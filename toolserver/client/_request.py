@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from toolserver.client.errors import error_for
 
-__all__ = ["Request", "decode", "default_connection", "headers_for", "retry_after"]
+__all__ = ["AsyncSender", "Request", "Sender", "decode", "default_connection", "headers_for", "retry_after"]
 
 T = TypeVar("T")
 
@@ -29,6 +30,22 @@ class Request(Generic[T]):
     params: dict[str, Any] = field(default_factory=dict)
     content: bytes | None = None
     unwrap: str | None = None  # the key of the answer's one field to return (`{"sessions": [...]}` -> list)
+
+
+class Sender(Protocol):
+    """What the synchronous groups need of their client."""
+
+    def send(self, request: Request[T]) -> T: ...
+
+    def events(self, path: str) -> Iterator[tuple[str, str]]: ...
+
+
+class AsyncSender(Protocol):
+    """What the asynchronous groups need of their client."""
+
+    async def send(self, request: Request[T]) -> T: ...
+
+    def events(self, path: str) -> AsyncIterator[tuple[str, str]]: ...
 
 
 def retry_after(response: httpx.Response) -> float | None:
