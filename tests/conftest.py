@@ -33,12 +33,38 @@ def docker_engine():
 
 @pytest.fixture(scope="session")
 def sandbox_image(docker_engine) -> str:
-    """The sandbox image, built (or found up to date) once per test session."""
+    """The sandbox image, built (or found up to date) once per test session.
+
+    TOOLSERVER_TEST_SANDBOX_IMAGE names another tag, so that trying a changed guest daemon leaves the default
+    image (which other test runs on the machine use) alone.
+    """
     from sandbox.config import DEFAULT_IMAGE
     from sandbox.image import build_image
 
-    build_image(DEFAULT_IMAGE, progress=lambda line: None, client=docker_engine)
-    return DEFAULT_IMAGE
+    tag = os.environ.get("TOOLSERVER_TEST_SANDBOX_IMAGE") or DEFAULT_IMAGE
+    build_image(tag, progress=lambda line: None, client=docker_engine)
+    return tag
+
+
+def _runtimes_under_test() -> list[str]:
+    listed = os.environ.get("TOOLSERVER_TEST_RUNTIMES", "runc,runsc")
+    return [name.strip() for name in listed.split(",") if name.strip()]
+
+
+@pytest.fixture(scope="session", params=_runtimes_under_test())
+def sandbox_runtime(request: pytest.FixtureRequest, docker_engine) -> str:
+    """Each container runtime the sandbox suites run under (TOOLSERVER_TEST_RUNTIMES, default runc,runsc).
+
+    A runtime the engine lacks is a skip on a laptop and a failure in CI (scripts/setup.sh registers runsc).
+    """
+    runtime = str(request.param)
+    offered = docker_engine.info().get("Runtimes") or {}
+    if runtime not in offered:
+        message = f"the Docker engine has no runtime {runtime!r} (it has {', '.join(offered)}): run scripts/setup.sh"
+        if os.environ.get("CI"):
+            raise RuntimeError(message)
+        pytest.skip(message)
+    return runtime
 
 
 @pytest.fixture

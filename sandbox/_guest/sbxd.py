@@ -18,6 +18,7 @@ import sys
 import threading
 import traceback
 
+from sbxd_memory import MemoryWatch
 from sbxd_output import DEFAULT_OUTPUT_LIMIT
 from sbxd_shell import Shell
 from sbxd_supervisor import Kernel
@@ -125,7 +126,11 @@ class Daemon:
                 for key, _ in selector.select():
                     if key.fileobj is server:
                         conn, _ = server.accept()
-                        threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+                        try:
+                            threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+                        except RuntimeError:
+                            # No thread to be had (the sandbox is at its process limit): answer inline.
+                            self.serve_connection(conn)
                     else:
                         os.read(wake_r, 512)
 
@@ -162,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
             except Exception:
                 traceback.print_exc()
         server = daemon.listen()
+        watch = MemoryWatch.from_environment()
+        if watch is not None:
+            watch.start()
         print(f"sbxd: ready on {daemon.socket_path}", file=sys.stderr, flush=True)
         daemon.serve_forever(server)
     finally:
