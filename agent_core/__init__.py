@@ -34,7 +34,7 @@ from agent_core.llm import (
     reply,
     tool_call,
 )
-from agent_core.loop import AgentLoop
+from agent_core.loop import AgentLoop, LoopSettings
 from agent_core.state import PendingCall, RunState, RunStatus, Step, StepHandler, StepKind
 from agent_core.strategies import (
     CritiqueMemory,
@@ -76,6 +76,7 @@ __all__ = [
     "LLMError",
     "LocalTool",
     "LocalToolExecutor",
+    "LoopSettings",
     "MalformedCall",
     "MaxStepsExceeded",
     "Message",

@@ -7,6 +7,7 @@ checkpoints the run as `waiting_human` and returns. `resume()` continues from th
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from agent_core.errors import (
@@ -21,54 +22,70 @@ from agent_core.state import CheckpointHandler, PendingCall, RunState, StepHandl
 from agent_core.tools import ArgumentChecker, ToolExecutor, ToolOutcome
 from foundation.errors import ToolServerError
 
-__all__ = ["AgentLoop"]
+__all__ = ["AgentLoop", "LoopSettings"]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How a run is driven, by the loop and by every strategy: its prompt, its budgets, where steps go.
+
+    `max_steps` bounds model turns; `max_repairs` bounds consecutive turns with malformed calls (bad JSON,
+    unknown tool, schema violation), which otherwise go back to the model to fix. `on_step` gets every step;
+    `on_checkpoint` gets the state after each model turn and after each batch of tool results.
+    """
+
+    system_prompt: str
+    max_steps: int = 20
+    max_repairs: int = 3
+    on_step: StepHandler | None = None
+    on_checkpoint: CheckpointHandler | None = None
+
+    def run_config(self, strategy: str, tools: ToolExecutor) -> dict[str, Any]:
+        """The part of an agent's configuration recorded in its runs."""
+        return {
+            "strategy": strategy,
+            "system_prompt": self.system_prompt,
+            "max_steps": self.max_steps,
+            "max_repairs": self.max_repairs,
+            "tools": ArgumentChecker(tools.tool_schemas()).names,
+        }
+
+    async def emit(
+        self, state: RunState, kind: StepKind, content: dict[str, Any], usage: Usage | None = None
+    ) -> None:
+        """Record a step in `state` and hand it to `on_step`."""
+        step = state.new_step(kind, content, usage)
+        if self.on_step is not None:
+            await self.on_step(step)
+
+    async def checkpoint(self, state: RunState) -> None:
+        """Hand `state` to `on_checkpoint`."""
+        if self.on_checkpoint is not None:
+            await self.on_checkpoint(state)
 
 
 class AgentLoop:
-    """Runs one task with an LLM and a tool executor; every step goes to `on_step`.
+    """Runs one task with an LLM and a tool executor under `settings`; every step goes to its `on_step`.
 
-    `max_steps` bounds model turns; `max_repairs` bounds consecutive turns with malformed calls
-    (bad JSON, unknown tool, schema violation), which otherwise go back to the model to fix.
-    `on_checkpoint` gets the state after each model turn and after each batch of tool results: a run
-    resumed from there (`resume`) repeats at most the tool calls that were in flight.
+    A run resumed from a checkpoint (`resume`) repeats at most the tool calls that were in flight.
     """
 
     name = "function_calling"
 
-    def __init__(
-        self,
-        llm: LLMClient,
-        tools: ToolExecutor,
-        *,
-        system_prompt: str,
-        max_steps: int = 20,
-        max_repairs: int = 3,
-        on_step: StepHandler | None = None,
-        on_checkpoint: CheckpointHandler | None = None,
-    ) -> None:
+    def __init__(self, llm: LLMClient, tools: ToolExecutor, settings: LoopSettings) -> None:
         self.llm = llm
         self.tools = tools
-        self.system_prompt = system_prompt
-        self.max_steps = max_steps
-        self.max_repairs = max_repairs
-        self.on_step = on_step
-        self.on_checkpoint = on_checkpoint
+        self.settings = settings
 
     def config(self) -> dict[str, Any]:
         """The subset of the agent's configuration recorded in its runs."""
-        return {
-            "strategy": self.name,
-            "system_prompt": self.system_prompt,
-            "max_steps": self.max_steps,
-            "max_repairs": self.max_repairs,
-            "tools": ArgumentChecker(self.tools.tool_schemas()).names,
-        }
+        return self.settings.run_config(self.name, self.tools)
 
     async def start(self, task: str) -> RunState:
         """Run `task` until a final answer, a failure, or a question to a human."""
         state = RunState(
             config=self.config(),
-            messages=[Message.system(self.system_prompt).to_dict(), Message.user(task).to_dict()],
+            messages=[Message.system(self.settings.system_prompt).to_dict(), Message.user(task).to_dict()],
         )
         return await self._run(state)
 
@@ -107,6 +124,7 @@ class AgentLoop:
     async def _run(self, state: RunState) -> RunState:
         schemas = self.tools.tool_schemas()
         checker = ArgumentChecker(schemas)  # cheap: each schema is checked off the loop, at its first call
+        max_steps, max_repairs = self.settings.max_steps, self.settings.max_repairs
         while True:
             if state.pending:
                 await self._execute_pending(state, checker)
@@ -114,12 +132,12 @@ class AgentLoop:
                     state.status = "waiting_human"
                     return state
                 await self._checkpoint(state)
-            if state.step_count >= self.max_steps:
+            if state.step_count >= max_steps:
                 return await self._fail(
                     state,
                     MaxStepsExceeded(
-                        f"no final answer after {state.step_count} model turns (max_steps={self.max_steps})",
-                        max_steps=self.max_steps,
+                        f"no final answer after {state.step_count} model turns (max_steps={max_steps})",
+                        max_steps=max_steps,
                     ),
                 )
             try:
@@ -141,8 +159,8 @@ class AgentLoop:
                     state,
                     RepairBudgetExceeded(
                         f"the model sent malformed tool calls {state.repairs} turns in a row "
-                        f"(max_repairs={self.max_repairs})",
-                        max_repairs=self.max_repairs,
+                        f"(max_repairs={max_repairs})",
+                        max_repairs=max_repairs,
                     ),
                 )
             state.pending = [PendingCall(c.id, c.name, c.arguments) for c in well_formed]
@@ -170,7 +188,7 @@ class AgentLoop:
         for call, problem in bad:
             state.messages.append(Message.tool(call.id, problem.message).to_dict())
             await self._emit(state, "tool", _call_content(call, ToolOutcome.failure(problem.message), True))
-        if state.repairs > self.max_repairs:
+        if state.repairs > self.settings.max_repairs:
             for call in good:  # keep the transcript well-formed: every call gets an answer
                 state.messages.append(Message.tool(call.id, "Not run: the run stopped.").to_dict())
             return None
@@ -207,15 +225,12 @@ class AgentLoop:
         return state
 
     async def _checkpoint(self, state: RunState) -> None:
-        if self.on_checkpoint is not None:
-            await self.on_checkpoint(state)
+        await self.settings.checkpoint(state)
 
     async def _emit(
         self, state: RunState, kind: StepKind, content: dict[str, Any], usage: Usage | None = None
     ) -> None:
-        step = state.new_step(kind, content, usage)
-        if self.on_step is not None:
-            await self.on_step(step)
+        await self.settings.emit(state, kind, content, usage)
 
 
 def _turn_content(turn: AssistantTurn) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from agent_core.environment.messages import Message, check_name, check_topic
 from agent_core.environment.runtime import OFFLINE, AgentRuntime
 from agent_core.llm.base import LLMClient
 from agent_core.llm.config import OpenAIConfig, parse_llm_config
-from agent_core.loop import AgentLoop
+from agent_core.loop import AgentLoop, LoopSettings
 from agent_core.tools import LocalToolExecutor, ToolExecutor
 from foundation.errors import ValidationFailed
 
@@ -108,7 +108,8 @@ class LoopAgent(EnvironmentAgent):
     async def act(self, inbox: list[Message]) -> list[Message]:
         if not inbox:
             return []
-        loop = AgentLoop(self.llm, self.tools, system_prompt=self.system_prompt, max_steps=self.max_steps)
+        settings = LoopSettings(system_prompt=self.system_prompt, max_steps=self.max_steps)
+        loop = AgentLoop(self.llm, self.tools, settings)
         state = await loop.start(render_inbox(inbox))
         if state.status != "succeeded":
             reason = (state.error or {}).get("message") or f"the run ended {state.status}"

@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 from agent_core.errors import UnknownStrategy
 from agent_core.llm.base import LLMClient
-from agent_core.loop import AgentLoop
-from agent_core.state import CheckpointHandler, StepHandler
+from agent_core.loop import AgentLoop, LoopSettings
 from agent_core.strategies.base import Strategy, extract_json
 from agent_core.strategies.plan_execute import PlanAndExecute
 from agent_core.strategies.reflection import CritiqueMemory, InMemoryCritiqueMemory, Reflection
@@ -33,33 +32,17 @@ StrategyName = Literal["function_calling", "plan_execute", "reflection"]
 
 
 def build_strategy(
-    name: StrategyName,
-    llm: LLMClient,
-    tools: ToolExecutor,
-    *,
-    system_prompt: str,
-    max_steps: int = 20,
-    max_repairs: int = 3,
-    on_step: StepHandler | None = None,
-    on_checkpoint: CheckpointHandler | None = None,
-    **options: Any,
+    name: StrategyName, llm: LLMClient, tools: ToolExecutor, settings: LoopSettings, **options: Any
 ) -> Strategy:
     """The strategy called `name`; `options` go to its constructor (e.g. `max_attempts`, `memory`)."""
-    common: dict[str, Any] = {
-        "system_prompt": system_prompt,
-        "max_steps": max_steps,
-        "max_repairs": max_repairs,
-        "on_step": on_step,
-        "on_checkpoint": on_checkpoint,
-    }
     if name == "function_calling":
         if options:
             raise TypeError(f"function_calling takes no options, got {sorted(options)}")
-        return AgentLoop(llm, tools, **common)
+        return AgentLoop(llm, tools, settings)
     if name == "plan_execute":
-        return PlanAndExecute(llm, tools, **common, **options)
+        return PlanAndExecute(llm, tools, settings, **options)
     if name == "reflection":
-        return Reflection(llm, tools, **common, **options)
+        return Reflection(llm, tools, settings, **options)
     raise UnknownStrategy(
         f"unknown strategy {name!r}; choose function_calling, plan_execute or reflection", strategy=name
     )

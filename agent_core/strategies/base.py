@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from agent_core.errors import LLMError, RunNotResumable
 from agent_core.llm.base import AssistantTurn, LLMClient, Message, Usage
-from agent_core.loop import AgentLoop
-from agent_core.state import CheckpointHandler, PendingCall, RunState, Step, StepHandler, StepKind
-from agent_core.tools import ArgumentChecker, ToolExecutor
+from agent_core.loop import AgentLoop, LoopSettings
+from agent_core.state import PendingCall, RunState, Step, StepKind
+from agent_core.tools import ToolExecutor
 from foundation.errors import ToolServerError
 
 __all__ = ["OuterLoop", "Strategy", "extract_json"]
@@ -51,37 +52,17 @@ class OuterLoop:
 
     name: ClassVar[str]
 
-    def __init__(
-        self,
-        llm: LLMClient,
-        tools: ToolExecutor,
-        *,
-        system_prompt: str,
-        max_steps: int = 20,
-        max_repairs: int = 3,
-        on_step: StepHandler | None = None,
-        on_checkpoint: CheckpointHandler | None = None,
-    ) -> None:
+    def __init__(self, llm: LLMClient, tools: ToolExecutor, settings: LoopSettings) -> None:
         self.llm = llm
         self.tools = tools
-        self.system_prompt = system_prompt
-        self.max_steps = max_steps
-        self.max_repairs = max_repairs
-        self.on_step = on_step
-        self.on_checkpoint = on_checkpoint
+        self.settings = settings
 
     def _options(self) -> dict[str, Any]:
         return {}
 
     def config(self) -> dict[str, Any]:
-        return {
-            "strategy": self.name,
-            "system_prompt": self.system_prompt,
-            "max_steps": self.max_steps,
-            "max_repairs": self.max_repairs,
-            "tools": ArgumentChecker(self.tools.tool_schemas()).names,
-            **self._options(),
-        }
+        """The subset of the agent's configuration recorded in its runs, the strategy's options included."""
+        return {**self.settings.run_config(self.name, self.tools), **self._options()}
 
     async def resume(
         self, state: RunState, human_answer: str | None = None, *, request_id: str | None = None
@@ -117,19 +98,14 @@ class OuterLoop:
 
         async def checkpoint(inner: RunState) -> None:
             # The outer state with the inner run's progress: resuming it resumes the inner run there.
-            if self.on_checkpoint is not None:
+            if self.settings.on_checkpoint is not None:
                 state.strategy["inner"] = inner.to_dict()
-                await self.on_checkpoint(state)
+                await self.settings.on_checkpoint(state)
 
-        loop = AgentLoop(
-            self.llm,
-            self.tools,
-            system_prompt=system_prompt,
-            max_steps=self.max_steps,
-            max_repairs=self.max_repairs,
-            on_step=forward,
-            on_checkpoint=checkpoint,
+        inner_settings = replace(
+            self.settings, system_prompt=system_prompt, on_step=forward, on_checkpoint=checkpoint
         )
+        loop = AgentLoop(self.llm, self.tools, inner_settings)
         saved = state.strategy.get("inner")
         if saved is not None:
             inner = RunState.from_dict(saved)
@@ -174,6 +150,4 @@ class OuterLoop:
     async def _emit(
         self, state: RunState, kind: StepKind, content: dict[str, Any], usage: Usage | None = None
     ) -> None:
-        step = state.new_step(kind, content, usage)
-        if self.on_step is not None:
-            await self.on_step(step)
+        await self.settings.emit(state, kind, content, usage)

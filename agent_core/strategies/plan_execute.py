@@ -11,7 +11,8 @@ from typing import Any
 
 from agent_core.errors import PlanningFailed
 from agent_core.llm.base import LLMClient, Message
-from agent_core.state import CheckpointHandler, RunState, StepHandler
+from agent_core.loop import LoopSettings
+from agent_core.state import RunState
 from agent_core.strategies.base import OuterLoop, extract_json
 from agent_core.tools import ToolExecutor
 
@@ -65,24 +66,12 @@ class PlanAndExecute(OuterLoop):
         self,
         llm: LLMClient,
         tools: ToolExecutor,
+        settings: LoopSettings,
         *,
-        system_prompt: str,
-        max_steps: int = 20,
-        max_repairs: int = 3,
-        on_step: StepHandler | None = None,
-        on_checkpoint: CheckpointHandler | None = None,
         max_plan_retries: int = 2,
         max_subtasks: int = 10,
     ) -> None:
-        super().__init__(
-            llm,
-            tools,
-            system_prompt=system_prompt,
-            max_steps=max_steps,
-            max_repairs=max_repairs,
-            on_step=on_step,
-            on_checkpoint=on_checkpoint,
-        )
+        super().__init__(llm, tools, settings)
         self.max_plan_retries = max_plan_retries
         self.max_subtasks = max_subtasks
 
@@ -93,7 +82,7 @@ class PlanAndExecute(OuterLoop):
         """Plan `task`, then work through the plan."""
         config = self.config()
         planner = _PLANNER_SYSTEM.format(
-            tools=", ".join(config["tools"]) or "none", system_prompt=self.system_prompt
+            tools=", ".join(config["tools"]) or "none", system_prompt=self.settings.system_prompt
         )
         state = RunState(
             config=config,
@@ -117,7 +106,7 @@ class PlanAndExecute(OuterLoop):
             inner = await self._run_inner(
                 state,
                 self._subtask_prompt(progress, subtask),
-                self.system_prompt,
+                self.settings.system_prompt,
                 {"subtask": number},
                 answer,
                 request_id,

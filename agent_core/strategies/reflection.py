@@ -14,7 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from agent_core.errors import AttemptsExhausted
 from agent_core.llm.base import LLMClient, Message
-from agent_core.state import CheckpointHandler, RunState, StepHandler
+from agent_core.loop import LoopSettings
+from agent_core.state import RunState
 from agent_core.strategies.base import OuterLoop, extract_json
 from agent_core.tools import ToolExecutor
 
@@ -87,25 +88,13 @@ class Reflection(OuterLoop):
         self,
         llm: LLMClient,
         tools: ToolExecutor,
+        settings: LoopSettings,
         *,
-        system_prompt: str,
-        max_steps: int = 20,
-        max_repairs: int = 3,
-        on_step: StepHandler | None = None,
-        on_checkpoint: CheckpointHandler | None = None,
         memory: CritiqueMemory | None = None,
         max_attempts: int = 3,
         critiques_k: int = 3,
     ) -> None:
-        super().__init__(
-            llm,
-            tools,
-            system_prompt=system_prompt,
-            max_steps=max_steps,
-            max_repairs=max_repairs,
-            on_step=on_step,
-            on_checkpoint=on_checkpoint,
-        )
+        super().__init__(llm, tools, settings)
         self.memory: CritiqueMemory = memory if memory is not None else InMemoryCritiqueMemory()
         self.max_attempts = max_attempts
         self.critiques_k = critiques_k
@@ -161,8 +150,8 @@ class Reflection(OuterLoop):
     async def _attempt_prompt(self) -> str:
         lessons = await self.memory.recent(self.critiques_k)
         if not lessons:
-            return self.system_prompt
-        return self.system_prompt + _LESSONS.format(lessons="\n".join(f"- {c}" for c in lessons))
+            return self.settings.system_prompt
+        return self.settings.system_prompt + _LESSONS.format(lessons="\n".join(f"- {c}" for c in lessons))
 
     async def _verdict(self, state: RunState, inner: RunState, attempt: int) -> tuple[bool, str] | None:
         """Failed runs fail; a finished answer is judged by the model. None when the model failed.

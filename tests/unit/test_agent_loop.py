@@ -16,6 +16,7 @@ from agent_core import (
     InvalidToolSchema,
     LLMError,
     LocalToolExecutor,
+    LoopSettings,
     RunNotResumable,
     RunState,
     ScriptedModel,
@@ -84,7 +85,9 @@ def tool_messages(messages: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def make_loop(model: ScriptedModel, tools: ToolExecutor | None = None, **options: Any) -> AgentLoop:
-    return AgentLoop(model, tools or make_tools(), system_prompt="You are a calculator.", **options)
+    return AgentLoop(
+        model, tools or make_tools(), LoopSettings(system_prompt="You are a calculator.", **options)
+    )
 
 
 async def test_tool_call_then_final_answer_with_steps_in_order() -> None:

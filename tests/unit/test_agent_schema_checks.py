@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from agent_core.llm.scripted import ScriptedModel, calls, reply
-from agent_core.loop import AgentLoop
+from agent_core.loop import AgentLoop, LoopSettings
 from agent_core.tools import _VALIDATORS, ToolOutcome, openai_tool_schema
 
 MAX_GAP_S = 2.0  # generous; the three checks below took about 5 s of the loop before
@@ -51,7 +51,7 @@ async def test_schema_checks_run_off_the_loop_once_per_schema():
     _VALIDATORS.cache_clear()
     tools = BigTools()
     turn = calls(*[(f"t{i}", {f"t{i}x0": f"t{i}xabc"}) for i in range(3)])
-    loop = AgentLoop(ScriptedModel([turn, turn, reply("done")]), tools, system_prompt="s")
+    loop = AgentLoop(ScriptedModel([turn, turn, reply("done")]), tools, LoopSettings(system_prompt="s"))
     loop.config()
     assert _VALIDATORS.cache_info().misses == 0  # naming the tools checks nothing
     stop = asyncio.Event()
@@ -64,7 +64,7 @@ async def test_schema_checks_run_off_the_loop_once_per_schema():
     info = _VALIDATORS.cache_info()
     assert info.misses == 3 and info.hits == 0  # each schema checked once, then kept by this run's checker
     assert gap < MAX_GAP_S, gap
-    again = AgentLoop(ScriptedModel([turn, reply("done")]), tools, system_prompt="s")
+    again = AgentLoop(ScriptedModel([turn, reply("done")]), tools, LoopSettings(system_prompt="s"))
     assert (await again.start("go")).status == "succeeded"
     assert _VALIDATORS.cache_info().misses == 3  # a later run reuses the memo
 
@@ -72,7 +72,7 @@ async def test_schema_checks_run_off_the_loop_once_per_schema():
 async def test_a_bad_argument_is_still_sent_back_to_the_model():
     tools = BigTools()
     bad = calls(("t0", {"t0x0": "nope"}))
-    loop = AgentLoop(ScriptedModel([bad, reply("gave up")]), tools, system_prompt="s")
+    loop = AgentLoop(ScriptedModel([bad, reply("gave up")]), tools, LoopSettings(system_prompt="s"))
     state = await loop.start("go")
     assert state.status == "succeeded" and tools.called == []
     assert any("does not match" in str(m.get("content")) for m in state.messages)

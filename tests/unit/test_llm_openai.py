@@ -26,6 +26,7 @@ from agent_core import (
     LLMConfigError,
     LLMError,
     LocalToolExecutor,
+    LoopSettings,
     OpenAICompatibleClient,
     ToolCall,
     Usage,
@@ -329,6 +330,6 @@ async def test_agent_loop_over_http(server: tuple[str, _Scripted]) -> None:
         parameters={"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}},
     )
     async with _client(url, "agent") as client:
-        state = await AgentLoop(client, tools, system_prompt="add numbers").start("2 + 3?")
+        state = await AgentLoop(client, tools, LoopSettings(system_prompt="add numbers")).start("2 + 3?")
     assert (state.status, state.answer) == ("succeeded", "the sum is 5")
     assert state.usage == Usage(24, 6)

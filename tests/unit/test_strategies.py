@@ -10,6 +10,7 @@ from agent_core import (
     AgentLoop,
     InMemoryCritiqueMemory,
     LocalToolExecutor,
+    LoopSettings,
     PlanAndExecute,
     Reflection,
     RunState,
@@ -72,7 +73,7 @@ async def test_plan_execute_runs_subtasks_and_revises_the_plan() -> None:
         ]
     )
     recorder = Recorder()
-    strategy = PlanAndExecute(model, make_tools(), system_prompt=SYSTEM, on_step=recorder)
+    strategy = PlanAndExecute(model, make_tools(), LoopSettings(system_prompt=SYSTEM, on_step=recorder))
     state = await strategy.start("double the sum of 2 and 3")
 
     assert (state.status, state.answer) == ("succeeded", "The answer is 10.")
@@ -113,12 +114,14 @@ async def test_plan_execute_resumes_from_a_checkpoint_inside_a_subtask() -> None
         snapshots.append(state.to_dict())
 
     first = ScriptedModel(list(replies))
-    await PlanAndExecute(first, make_tools(), system_prompt=SYSTEM, on_checkpoint=keep).start("add 2 and 3")
+    await PlanAndExecute(first, make_tools(), LoopSettings(system_prompt=SYSTEM, on_checkpoint=keep)).start(
+        "add 2 and 3"
+    )
     # The first checkpoint comes after the inner model turn asked for `add` (before the tool ran).
     saved = RunState.from_dict(snapshots[0])
     assert saved.status == "running" and saved.strategy["inner"]["pending"]
     rest = ScriptedModel(replies[2:])  # what a model would be asked after that point
-    resumed = await PlanAndExecute(rest, make_tools(), system_prompt=SYSTEM).resume(saved)
+    resumed = await PlanAndExecute(rest, make_tools(), LoopSettings(system_prompt=SYSTEM)).resume(saved)
     assert (resumed.status, resumed.answer) == ("succeeded", "The answer is 5.")
     assert rest.remaining == 0  # neither the plan nor the first inner turn was asked again
     assert resumed.strategy["done"] == [{"subtask": "compute 2+3", "ok": True, "result": "5"}]
@@ -126,12 +129,14 @@ async def test_plan_execute_resumes_from_a_checkpoint_inside_a_subtask() -> None
 
 async def test_plan_execute_asks_again_on_bad_json_and_gives_up_in_bounds() -> None:
     model = ScriptedModel(["I would start by adding.", '[{"task": "add 1 and 1"}]', "2", "[]", "2"])
-    state = await PlanAndExecute(model, make_tools(), system_prompt=SYSTEM).start("1 + 1")
+    state = await PlanAndExecute(model, make_tools(), LoopSettings(system_prompt=SYSTEM)).start("1 + 1")
     assert (state.status, state.answer) == ("succeeded", "2")
     assert "not usable" in last_user(model.conversations[1])
 
     stubborn = ScriptedModel(["no", "still no", "[]"])
-    failed = await PlanAndExecute(stubborn, make_tools(), system_prompt=SYSTEM, max_plan_retries=2).start("x")
+    failed = await PlanAndExecute(
+        stubborn, make_tools(), LoopSettings(system_prompt=SYSTEM), max_plan_retries=2
+    ).start("x")
     assert failed.status == "failed"
     assert failed.error is not None
     assert (failed.error["type"], failed.error["message"]) == (
@@ -144,7 +149,7 @@ async def test_plan_execute_pauses_for_a_human_and_resumes() -> None:
     ask = call("ask_human", question="Which number?")
     script: list[Reply] = ['["get a number from the user", "add 1"]', ask, "7", '["add 1 to 7"]']
     model = ScriptedModel([*script, call("add", a=7, b=1), "8", "[]", "8"])
-    strategy = PlanAndExecute(model, make_tools(), system_prompt=SYSTEM)
+    strategy = PlanAndExecute(model, make_tools(), LoopSettings(system_prompt=SYSTEM))
     paused = await strategy.start("add one to the user's number")
 
     assert paused.status == "waiting_human"
@@ -179,7 +184,9 @@ async def test_reflection_stores_a_critique_and_the_next_attempt_sees_it() -> No
     )
     memory = InMemoryCritiqueMemory()
     recorder = Recorder()
-    strategy = Reflection(model, make_tools(), system_prompt=SYSTEM, memory=memory, on_step=recorder)
+    strategy = Reflection(
+        model, make_tools(), LoopSettings(system_prompt=SYSTEM, on_step=recorder), memory=memory
+    )
     state = await strategy.start("What is 2 + 3?")
 
     assert (state.status, state.answer) == ("succeeded", "5")
@@ -202,7 +209,7 @@ async def test_reflection_critiques_failed_runs_and_stops_after_max_attempts() -
     model = ScriptedModel([loops, "Stop calling tools forever.", loops, "Answer sooner."])
     memory = InMemoryCritiqueMemory()
     strategy = Reflection(
-        model, make_tools(), system_prompt=SYSTEM, memory=memory, max_steps=1, max_attempts=2
+        model, make_tools(), LoopSettings(system_prompt=SYSTEM, max_steps=1), memory=memory, max_attempts=2
     )
     state = await strategy.start("1 + 1")
 
@@ -215,7 +222,7 @@ async def test_reflection_critiques_failed_runs_and_stops_after_max_attempts() -
 
 async def test_reflection_pauses_for_a_human_and_resumes() -> None:
     model = ScriptedModel([call("ask_human", question="Which?"), "blue", '{"success": true}'])
-    strategy = Reflection(model, make_tools(), system_prompt=SYSTEM)
+    strategy = Reflection(model, make_tools(), LoopSettings(system_prompt=SYSTEM))
     paused = await strategy.start("pick a colour")
     assert paused.status == "waiting_human"
     assert paused.strategy["attempt"] == 1
@@ -225,16 +232,18 @@ async def test_reflection_pauses_for_a_human_and_resumes() -> None:
 
 async def test_build_strategy() -> None:
     model, tools = ScriptedModel(["hi"]), make_tools()
-    loop = build_strategy("function_calling", model, tools, system_prompt=SYSTEM)
+    loop = build_strategy("function_calling", model, tools, LoopSettings(system_prompt=SYSTEM))
     assert isinstance(loop, AgentLoop)
-    reflection = build_strategy("reflection", model, tools, system_prompt=SYSTEM, max_attempts=5)
+    reflection = build_strategy(
+        "reflection", model, tools, LoopSettings(system_prompt=SYSTEM), max_attempts=5
+    )
     assert isinstance(reflection, Reflection)
     assert reflection.config()["max_attempts"] == 5
-    planner = build_strategy("plan_execute", model, tools, system_prompt=SYSTEM, max_steps=4)
+    planner = build_strategy("plan_execute", model, tools, LoopSettings(system_prompt=SYSTEM, max_steps=4))
     assert isinstance(planner, PlanAndExecute)
     assert planner.config()["strategy"] == "plan_execute"
     with pytest.raises(UnknownStrategy, match="unknown strategy 'tree_of_thought'"):
-        build_strategy("tree_of_thought", model, tools, system_prompt=SYSTEM)  # type: ignore[arg-type]
+        build_strategy("tree_of_thought", model, tools, LoopSettings(system_prompt=SYSTEM))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from agent_core import RunState, build_strategy
+from agent_core import LoopSettings, RunState, build_strategy
 from agent_core.llm import LLMClient
 from agent_core.state import Step
 from foundation.errors import NotFound, ToolServerError
@@ -242,10 +242,12 @@ class RunScheduler:
             name,
             await self._llm(namespace, config.get("llm", {})),
             executor,
-            system_prompt=system_prompt,
-            max_steps=int(config.get("max_steps", 20)),
-            on_step=on_step,
-            on_checkpoint=on_checkpoint,
+            LoopSettings(
+                system_prompt=system_prompt,
+                max_steps=int(config.get("max_steps", 20)),
+                on_step=on_step,
+                on_checkpoint=on_checkpoint,
+            ),
             **options,
         )
         if run.state is None:
