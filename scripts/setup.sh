@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything toolserver needs on one machine; safe to run again (each step skips when done).
-#   - the Python package and its dev tools (pip, editable install)
+#   - the Python package and its dev tools (pip, editable install), the console's `ui` extra and Chromium
 #   - a running Docker engine (Debian's docker.io when none is installed; needs root for that)
 #   - PostgreSQL server binaries (for the registry's PostgreSQL tests)
 #   - gVisor (runsc), registered with the engine as the runtime `runsc` (a reload, no engine restart)
@@ -19,6 +19,14 @@ apt_install() {
 say "python package (pip install -e .[dev])"
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi  # put the `toolserver` command on PATH
+if ! python3 -c "import gradio" >/dev/null 2>&1; then
+  say "the console's extra (pip install -e .[ui]: gradio)"
+  python3 -m pip install -q --disable-pip-version-check -e ".[ui]"
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Chromium (the console's browser tests drive it headless; no browser download)"
+  apt_install chromium
+fi
 
 if ! docker info >/dev/null 2>&1; then
   if ! command -v dockerd >/dev/null 2>&1; then
