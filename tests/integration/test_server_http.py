@@ -22,7 +22,8 @@ from fastapi import FastAPI, Header, Request, Response
 
 from registry import Database, SessionStore
 from tests.integration.serverproc import ServerProcess, free_port
-from toolserver.client import ApiError, AsyncClient, Client
+from toolserver import api
+from toolserver.client import ApiError, AsyncClient, Client, Session
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
 
@@ -50,7 +51,7 @@ def admin(server):
 
 @pytest.fixture(scope="module")
 def tenants(server, admin):
-    keys = {name: admin.create_key(f"team-{name}", name)["key"] for name in ("a", "b")}
+    keys = {name: admin.keys.create(f"team-{name}", name).key for name in ("a", "b")}
     clients = {name: Client(server.url, key) for name, key in keys.items()}
     yield clients
     for client in clients.values():
@@ -107,74 +108,73 @@ def test_missing_and_wrong_keys_are_401(server):
 
 def test_session_shell_keeps_state_and_survives_a_timeout(tenants, docker_engine):
     a = tenants["a"]
-    session = a.create_session(ttl_s=600)
-    sid = session["id"]
-    assert session["status"] == "running" and session["network"] == "none"
-    assert a.session(sid)["id"] == sid
-    assert sid in [s["id"] for s in a.sessions()["sessions"]]
-    first = a.shell(
-        sid, "mkdir -p /workspace/w && cd /workspace/w && export GREETING=hi && f() { echo fn-$1; }"
+    session = a.session(ttl_s=600, keep=True)
+    sid = session.id
+    assert session.info.status == "running" and session.info.network == "none"
+    assert a.attach(sid).info.id == sid
+    assert sid in [s.id for s in a.sessions()]
+    first = session.shell(
+        "mkdir -p /workspace/w && cd /workspace/w && export GREETING=hi && f() { echo fn-$1; }"
     )
-    assert first["exit_code"] == 0 and first["cwd"] == "/workspace/w"
-    second = a.shell(sid, "echo $GREETING; f x; pwd")
-    assert second["output"].split() == ["hi", "fn-x", "/workspace/w"]
-    slow = a.shell(sid, "sleep 30", timeout_s=1)
-    assert slow["timed_out"] is True
-    after = a.shell(sid, "echo $GREETING; exit 3")
-    assert after["output"].startswith("hi") and after["exit_code"] == 3
+    assert first.exit_code == 0 and first.cwd == "/workspace/w"
+    second = session.shell("echo $GREETING; f x; pwd")
+    assert second.output.split() == ["hi", "fn-x", "/workspace/w"]
+    slow = session.shell("sleep 30", timeout_s=1)
+    assert slow.timed_out is True
+    after = session.shell("echo $GREETING; exit 3")
+    assert after.output.startswith("hi") and after.exit_code == 3
     labels = docker_engine.containers.list(filters={"label": f"toolserver.session={sid}"})[0].labels
     assert labels["toolserver.managed"] == "true"
-    a.delete_session(sid)
+    session.delete()
     with pytest.raises(ApiError) as gone:
-        a.session(sid)
+        session.refresh()
     assert gone.value.status_code == 404
     assert docker_engine.containers.list(all=True, filters={"label": f"toolserver.session={sid}"}) == []
 
 
 def test_python_state_timeout_rich_output_and_restart(tenants):
-    a = tenants["a"]
-    sid = a.create_session()["id"]
-    assert a.python(sid, "x = 20")["status"] == "ok"
-    assert a.python(sid, "x * 2 + 2")["result"] == "42"
-    timed = a.python(sid, "import time; time.sleep(30)", timeout_s=1)
-    assert timed["status"] == "timeout"
-    assert a.python(sid, "x")["result"] == "20"
-    plot = a.python(sid, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
-    pngs = [d for d in plot["display"] if d["mime"] == "image/png"]
-    assert pngs and base64.b64decode(pngs[0]["data"]).startswith(b"\x89PNG")
-    err = a.python(sid, "1 / 0")
-    assert err["status"] == "error" and err["error"]["ename"] == "ZeroDivisionError"
-    crashed = a.python(sid, "import os; os._exit(1)")
-    assert crashed["status"] == "error" and crashed["error"]["ename"] == "KernelDied"
-    assert a.python(sid, "1 + 1")["result"] == "2"  # a fresh kernel replaced the dead one
-    a.python(sid, "y = 5")
-    a.restart_python(sid)
-    assert a.python(sid, "y")["error"]["ename"] == "NameError"
-    a.delete_session(sid)
+    with tenants["a"].session() as s:
+        assert s.python("x = 20").status == "ok"
+        assert s.python("x * 2 + 2").result == "42"
+        timed = s.python("import time; time.sleep(30)", timeout_s=1)
+        assert timed.status == "timeout"
+        assert s.python("x").result == "20"
+        plot = s.python("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+        pngs = [d for d in plot.display if d.mime == "image/png"]
+        assert pngs and base64.b64decode(pngs[0].data).startswith(b"\x89PNG")
+        err = s.python("1 / 0")
+        assert err.status == "error" and err.error is not None and err.error.ename == "ZeroDivisionError"
+        crashed = s.python("import os; os._exit(1)")
+        assert crashed.status == "error" and crashed.error is not None and crashed.error.ename == "KernelDied"
+        assert s.python("1 + 1").result == "2"  # a fresh kernel replaced the dead one
+        s.python("y = 5")
+        s.restart_python()
+        gone = s.python("y").error
+        assert gone is not None and gone.ename == "NameError"
 
 
 def test_files_round_trip_and_traversal_is_refused(server, tenants):
     a = tenants["a"]
-    sid = a.create_session()["id"]
-    blob = bytes(range(256)) * 100
-    assert a.upload(sid, "data/blob.bin", blob)["size"] == len(blob)
-    assert a.download(sid, "data/blob.bin") == blob
-    assert [e["path"] for e in a.list_files(sid, "data")["entries"]] == ["data/blob.bin"]
-    assert "blob.bin" in a.shell(sid, "ls data")["output"]
-    headers = {"Authorization": f"Bearer {a.api_key}"}
-    for path in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "data%2F..%2F..%2F..%2Fetc%2Fshadow"):
-        response = httpx.get(f"{server.url}/v1/sessions/{sid}/files/{path}", headers=headers)
-        assert response.status_code in (400, 404), (path, response.status_code)
-        assert "root:" not in response.text
-    a.shell(sid, "ln -s /etc/passwd leak")
-    with pytest.raises(ApiError) as refused:
-        a.download(sid, "leak")
-    assert refused.value.error_type == "invalid_path"
-    too_big = httpx.put(
-        f"{server.url}/v1/sessions/{sid}/files/big.bin", content=b"x" * (3 * 1024 * 1024), headers=headers
-    )
-    assert too_big.status_code == 413
-    a.delete_session(sid)
+    with a.session() as s:
+        sid = s.id
+        blob = bytes(range(256)) * 100
+        assert s.files.write("data/blob.bin", blob).size == len(blob)
+        assert s.files.read("data/blob.bin") == blob
+        assert [e.path for e in s.files.list("data")] == ["data/blob.bin"]
+        assert "blob.bin" in s.shell("ls data").output
+        headers = {"Authorization": f"Bearer {a.api_key}"}
+        for path in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "data%2F..%2F..%2F..%2Fetc%2Fshadow"):
+            response = httpx.get(f"{server.url}/v1/sessions/{sid}/files/{path}", headers=headers)
+            assert response.status_code in (400, 404), (path, response.status_code)
+            assert "root:" not in response.text
+        s.shell("ln -s /etc/passwd leak")
+        with pytest.raises(ApiError) as refused:
+            s.files.read("leak")
+        assert refused.value.error_type == "invalid_path"
+        too_big = httpx.put(
+            f"{server.url}/v1/sessions/{sid}/files/big.bin", content=b"x" * (3 * 1024 * 1024), headers=headers
+        )
+        assert too_big.status_code == 413
 
 
 def test_validation_bad_json_and_oversized_bodies(server, tenants):
@@ -204,35 +204,34 @@ def note(text: str, path: str = "note.txt") -> dict:
         fh.write(text)
     return {"bytes": os.path.getsize(path), "uid": os.getuid()}
 '''
-    tool = a.register_tool(name="note", kind="python", source=source)
-    assert tool["parameters"]["required"] == ["text"]
-    assert tool["parameters"]["properties"]["path"]["description"] == "where, relative to the workspace"
-    sid = a.create_session()["id"]
-    called = a.call_tool("note", {"text": "hello"}, sid)
-    assert called["ok"] is True and called["result"] == {"bytes": 5, "uid": 1000}
-    assert a.download(sid, "note.txt") == b"hello"
-    without_session = a.call_tool("note", {"text": "tool sandbox"})
-    assert without_session["ok"] is True
-    failing = a.register_tool(
-        name="boom", kind="python", source="def boom() -> int:\n    raise RuntimeError('nope')\n"
-    )
-    assert failing["name"] == "boom"
-    result = a.call_tool("boom", {}, sid)
-    assert result["ok"] is False and "nope" in result["error"]["message"]
-    openai_tools = a.tools("openai")["tools"]
-    assert {
-        "type": "function",
-        "function": {"name": "note", "description": tool["description"], "parameters": tool["parameters"]},
-    } in openai_tools
-    assert any(t["name"] == "note" for t in a.tools("mcp")["tools"])
-    assert a.search_tools("write a note into the workspace", 3)["results"][0]["name"] == "note"
-    a.delete_session(sid)
+    tool = a.tools.register(name="note", kind="python", source=source)
+    assert tool.parameters["required"] == ["text"]
+    assert tool.parameters["properties"]["path"]["description"] == "where, relative to the workspace"
+    with a.session() as s:
+        called = s.call_tool("note", {"text": "hello"})
+        assert called.ok is True and called.result == {"bytes": 5, "uid": 1000}
+        assert s.files.read("note.txt") == b"hello"
+        without_session = a.tools.call("note", {"text": "tool sandbox"})
+        assert without_session.ok is True
+        failing = a.tools.register(
+            name="boom", kind="python", source="def boom() -> int:\n    raise RuntimeError('nope')\n"
+        )
+        assert failing.name == "boom"
+        result = s.call_tool("boom", {})
+        assert result.ok is False and "nope" in result.error["message"]
+        openai_tools = a.tools.list("openai")
+        assert {
+            "type": "function",
+            "function": {"name": "note", "description": tool.description, "parameters": tool.parameters},
+        } in openai_tools
+        assert any(t["name"] == "note" for t in a.tools.list("mcp"))
+        assert a.tools.search("write a note into the workspace", 3)[0]["name"] == "note"
 
 
 def test_http_tool_and_openapi_import(tenants, upstream):
     a = tenants["a"]
-    a.put_secret("weather-key", "s3cret")
-    a.register_tool(
+    a.secrets.put("weather-key", "s3cret")
+    a.tools.register(
         name="weather",
         kind="http",
         url=upstream + "/weather/{city}",
@@ -245,9 +244,9 @@ def test_http_tool_and_openapi_import(tenants, upstream):
             "required": ["city"],
         },
     )
-    result = a.call_tool("weather", {"city": "Paris", "units": "imperial"})
-    assert result["ok"] is True
-    assert result["result"]["body"] == {"city": "Paris", "units": "imperial", "key_seen": "s3cret"}
+    result = a.tools.call("weather", {"city": "Paris", "units": "imperial"})
+    assert result.ok is True
+    assert result.result["body"] == {"city": "Paris", "units": "imperial", "key_seen": "s3cret"}
     document = {
         "openapi": "3.0.3",
         "info": {"title": "echo", "version": "1"},
@@ -273,13 +272,13 @@ def test_http_tool_and_openapi_import(tenants, upstream):
             "/fail": {"get": {"operationId": "alwaysFails", "summary": "Fails"}},
         },
     }
-    imported = a.import_openapi(document)["tools"]
-    names = {t["name"] for t in imported}
+    imported = a.tools.import_openapi(document)
+    names = {t.name for t in imported}
     assert {"echoBody", "alwaysFails"} <= names
-    echoed = a.call_tool("echoBody", {"word": "hi"})
-    assert echoed["ok"] is True and echoed["result"]["body"] == {"received": {"word": "hi"}}
-    failed = a.call_tool("alwaysFails", {})
-    assert failed["ok"] is False and failed["error"]["status_code"] == 500
+    echoed = a.tools.call("echoBody", {"word": "hi"})
+    assert echoed.ok is True and echoed.result["body"] == {"received": {"word": "hi"}}
+    failed = a.tools.call("alwaysFails", {})
+    assert failed.ok is False and failed.error["status_code"] == 500
 
 
 def test_tools_cannot_reach_the_servers_own_network(server, tenants, upstream):
@@ -288,21 +287,21 @@ def test_tools_cannot_reach_the_servers_own_network(server, tenants, upstream):
     own = server.url + "/v1/keys"
     for name, url in (("own_api", own), ("metadata", "http://169.254.169.254/latest/meta-data/")):
         with pytest.raises(ApiError) as refused:  # a literal address is refused at registration
-            a.register_tool(name=name, kind="http", url=url)
-        assert refused.value.status_code == 422 and refused.value.details["field"] == "url", name
+            a.tools.register(name=name, kind="http", url=url)
+        assert refused.value.status_code == 422 and refused.value.field == "url", name
         assert "TOOLSERVER_EGRESS_ALLOW" in str(refused.value)
     by_name = f"http://localhost:{httpx.URL(server.url).port}/v1/keys"  # a name is checked at each call
-    a.register_tool(name="own_by_name", kind="http", url=by_name, method="GET")
-    a.register_tool(name="via_redirect", kind="http", url=upstream + "/redirect", follow_redirects=True)
+    a.tools.register(name="own_by_name", kind="http", url=by_name, method="GET")
+    a.tools.register(name="via_redirect", kind="http", url=upstream + "/redirect", follow_redirects=True)
     for name, arguments in (("own_by_name", {}), ("via_redirect", {"to": own})):
         with pytest.raises(ApiError) as denied:
-            a.call_tool(name, arguments)
+            a.tools.call(name, arguments)
         assert denied.value.status_code == 403, name
         assert denied.value.error_type == "egress_denied", name
         assert "TOOLSERVER_EGRESS_ALLOW" in str(denied.value)
     # The allowed upstream still answers through the same redirect tool.
-    followed = a.call_tool("via_redirect", {"to": upstream + "/weather/Oslo"})
-    assert followed["ok"] is True and followed["result"]["body"]["city"] == "Oslo"
+    followed = a.tools.call("via_redirect", {"to": upstream + "/weather/Oslo"})
+    assert followed.ok is True and followed.result["body"]["city"] == "Oslo"
     assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
 
 
@@ -315,60 +314,64 @@ def test_deployment_tool_is_its_own_serve_application(admin, tenants):
         "num_replicas": 1,
     }
     with pytest.raises(ApiError) as denied:
-        tenants["a"].register_tool(**body)
+        tenants["a"].tools.register(**body)
     assert denied.value.status_code == 403
-    admin.register_tool(**body)
-    assert admin.call_tool("count_words", {"text": "one two three"})["result"] == {
+    admin.tools.register(**body)
+    assert admin.tools.call("count_words", {"text": "one two three"}).result == {
         "words": 3,
         "characters": 13,
     }
-    admin.delete_tool("count_words")
+    admin.tools.delete("count_words")
     with pytest.raises(ApiError):
-        admin.tool("count_words")
+        admin.tools.get("count_words")
 
 
 def test_tenants_cannot_see_or_touch_each_other(tenants):
     a, b = tenants["a"], tenants["b"]
-    sid = a.create_session()["id"]
-    a.register_tool(name="private_tool", kind="python", source="def private_tool() -> str:\n    return 'a'\n")
-    assert sid not in [s["id"] for s in b.sessions()["sessions"]]
-    assert "private_tool" not in [t["name"] for t in b.tools()["tools"]]
-    for attempt in (
-        lambda: b.session(sid),
-        lambda: b.shell(sid, "id"),
-        lambda: b.python(sid, "1"),
-        lambda: b.download(sid, "anything"),
-        lambda: b.delete_session(sid),
-        lambda: b.call_tool("private_tool", {}),
-        lambda: b.call_tool("shell", {"command": "id"}, sid),
-        lambda: b.tool("private_tool"),
-        lambda: b.delete_tool("private_tool"),
-    ):
-        with pytest.raises(ApiError) as denied:
-            attempt()
-        assert denied.value.status_code == 404
-    assert a.shell(sid, "echo still-mine")["output"].strip() == "still-mine"
-    audit_a, audit_b = a.audit()["calls"], b.audit()["calls"]
-    assert {c["namespace"] for c in audit_a} == {"team-a"} and {c["namespace"] for c in audit_b} == {"team-b"}
-    assert not {c["id"] for c in audit_a} & {c["id"] for c in audit_b}
-    assert {c["status"] for c in audit_b if c["tool"] == "private_tool"} == {"rejected"}
-    a.delete_session(sid)
+    with a.session() as mine:
+        sid = mine.id
+        a.tools.register(
+            name="private_tool", kind="python", source="def private_tool() -> str:\n    return 'a'\n"
+        )
+        assert sid not in [s.id for s in b.sessions()]
+        assert "private_tool" not in [t["name"] for t in b.tools.list()]
+        # b cannot attach to a's session, so its handle is built from a's record: every call goes out as b.
+        intruder = Session(b, mine.info, keep=True)
+        for attempt in (
+            lambda: b.attach(sid),
+            lambda: intruder.shell("id"),
+            lambda: intruder.python("1"),
+            lambda: intruder.files.read("anything"),
+            lambda: intruder.delete(),
+            lambda: b.tools.call("private_tool", {}),
+            lambda: b.tools.call("shell", {"command": "id"}, sid),
+            lambda: b.tools.get("private_tool"),
+            lambda: b.tools.delete("private_tool"),
+        ):
+            with pytest.raises(ApiError) as denied:
+                attempt()
+            assert denied.value.status_code == 404
+        assert mine.shell("echo still-mine").output.strip() == "still-mine"
+        audit_a, audit_b = a.audit(), b.audit()
+        assert {c.namespace for c in audit_a} == {"team-a"} and {c.namespace for c in audit_b} == {"team-b"}
+        assert not {c.id for c in audit_a} & {c.id for c in audit_b}
+        assert {c.status for c in audit_b if c.tool == "private_tool"} == {"rejected"}
 
 
 def test_concurrent_calls_on_one_session(server, tenants):
-    sid = tenants["a"].create_session()["id"]
+    with tenants["a"].session() as session:
 
-    async def run() -> tuple[list[dict], list[dict]]:
-        async with AsyncClient(server.url, tenants["a"].api_key) as client:
-            shells = [client.shell(sid, f"echo call-{i}") for i in range(16)]
-            cells = [client.python(sid, f"{i} * 3") for i in range(16)]
-            results = await asyncio.gather(*shells, *cells)
-            return results[:16], results[16:]
+        async def run() -> tuple[list[api.ShellResult], list[api.PythonResult]]:
+            async with AsyncClient(server.url, tenants["a"].api_key) as client:
+                s = await client.attach(session.id)
+                shells = [s.shell(f"echo call-{i}") for i in range(16)]
+                cells = [s.python(f"{i} * 3") for i in range(16)]
+                results = await asyncio.gather(*shells, *cells)
+                return results[:16], results[16:]
 
-    shells, cells = asyncio.run(run())
-    assert [r["output"].strip() for r in shells] == [f"call-{i}" for i in range(16)]
-    assert [r["result"] for r in cells] == [str(i * 3) for i in range(16)]
-    tenants["a"].delete_session(sid)
+        shells, cells = asyncio.run(run())
+        assert [r.output.strip() for r in shells] == [f"call-{i}" for i in range(16)]
+        assert [r.result for r in cells] == [str(i * 3) for i in range(16)]
 
 
 def test_metrics_count_requests(server):
@@ -410,22 +413,24 @@ def test_cli_against_the_server(server, tmp_path):
 
 def test_restart_keeps_tools_keys_audit_and_live_sessions(server, tenants, docker_engine):
     a = tenants["a"]
-    sid = a.create_session()["id"]
-    a.shell(sid, "cd /tmp && export KEPT=yes")
-    a.python(sid, "kept = 7")
-    audit_before = len(a.audit()["calls"])
+    session = a.session(keep=True)
+    sid = session.id
+    session.shell("cd /tmp && export KEPT=yes")
+    session.python("kept = 7")
+    audit_before = len(a.audit())
     server.crash()
     server.start()
     with Client(server.url, a.api_key) as again:
-        assert "note" in [t["name"] for t in again.tools()["tools"]]
-        assert len(again.audit()["calls"]) >= audit_before
-        state = again.shell(sid, "echo $KEPT; pwd")
-        assert state["output"].split() == ["yes", "/tmp"]
-        assert again.python(sid, "kept")["result"] == "7"
-        assert again.session(sid)["status"] == "running"
+        assert "note" in [t["name"] for t in again.tools.list()]
+        assert len(again.audit()) >= audit_before
+        kept = again.attach(sid)
+        state = kept.shell("echo $KEPT; pwd")
+        assert state.output.split() == ["yes", "/tmp"]
+        assert kept.python("kept").result == "7"
+        assert kept.refresh().status == "running"
         # Secrets are sealed in the database and still open after the restart (the key is in home/secrets.key).
-        weather = again.call_tool("weather", {"city": "Rome"})
-        assert weather["ok"] is True and weather["result"]["body"]["key_seen"] == "s3cret"
+        weather = again.tools.call("weather", {"city": "Rome"})
+        assert weather.ok is True and weather.result["body"]["key_seen"] == "s3cret"
         with sqlite3.connect(server.home / "toolserver.db") as raw:
             stored = dict(
                 raw.execute("SELECT name, value FROM secrets WHERE namespace = 'team-a'").fetchall()
@@ -434,7 +439,7 @@ def test_restart_keeps_tools_keys_audit_and_live_sessions(server, tenants, docke
         assert (server.home / "secrets.key").stat().st_mode & 0o777 == 0o600
         # Of the crashed server's node only re-attached live sessions remain (labels cannot change);
         # its warm-pool containers are gone.
-        nodes = {n["node_id"] for n in again.health()["nodes"]}
+        nodes = {n.node_id for n in again.health().nodes}
         instance = (server.home / "instance_id").read_text().strip()
         containers = docker_engine.containers.list(
             all=True, filters={"label": f"toolserver.instance={instance}"}
