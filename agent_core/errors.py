@@ -62,6 +62,8 @@ class LLMError(AgentError, RuntimeFailure):
 
 
 class MaxStepsExceeded(AgentError, RuntimeFailure):
+    """The run used `max_steps` model turns without a final answer."""
+
     type = "max_steps_exceeded"
 
     def __init__(self, message: str, *, max_steps: int, **details: Any) -> None:
@@ -70,6 +72,8 @@ class MaxStepsExceeded(AgentError, RuntimeFailure):
 
 
 class RepairBudgetExceeded(AgentError, RuntimeFailure):
+    """The model sent malformed tool calls more than `max_repairs` turns in a row."""
+
     type = "repair_budget_exceeded"
 
     def __init__(self, message: str, *, max_repairs: int, **details: Any) -> None:
@@ -78,10 +82,14 @@ class RepairBudgetExceeded(AgentError, RuntimeFailure):
 
 
 class PlanningFailed(AgentError, RuntimeFailure):
+    """Plan and execute got no usable plan, or the plan did not finish."""
+
     type = "planning_failed"
 
 
 class AttemptsExhausted(AgentError, RuntimeFailure):
+    """Reflection ran out of attempts without a successful one."""
+
     type = "attempts_exhausted"
 
     def __init__(self, message: str, *, attempts: int, **details: Any) -> None:
@@ -100,24 +108,36 @@ class MalformedCall(AgentError, ValidationFailed):
 
 
 class ScriptExhausted(AgentError, UserError):
+    """A scripted model was asked for more turns than its script has."""
+
     type = "script_exhausted"
 
 
 class LLMConfigError(AgentError, UserError):
+    """An LLM client cannot be made from what it was given (e.g. no model)."""
+
     type = "llm_config_error"
 
 
 class InvalidToolSchema(AgentError, UserError):
+    """A tool's parameters are not a usable JSON Schema."""
+
     type = "invalid_tool_schema"
 
 
 class RunNotResumable(AgentError, Conflict):
+    """A run cannot be resumed as asked (finished, or not waiting for that answer)."""
+
     type = "run_not_resumable"
 
 
 class InvalidRunState(AgentError, UserError):
+    """A stored run state cannot be read back."""
+
     type = "invalid_run_state"
 
 
 class UnknownStrategy(AgentError, UserError):
+    """No strategy of that name."""
+
     type = "unknown_strategy"

@@ -30,6 +30,7 @@ class Step:
     usage: Usage | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The step as JSON."""
         return {
             "index": self.index,
             "kind": self.kind,
@@ -39,6 +40,7 @@ class Step:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Step:
+        """A step from its JSON; InvalidRunState when it is not one."""
         if data.get("kind") not in _KINDS:
             raise InvalidRunState(f"unknown step kind {data.get('kind')!r}")
         usage = Usage.from_dict(data["usage"]) if data.get("usage") else None
@@ -61,6 +63,7 @@ class PendingCall:
     question: str | None = None
 
     def to_tool_call(self) -> ToolCall:
+        """The call as the model sent it."""
         return ToolCall(self.id, self.name, self.arguments)
 
 
@@ -86,6 +89,7 @@ class RunState:
 
     @property
     def finished(self) -> bool:
+        """True once the run succeeded or failed."""
         return self.status in ("succeeded", "failed")
 
     @property
@@ -100,6 +104,7 @@ class RunState:
         return step
 
     def to_dict(self) -> dict[str, Any]:
+        """The state as versioned JSON (`from_dict` reads it back)."""
         return {
             "version": _VERSION,
             "config": copy.deepcopy(self.config),
@@ -117,6 +122,7 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
+        """A state from its JSON; InvalidRunState when it is not one of this version."""
         if not isinstance(data, dict) or data.get("version") != _VERSION:
             raise InvalidRunState(f"not a version-{_VERSION} run state")
         if data.get("status") not in _STATUSES:
@@ -139,10 +145,12 @@ class RunState:
             raise InvalidRunState(f"incomplete run state: {exc}") from exc
 
     def to_json(self) -> str:
+        """The state as a JSON string."""
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> RunState:
+        """A state from a JSON string; InvalidRunState when it is not one."""
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -150,4 +158,5 @@ class RunState:
         return cls.from_dict(data)
 
     def copy(self) -> RunState:
+        """A deep copy, through JSON."""
         return RunState.from_dict(self.to_dict())

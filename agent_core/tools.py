@@ -85,14 +85,17 @@ class ToolOutcome:
 
     @classmethod
     def success(cls, content: str) -> ToolOutcome:
+        """A call that worked; `content` goes back to the model."""
         return cls(True, content)
 
     @classmethod
     def failure(cls, content: str) -> ToolOutcome:
+        """A call that failed; `content` tells the model why."""
         return cls(False, content)
 
     @classmethod
     def waiting(cls, wait: HumanWait) -> ToolOutcome:
+        """A call that waits for a human's answer."""
         return cls(True, f"Waiting for a human to answer: {wait.question}", wait)
 
 
@@ -110,6 +113,7 @@ class ToolExecutor(Protocol):
 
 
 def openai_tool_schema(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A tool in OpenAI's `tools=[...]` format."""
     return {
         "type": "function",
         "function": {"name": name, "description": description, "parameters": parameters},
@@ -146,6 +150,7 @@ class ArgumentChecker:
 
     @property
     def names(self) -> list[str]:
+        """The names of the tools it checks calls against."""
         return list(self._parameters)
 
     def check(self, name: str, arguments: str | dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +243,7 @@ class LocalTool:
     description: str = ""
 
     def schema(self) -> dict[str, Any]:
+        """The tool in OpenAI's `tools=[...]` format."""
         return openai_tool_schema(self.name, self.description, self.parameters)
 
 
@@ -297,9 +303,11 @@ class LocalToolExecutor:
         return tool
 
     def tool_schemas(self) -> list[dict[str, Any]]:
+        """The schemas of the registered tools."""
         return [tool.schema() for tool in self._tools.values()]
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        """Check and run a registered tool; its result as text (capped at `max_output_chars`), an error as a failure."""
         try:
             arguments = self._checker.check(name, arguments)
         except MalformedCall as exc:

@@ -56,6 +56,7 @@ def hub_actor_name(namespace: str, name: str) -> str:
 
 
 def agent_actor_name(namespace: str, environment: str, agent: str, incarnation: int) -> str:
+    """The Ray name of an agent's actor: its environment's hub name, the agent, its incarnation."""
     return f"{hub_actor_name(namespace, environment)}:agent:{len(agent)}:{agent}:{incarnation}"
 
 
@@ -74,11 +75,13 @@ class HubActor:
         )
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one `HubAPI` method on the hub; any other name is refused."""
         if method not in _HUB_METHODS:
             raise ValidationFailed(f"the hub has no method {method!r}", field="method")
         return await getattr(self.hub, method)(*args, **kwargs)
 
     async def ready(self) -> str:
+        """Load the hub's stored state; the id of the node this actor runs on."""
         await self.hub.load()
         return ray.get_runtime_context().get_node_id()
 
@@ -109,6 +112,7 @@ class AgentActor:
         return self.node_id
 
     async def act(self, inbox: list[Message]) -> list[Message]:
+        """Let the hosted agent act on `inbox`."""
         return await self.agent.act(inbox)
 
     async def _beat(self) -> None:
@@ -136,56 +140,73 @@ class RemoteHub(HubAPI):
     async def register_agent(
         self, name: str, role: str, *, node_id: str | None = None, config: Mapping[str, Any] | None = None
     ) -> AgentInfo:
+        """`HubAPI.register_agent`, on the actor."""
         return await self._call("register_agent", name, role, node_id=node_id, config=config)  # type: ignore[no-any-return]
 
     async def unregister_agent(self, name: str) -> list[Message]:
+        """`HubAPI.unregister_agent`, on the actor."""
         return await self._call("unregister_agent", name)  # type: ignore[no-any-return]
 
     async def agents(self) -> list[AgentInfo]:
+        """`HubAPI.agents`, on the actor."""
         return await self._call("agents")  # type: ignore[no-any-return]
 
     async def agent(self, name: str) -> AgentInfo:
+        """`HubAPI.agent`, on the actor."""
         return await self._call("agent", name)  # type: ignore[no-any-return]
 
     async def heartbeat(
         self, name: str, node_id: str | None = None, incarnation: int | None = None
     ) -> AgentInfo:
+        """`HubAPI.heartbeat`, on the actor."""
         return await self._call("heartbeat", name, node_id, incarnation)  # type: ignore[no-any-return]
 
     async def set_status(self, name: str, status: str, error: str | None = None) -> AgentInfo:
+        """`HubAPI.set_status`, on the actor."""
         return await self._call("set_status", name, status, error)  # type: ignore[no-any-return]
 
     async def relocate(self, name: str, node_id: str) -> AgentInfo:
+        """`HubAPI.relocate`, on the actor."""
         return await self._call("relocate", name, node_id)  # type: ignore[no-any-return]
 
     async def dead(self, timeout_s: float) -> list[AgentInfo]:
+        """`HubAPI.dead`, on the actor."""
         return await self._call("dead", timeout_s)  # type: ignore[no-any-return]
 
     async def subscribe(self, topic: str, *, agent: str | None = None, role: str | None = None) -> None:
+        """`HubAPI.subscribe`, on the actor."""
         await self._call("subscribe", topic, agent=agent, role=role)
 
     async def unsubscribe(self, topic: str, *, agent: str | None = None, role: str | None = None) -> None:
+        """`HubAPI.unsubscribe`, on the actor."""
         await self._call("unsubscribe", topic, agent=agent, role=role)
 
     async def subscribers(self, topic: str, *, exclude: str | None = None) -> list[str]:
+        """`HubAPI.subscribers`, on the actor."""
         return await self._call("subscribers", topic, exclude=exclude)  # type: ignore[no-any-return]
 
     async def publish(self, message: Message, *, deliver_to: Sequence[str] | None = None) -> Message:
+        """`HubAPI.publish`, on the actor."""
         return await self._call("publish", message, deliver_to=deliver_to)  # type: ignore[no-any-return]
 
     async def read(self, name: str, max_count: int | None = None) -> list[Message]:
+        """`HubAPI.read`, on the actor."""
         return await self._call("read", name, max_count)  # type: ignore[no-any-return]
 
     async def requeue(self, name: str, messages: Sequence[Message]) -> None:
+        """`HubAPI.requeue`, on the actor."""
         await self._call("requeue", name, list(messages))
 
     async def pending(self) -> dict[str, int]:
+        """`HubAPI.pending`, on the actor."""
         return await self._call("pending")  # type: ignore[no-any-return]
 
     async def history(self, *, after: int = 0, limit: int = 100, topic: str | None = None) -> list[Message]:
+        """`HubAPI.history`, on the actor."""
         return await self._call("history", after=after, limit=limit, topic=topic)  # type: ignore[no-any-return]
 
     async def describe(self) -> dict[str, Any]:
+        """`HubAPI.describe`, on the actor."""
         return await self._call("describe")  # type: ignore[no-any-return]
 
 
@@ -197,13 +218,16 @@ class RemoteAgent(EnvironmentAgent):
         self.handle, self.node_id = handle, node_id
 
     def rebind(self, handle: Any, node_id: str) -> None:
+        """Point this proxy at the agent's new actor (after a restart on `node_id`)."""
         self.handle, self.node_id = handle, node_id
 
     async def act(self, inbox: list[Message]) -> list[Message]:
+        """The agent's actor acts on `inbox`; a lost actor is `Unavailable`."""
         ref = self.handle.act.remote(inbox)
         return await call_actor(ref, f"agent {self.name!r}", agent=self.name, node_id=self.node_id)  # type: ignore[no-any-return]
 
     def config(self) -> dict[str, Any]:
+        """The config the agent's actor was started from."""
         return dict(self._config)
 
 

@@ -46,6 +46,7 @@ class EchoAgent(EnvironmentAgent):
         self.seen: deque[Message] = deque(maxlen=_SEEN_LIMIT)  # the latest only: it may live for long
 
     async def act(self, inbox: list[Message]) -> list[Message]:
+        """One echo per message of `inbox`, up to `max_replies` in all."""
         self.seen.extend(inbox)
         out = []
         for message in inbox:
@@ -56,6 +57,7 @@ class EchoAgent(EnvironmentAgent):
         return out
 
     def config(self) -> dict[str, Any]:
+        """The JSON config that rebuilds this agent."""
         return {
             "kind": "echo",
             "name": self.name,
@@ -106,6 +108,7 @@ class LoopAgent(EnvironmentAgent):
         self._extra_config = dict(extra_config or {})
 
     async def act(self, inbox: list[Message]) -> list[Message]:
+        """One loop run over the whole inbox; its answer is the reply (none when empty)."""
         if not inbox:
             return []
         settings = LoopSettings(system_prompt=self.system_prompt, max_steps=self.max_steps)
@@ -121,6 +124,7 @@ class LoopAgent(EnvironmentAgent):
         return [last.reply(self.name, answer, topic=self.topic or last.topic)] if answer.strip() else []
 
     def config(self) -> dict[str, Any]:
+        """The JSON config that rebuilds this agent; `{}` when it was given a client object."""
         if self._llm_config is None:
             return {}
         return {

@@ -37,6 +37,7 @@ class StepResult:
     finished: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The step as JSON."""
         return {
             "index": self.index,
             "acted": list(self.acted),
@@ -83,6 +84,7 @@ class TaskCenter:
 
     @property
     def finished(self) -> bool:
+        """True when the router reached the conversation's end."""
         return self.router.finished
 
     async def post(
@@ -103,6 +105,7 @@ class TaskCenter:
         return await self.hub.publish(draft, deliver_to=await self._route(draft))
 
     async def step(self) -> StepResult:
+        """One round: deliver what waits, let each agent with mail act once, route their replies."""
         self.steps += 1
         failed: dict[str, dict[str, Any]] = {}
         published = await self._flush_outbox(failed)
@@ -146,6 +149,7 @@ class TaskCenter:
                 return messages
 
     def describe(self) -> dict[str, Any]:
+        """Steps taken, the router's state, and how many drafts wait to be routed."""
         return {"steps": self.steps, "router": self.router.describe(), "waiting": len(self._outbox)}
 
     async def _route(self, draft: Message) -> list[str] | None:

@@ -40,6 +40,8 @@ class EnvError(AgentError):
 
 
 class UnknownAgent(EnvError, NotFound):
+    """No agent of that name in the environment."""
+
     type = "unknown_agent"
 
     def __init__(self, agent: str, environment: str = "", **details: Any) -> None:
@@ -49,6 +51,8 @@ class UnknownAgent(EnvError, NotFound):
 
 
 class AgentExists(EnvError, Conflict):
+    """An agent of that name is already registered."""
+
     type = "agent_exists"
 
     def __init__(self, agent: str, **details: Any) -> None:
@@ -57,6 +61,8 @@ class AgentExists(EnvError, Conflict):
 
 
 class InvalidTransition(EnvError, Conflict):
+    """An agent's status cannot move from its current one to the one asked for."""
+
     type = "invalid_status_transition"
 
     def __init__(self, agent: str, current: str, wanted: str, allowed: list[str]) -> None:
@@ -87,6 +93,8 @@ class InboxFull(EnvError, UserError):
 
 
 class AgentFailed(EnvError, RuntimeFailure):
+    """An agent's act raised or its run did not succeed."""
+
     type = "agent_failed"
 
     def __init__(self, agent: str, reason: str) -> None:
@@ -95,6 +103,8 @@ class AgentFailed(EnvError, RuntimeFailure):
 
 
 class NoLivingNode(EnvError, Unavailable):
+    """No alive node satisfies an agent's placement."""
+
     type = "no_living_node"
 
 

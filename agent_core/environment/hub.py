@@ -91,6 +91,7 @@ class Hub:
     async def register_agent(
         self, name: str, role: str, *, node_id: str | None = None, config: Mapping[str, Any] | None = None
     ) -> AgentInfo:
+        """Add an agent with an empty inbox and store it; AgentExists if the name is taken."""
         await self.load()
         info = self.registry.register(name, role, node_id=node_id, config=config)
         self._inboxes[name] = deque()
@@ -111,16 +112,19 @@ class Hub:
         return left
 
     async def agents(self) -> list[AgentInfo]:
+        """Every registered agent."""
         await self.load()
         return self.registry.all()
 
     async def agent(self, name: str) -> AgentInfo:
+        """One agent; UnknownAgent if there is none of that name."""
         await self.load()
         return self.registry.get(name)
 
     async def heartbeat(
         self, name: str, node_id: str | None = None, incarnation: int | None = None
     ) -> AgentInfo:
+        """Record that the agent is alive (on `node_id`, as `incarnation`) and store it."""
         await self.load()
         before = self.registry.get(name).node_id
         info = self.registry.heartbeat(name, node_id, incarnation)
@@ -129,6 +133,7 @@ class Hub:
         return info
 
     async def set_status(self, name: str, status: str, error: str | None = None) -> AgentInfo:
+        """Move the agent to `status` and store it; InvalidTransition when not allowed."""
         await self.load()
         info = self.registry.set_status(name, status, error)
         await self._save(name)
@@ -142,6 +147,7 @@ class Hub:
         return info
 
     async def dead(self, timeout_s: float) -> list[AgentInfo]:
+        """Agents whose last heartbeat is older than `timeout_s`."""
         await self.load()
         return self.registry.dead(timeout_s)
 
@@ -160,6 +166,7 @@ class Hub:
         table.setdefault(topic, set()).add(key)
 
     async def unsubscribe(self, topic: str, *, agent: str | None = None, role: str | None = None) -> None:
+        """Undo a `subscribe`; one that was not there is no error."""
         table, key = self._subscription(topic, agent, role)
         table.get(topic, set()).discard(key)
 

@@ -110,6 +110,7 @@ class Message:
         return Message(sender, content, topic=fields.pop("topic", self.topic), metadata=metadata, **fields)
 
     def to_dict(self) -> dict[str, Any]:
+        """The message as JSON (`from_dict` reads it back)."""
         return {
             "id": self.id,
             "sender": self.sender,

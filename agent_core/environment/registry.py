@@ -40,6 +40,7 @@ class AgentInfo:
     incarnation: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The agent's record as JSON."""
         return {
             "name": self.name,
             "role": self.role,
@@ -75,6 +76,7 @@ class AgentRegistry:
         node_id: str | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> AgentInfo:
+        """Add an agent; AgentExists if the name is taken."""
         check_name(name, "name", what="agent name")
         check_name(role, "role", what="role")
         if name in self._agents:
@@ -91,23 +93,28 @@ class AgentRegistry:
         self._agents[info.name] = replace(info, last_heartbeat=self.clock())
 
     def unregister(self, name: str) -> AgentInfo:
+        """Remove an agent; its last record."""
         info = self.get(name)
         del self._agents[name]
         return info
 
     def get(self, name: str) -> AgentInfo:
+        """One agent; UnknownAgent if there is none of that name."""
         try:
             return self._agents[name]
         except KeyError:
             raise UnknownAgent(name, self.environment) from None
 
     def all(self) -> list[AgentInfo]:
+        """Every agent, in registration order."""
         return list(self._agents.values())
 
     def names(self) -> list[str]:
+        """Every agent's name, in registration order."""
         return list(self._agents)
 
     def with_role(self, role: str) -> list[AgentInfo]:
+        """The agents of `role`."""
         return [a for a in self._agents.values() if a.role == role]
 
     def heartbeat(self, name: str, node_id: str | None = None, incarnation: int | None = None) -> AgentInfo:
@@ -120,6 +127,7 @@ class AgentRegistry:
         return info
 
     def set_status(self, name: str, status: str, error: str | None = None) -> AgentInfo:
+        """Move an agent to `status`; InvalidTransition when `TRANSITIONS` does not allow it."""
         info = self.get(name)
         if status not in AGENT_STATUSES:
             raise ValidationFailed(

@@ -48,10 +48,12 @@ class SendToRouter(Router):
         }
 
     def check(self, agents: Sequence[str]) -> None:
+        """Every agent named in `follows` must be an agent of the environment."""
         for agent, senders in self.follows.items():
             check_known([agent, *senders], agents, f"router.follows.{agent}")
 
     def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str] | None:
+        """The agents following the sender; None (the topic's subscribers) when none does."""
         followers = [a.name for a in agents if message.sender in self.follows.get(a.name, ())]
         return followers or None
 
@@ -62,6 +64,7 @@ class BroadcastRouter(Router):
     kind = "broadcast"
 
     def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str]:
+        """Every agent but the sender."""
         return [a.name for a in agents if a.name != message.sender]
 
 
@@ -78,14 +81,17 @@ class RoundRobinRouter(Router):
             raise ValidationFailed("round_robin order names an agent twice", field="router.order")
 
     def check(self, agents: Sequence[str]) -> None:
+        """Every agent of `order` must be an agent of the environment."""
         check_known(self.order, agents, "router.order")
 
     def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str]:
+        """The agent after the sender in `order` (the first one for outsiders)."""
         if message.sender not in self.order:
             return [self.order[0]]
         return [self.order[(self.order.index(message.sender) + 1) % len(self.order)]]
 
     def describe(self) -> dict[str, Any]:
+        """The kind, state and order."""
         return {**super().describe(), "order": list(self.order)}
 
 
@@ -101,6 +107,7 @@ class CustomRouter(Router):
         self.name = name or getattr(fn, "__name__", "router")
 
     def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str]:
+        """What the function chooses, checked to name agents of the environment."""
         chosen = self.fn(message, list(agents))
         if isinstance(chosen, str) or not all(isinstance(n, str) for n in chosen):
             raise ValidationFailed(
@@ -110,6 +117,7 @@ class CustomRouter(Router):
         return list(chosen)
 
     def describe(self) -> dict[str, Any]:
+        """The kind, state and the function's name."""
         return {**super().describe(), "name": self.name}
 
 

@@ -40,11 +40,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SOPCondition:
+    """When a transition fires: the message contains a text, or matches a (linear-time) regex."""
+
     contains: str | None = None
     regex: LinearPattern | None = None
     metadata: Mapping[str, Any] | None = None
 
     def holds(self, message: Message, budget: RegexBudget | None = None) -> bool:
+        """Whether `message` satisfies every part of the condition given."""
         if self.contains is not None and self.contains.lower() not in message.content.lower():
             return False
         if self.regex is not None and not _search(self.regex, message.content, budget):
@@ -54,12 +57,16 @@ class SOPCondition:
 
 @dataclass(frozen=True)
 class SOPTransition:
+    """A move to state `to`, when its condition holds (always, without one)."""
+
     to: str
     when: SOPCondition | None = None
 
 
 @dataclass(frozen=True)
 class SOPState:
+    """One state of an SOP: the agent that speaks in it and the transitions out of it."""
+
     name: str
     agent: str | None = None
     transitions: tuple[SOPTransition, ...] = ()
@@ -104,14 +111,17 @@ class SOPRouter(Router):
 
     @property
     def finished(self) -> bool:
+        """True in a terminal state."""
         return self.states[self.state].terminal
 
     def check(self, agents: Sequence[str]) -> None:
+        """Every state's agent must be an agent of the environment."""
         for state in self.states.values():
             if state.agent is not None:
                 check_known([state.agent], agents, f"router.states.{state.name}.agent")
 
     def route(self, message: Message, agents: Sequence[AgentInfo]) -> list[str]:
+        """The current state's agent; its own message takes the first transition that holds, to the next state's agent."""
         current = self.states[self.state]
         if current.terminal or current.agent is None:
             return []
@@ -127,6 +137,7 @@ class SOPRouter(Router):
         return [current.agent]
 
     def describe(self) -> dict[str, Any]:
+        """The kind, the current state and the path taken so far."""
         return {**super().describe(), "state": self.state, "path": list(self.path)}
 
 

@@ -40,25 +40,35 @@ def ensure_tables(db: Database) -> None:
 class EnvironmentStore(Protocol):
     """Synchronous persistence; the hub calls it from a worker thread."""
 
-    def append(self, namespace: str, environment: str, messages: Sequence[Message]) -> None: ...
+    def append(self, namespace: str, environment: str, messages: Sequence[Message]) -> None:
+        """Store accepted messages, in order."""
+        ...
 
     def history(
         self, namespace: str, environment: str, *, after: int = 0, limit: int = 100, topic: str | None = None
-    ) -> list[Message]: ...
+    ) -> list[Message]:
+        """Stored messages after position `after` (on `topic` if given), oldest first."""
+        ...
 
     def counters(self, namespace: str, environment: str) -> tuple[int, dict[str, int]]:
         """The last position and each sender's last sequence number."""
         ...
 
-    def save_agent(self, namespace: str, environment: str, info: AgentInfo) -> None: ...
+    def save_agent(self, namespace: str, environment: str, info: AgentInfo) -> None:
+        """Store (insert or replace) an agent's record."""
+        ...
 
-    def delete_agent(self, namespace: str, environment: str, name: str) -> None: ...
+    def delete_agent(self, namespace: str, environment: str, name: str) -> None:
+        """Forget one agent's record; one that is not there is no error."""
+        ...
 
     def delete_agents(self, namespace: str, environment: str) -> None:
         """Forget every agent of an environment (it was removed); its messages stay."""
         ...
 
-    def agents(self, namespace: str, environment: str) -> list[AgentInfo]: ...
+    def agents(self, namespace: str, environment: str) -> list[AgentInfo]:
+        """The stored agents of an environment."""
+        ...
 
 
 class SqlEnvironmentStore:
@@ -68,12 +78,14 @@ class SqlEnvironmentStore:
         self.db = db
 
     def append(self, namespace: str, environment: str, messages: Sequence[Message]) -> None:
+        """Store accepted messages, in order, in one transaction."""
         with self.db.session() as session:
             session.add_all(_message_record(namespace, environment, m) for m in messages)
 
     def history(
         self, namespace: str, environment: str, *, after: int = 0, limit: int = 100, topic: str | None = None
     ) -> list[Message]:
+        """Stored messages after position `after` (on `topic` if given), oldest first."""
         query = (
             select(EnvMessageRecord)
             .where(EnvMessageRecord.namespace == namespace, EnvMessageRecord.environment == environment)
@@ -86,6 +98,7 @@ class SqlEnvironmentStore:
             return [_message(r) for r in session.exec(query)]
 
     def counters(self, namespace: str, environment: str) -> tuple[int, dict[str, int]]:
+        """(the last message position, each sender's last sequence number): where a restarted hub resumes."""
         where = (EnvMessageRecord.namespace == namespace, EnvMessageRecord.environment == environment)
         with self.db.session(write=False) as session:
             last = session.exec(select(func.max(EnvMessageRecord.position)).where(*where)).one()
@@ -97,6 +110,7 @@ class SqlEnvironmentStore:
         return int(last or 0), {sender: int(seq) for sender, seq in rows}
 
     def save_agent(self, namespace: str, environment: str, info: AgentInfo) -> None:
+        """Store (insert or replace) an agent's record."""
         record = EnvAgentRecord(
             namespace=namespace,
             environment=environment,
@@ -115,12 +129,14 @@ class SqlEnvironmentStore:
             session.merge(record)
 
     def delete_agent(self, namespace: str, environment: str, name: str) -> None:
+        """Forget one agent's record; one that is not there is no error."""
         with self.db.session() as session:
             record = session.get(EnvAgentRecord, (namespace, environment, name))
             if record is not None:
                 session.delete(record)
 
     def delete_agents(self, namespace: str, environment: str) -> None:
+        """Forget every agent of an environment; its messages stay."""
         query = delete(EnvAgentRecord).where(
             col(EnvAgentRecord.namespace) == namespace, col(EnvAgentRecord.environment) == environment
         )
@@ -128,6 +144,7 @@ class SqlEnvironmentStore:
             session.exec(query)
 
     def agents(self, namespace: str, environment: str) -> list[AgentInfo]:
+        """The stored agents of an environment, in registration order."""
         query = (
             select(EnvAgentRecord)
             .where(EnvAgentRecord.namespace == namespace, EnvAgentRecord.environment == environment)
@@ -145,11 +162,13 @@ class InMemoryEnvironmentStore:
         self._agents: dict[tuple[str, str], dict[str, AgentInfo]] = {}
 
     def append(self, namespace: str, environment: str, messages: Sequence[Message]) -> None:
+        """Keep accepted messages, in order."""
         self._messages.setdefault((namespace, environment), []).extend(messages)
 
     def history(
         self, namespace: str, environment: str, *, after: int = 0, limit: int = 100, topic: str | None = None
     ) -> list[Message]:
+        """Kept messages after position `after` (on `topic` if given), oldest first."""
         found = [
             m
             for m in self._messages.get((namespace, environment), [])
@@ -158,6 +177,7 @@ class InMemoryEnvironmentStore:
         return found[:limit]
 
     def counters(self, namespace: str, environment: str) -> tuple[int, dict[str, int]]:
+        """(the last message position, each sender's last sequence number)."""
         messages = self._messages.get((namespace, environment), [])
         seqs: dict[str, int] = {}
         for m in messages:
@@ -165,15 +185,19 @@ class InMemoryEnvironmentStore:
         return (messages[-1].position if messages else 0), seqs
 
     def save_agent(self, namespace: str, environment: str, info: AgentInfo) -> None:
+        """Keep (insert or replace) an agent's record."""
         self._agents.setdefault((namespace, environment), {})[info.name] = info
 
     def delete_agent(self, namespace: str, environment: str, name: str) -> None:
+        """Forget one agent's record."""
         self._agents.get((namespace, environment), {}).pop(name, None)
 
     def delete_agents(self, namespace: str, environment: str) -> None:
+        """Forget every agent of an environment; its messages stay."""
         self._agents.pop((namespace, environment), None)
 
     def agents(self, namespace: str, environment: str) -> list[AgentInfo]:
+        """The kept agents of an environment."""
         return list(self._agents.get((namespace, environment), {}).values())
 
 

@@ -21,6 +21,7 @@ class ToolCall:
     arguments: str = "{}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The call in OpenAI's wire form."""
         return {
             "id": self.id,
             "type": "function",
@@ -29,6 +30,7 @@ class ToolCall:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToolCall:
+        """A call from OpenAI's wire form."""
         function = data.get("function") or {}
         return cls(id=data["id"], name=function.get("name", ""), arguments=function.get("arguments") or "")
 
@@ -42,6 +44,7 @@ class Usage:
 
     @property
     def total_tokens(self) -> int:
+        """Prompt and completion tokens together."""
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
@@ -50,10 +53,12 @@ class Usage:
         )
 
     def to_dict(self) -> dict[str, int]:
+        """The counts as JSON."""
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Usage:
+        """Counts from an endpoint's `usage` object (zeros for what it omits)."""
         data = data or {}
         return cls(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
 
@@ -73,21 +78,26 @@ class Message:
 
     @classmethod
     def system(cls, content: str) -> Message:
+        """A system message."""
         return cls("system", content)
 
     @classmethod
     def user(cls, content: str) -> Message:
+        """A user message."""
         return cls("user", content)
 
     @classmethod
     def assistant(cls, content: str | None, tool_calls: Iterable[ToolCall] = ()) -> Message:
+        """An assistant message, with the tool calls it made."""
         return cls("assistant", content, tuple(tool_calls))
 
     @classmethod
     def tool(cls, tool_call_id: str, content: str) -> Message:
+        """A tool's answer to the call `tool_call_id`."""
         return cls("tool", content, tool_call_id=tool_call_id)
 
     def to_dict(self) -> dict[str, Any]:
+        """The message in OpenAI's wire form."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
             out["tool_calls"] = [call.to_dict() for call in self.tool_calls]
@@ -99,6 +109,7 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:
+        """A message from OpenAI's wire form."""
         return cls(
             role=data["role"],
             content=data.get("content"),

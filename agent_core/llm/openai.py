@@ -86,6 +86,7 @@ class OpenAICompatibleClient(LLMClient):
 
     @property
     def url(self) -> str:
+        """The chat completions endpoint."""
         return f"{self.base_url}/chat/completions"
 
     async def __aenter__(self) -> OpenAICompatibleClient:
@@ -95,6 +96,7 @@ class OpenAICompatibleClient(LLMClient):
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the HTTP connections, if any were opened."""
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -123,6 +125,7 @@ class OpenAICompatibleClient(LLMClient):
     async def complete(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
     ) -> AssistantTurn:
+        """One assistant turn, retrying what may pass on a second try."""
         payload = self._payload(messages, tools)
         attempt = 0
         while True:

@@ -65,6 +65,7 @@ class ScriptedModel(LLMClient):
 
     @property
     def calls_made(self) -> int:
+        """How many turns the model has answered."""
         return len(self.conversations)
 
     @property
@@ -74,6 +75,7 @@ class ScriptedModel(LLMClient):
 
     @property
     def last_messages(self) -> list[dict[str, Any]]:
+        """The conversation of the latest call; ScriptExhausted before the first."""
         if not self.conversations:
             raise ScriptExhausted("the scripted model has not been called yet")
         return self.conversations[-1]
@@ -81,6 +83,7 @@ class ScriptedModel(LLMClient):
     async def complete(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
     ) -> AssistantTurn:
+        """The next scripted reply; ScriptExhausted when the script is used up."""
         index = self.calls_made
         if self._function is not None:
             step: Reply = self._function

@@ -60,6 +60,7 @@ class MemoryItem:
     score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The item as JSON."""
         return asdict(self)
 
 
@@ -67,7 +68,9 @@ class MemoryItem:
 class Embedder(Protocol):
     """Turns texts into vectors; given to a store, search also ranks by cosine similarity."""
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text."""
+        ...
 
 
 class MemoryStore(ABC):
@@ -76,7 +79,9 @@ class MemoryStore(ABC):
     @abstractmethod
     def add(
         self, namespace: str, scope: str, text: str, metadata: dict[str, Any] | None = None
-    ) -> MemoryItem: ...
+    ) -> MemoryItem:
+        """Store a memory in `scope`; the item with its id."""
+        ...
 
     @abstractmethod
     def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]:
@@ -87,10 +92,14 @@ class MemoryStore(ABC):
         """The `k` newest items, newest first."""
 
     @abstractmethod
-    def get(self, namespace: str, scope: str, id: str) -> MemoryItem: ...
+    def get(self, namespace: str, scope: str, id: str) -> MemoryItem:
+        """One memory; NotFound when it is not in this namespace and scope."""
+        ...
 
     @abstractmethod
-    def delete(self, namespace: str, scope: str, id: str) -> None: ...
+    def delete(self, namespace: str, scope: str, id: str) -> None:
+        """Remove one memory; NotFound when it is not in this namespace and scope."""
+        ...
 
     @abstractmethod
     def clear(self, namespace: str, scope: str) -> int:
@@ -101,6 +110,7 @@ class MemoryStore(ABC):
 
 
 def check_scope(scope: str) -> str:
+    """`scope` if it is a valid scope name, else ValidationFailed."""
     if not isinstance(scope, str) or len(scope) > MAX_SCOPE_CHARS or not SCOPE_PATTERN.fullmatch(scope):
         raise ValidationFailed(
             f"scope must be 'namespace' or agent:/run:/session:/shared: followed by a name of letters, "
@@ -111,6 +121,7 @@ def check_scope(scope: str) -> str:
 
 
 def check_text(text: str) -> str:
+    """`text` if it is non-empty, NUL-free and within MAX_TEXT_BYTES; else ValidationFailed or PayloadTooLarge."""
     if not isinstance(text, str) or not text.strip():
         raise ValidationFailed("text must be a non-empty string", field="text")
     if "\x00" in text:
@@ -127,6 +138,7 @@ def check_text(text: str) -> str:
 
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """A JSON copy of `metadata` (`{}` for None) if it is a JSON object within MAX_METADATA_BYTES."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
@@ -145,6 +157,7 @@ def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def check_query(query: str) -> str:
+    """`query` if it is non-empty and within MAX_QUERY_CHARS, else ValidationFailed."""
     if not isinstance(query, str) or not query.strip():
         raise ValidationFailed("the search query is empty", field="q")
     if len(query) > MAX_QUERY_CHARS:
@@ -153,6 +166,7 @@ def check_query(query: str) -> str:
 
 
 def check_k(k: int) -> int:
+    """`k` if it is an integer from 1 to `MAX_K`, else ValidationFailed."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise ValidationFailed(f"k must be an integer from 1 to {MAX_K}", field="k")
     return k

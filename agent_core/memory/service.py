@@ -36,17 +36,29 @@ class AsyncMemory(Protocol):
 
     async def add(
         self, namespace: str, scope: str, text: str, metadata: dict[str, Any] | None = None
-    ) -> MemoryItem: ...
+    ) -> MemoryItem:
+        """Store a memory in `scope`; the item with its id."""
+        ...
 
-    async def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]: ...
+    async def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]:
+        """The `k` memories of `scope` closest to `query`."""
+        ...
 
-    async def recent(self, namespace: str, scope: str, k: int = 20) -> list[MemoryItem]: ...
+    async def recent(self, namespace: str, scope: str, k: int = 20) -> list[MemoryItem]:
+        """The `k` newest memories of `scope`."""
+        ...
 
-    async def get(self, namespace: str, scope: str, id: str) -> MemoryItem: ...
+    async def get(self, namespace: str, scope: str, id: str) -> MemoryItem:
+        """One memory; NotFound when it is not in this namespace and scope."""
+        ...
 
-    async def delete(self, namespace: str, scope: str, id: str) -> None: ...
+    async def delete(self, namespace: str, scope: str, id: str) -> None:
+        """Remove one memory; NotFound when it is not in this namespace and scope."""
+        ...
 
-    async def clear(self, namespace: str, scope: str) -> int: ...
+    async def clear(self, namespace: str, scope: str) -> int:
+        """Remove every memory of `scope`; how many there were."""
+        ...
 
 
 class MemoryService:
@@ -58,21 +70,27 @@ class MemoryService:
     async def add(
         self, namespace: str, scope: str, text: str, metadata: dict[str, Any] | None = None
     ) -> MemoryItem:
+        """`MemoryStore.add`, in a worker thread."""
         return await asyncio.to_thread(self.store.add, namespace, scope, text, metadata)
 
     async def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]:
+        """`MemoryStore.search`, in a worker thread."""
         return await asyncio.to_thread(self.store.search, namespace, scope, query, k)
 
     async def recent(self, namespace: str, scope: str, k: int = 20) -> list[MemoryItem]:
+        """`MemoryStore.recent`, in a worker thread."""
         return await asyncio.to_thread(self.store.recent, namespace, scope, k)
 
     async def get(self, namespace: str, scope: str, id: str) -> MemoryItem:
+        """`MemoryStore.get`, in a worker thread."""
         return await asyncio.to_thread(self.store.get, namespace, scope, id)
 
     async def delete(self, namespace: str, scope: str, id: str) -> None:
+        """`MemoryStore.delete`, in a worker thread."""
         await asyncio.to_thread(self.store.delete, namespace, scope, id)
 
     async def clear(self, namespace: str, scope: str) -> int:
+        """`MemoryStore.clear`, in a worker thread."""
         return await asyncio.to_thread(self.store.clear, namespace, scope)
 
 
@@ -87,11 +105,13 @@ class MemoryActor:
         self._store = SqlMemoryStore(self._db, embedder)
 
     def call(self, method: str, *args: Any) -> Any:
+        """Run one memory method on the actor's store; any other name is refused."""
         if method not in _METHODS:
             raise ValueError(f"no memory method {method!r}")
         return getattr(self._store, method)(*args)
 
     def node_id(self) -> str:
+        """The id of the node this actor runs on."""
         import ray
 
         return str(ray.get_runtime_context().get_node_id())
@@ -109,25 +129,31 @@ class RayMemoryClient:
     async def add(
         self, namespace: str, scope: str, text: str, metadata: dict[str, Any] | None = None
     ) -> MemoryItem:
+        """`AsyncMemory.add`, on the memory actor."""
         result: MemoryItem = await self._call("add", namespace, scope, text, metadata)
         return result
 
     async def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]:
+        """`AsyncMemory.search`, on the memory actor."""
         result: list[MemoryItem] = await self._call("search", namespace, scope, query, k)
         return result
 
     async def recent(self, namespace: str, scope: str, k: int = 20) -> list[MemoryItem]:
+        """`AsyncMemory.recent`, on the memory actor."""
         result: list[MemoryItem] = await self._call("recent", namespace, scope, k)
         return result
 
     async def get(self, namespace: str, scope: str, id: str) -> MemoryItem:
+        """`AsyncMemory.get`, on the memory actor."""
         result: MemoryItem = await self._call("get", namespace, scope, id)
         return result
 
     async def delete(self, namespace: str, scope: str, id: str) -> None:
+        """`AsyncMemory.delete`, on the memory actor."""
         await self._call("delete", namespace, scope, id)
 
     async def clear(self, namespace: str, scope: str) -> int:
+        """`AsyncMemory.clear`, on the memory actor."""
         result: int = await self._call("clear", namespace, scope)
         return result
 

@@ -74,6 +74,7 @@ class SqlMemoryStore(MemoryStore):
     def add(
         self, namespace: str, scope: str, text: str, metadata: dict[str, Any] | None = None
     ) -> MemoryItem:
+        """Store a memory in `scope`, with its embedding when there is an embedder."""
         check_scope(scope)
         check_text(text)
         meta = check_metadata(metadata)
@@ -92,6 +93,7 @@ class SqlMemoryStore(MemoryStore):
         return _item(record)
 
     def delete(self, namespace: str, scope: str, id: str) -> None:
+        """Remove one memory; NotFound when it is not in this namespace and scope."""
         check_scope(scope)
         _check_id(id)
         with self.db.session() as session:
@@ -102,6 +104,7 @@ class SqlMemoryStore(MemoryStore):
                 raise _not_found(id)
 
     def clear(self, namespace: str, scope: str) -> int:
+        """Remove every memory of `scope`; how many there were."""
         check_scope(scope)
         with self.db.session() as session:
             result = session.exec(delete(MemoryRecord).where(*_owned(namespace, scope)))
@@ -110,6 +113,7 @@ class SqlMemoryStore(MemoryStore):
     # -- reads ---------------------------------------------------------------------------------------
 
     def get(self, namespace: str, scope: str, id: str) -> MemoryItem:
+        """One memory; NotFound when it is not in this namespace and scope."""
         check_scope(scope)
         _check_id(id)
         with self.db.session(write=False) as session:
@@ -121,6 +125,7 @@ class SqlMemoryStore(MemoryStore):
         return _item(record)
 
     def recent(self, namespace: str, scope: str, k: int = 20) -> list[MemoryItem]:
+        """The `k` newest memories of `scope`."""
         check_scope(scope)
         check_k(k)
         query = (
@@ -133,6 +138,7 @@ class SqlMemoryStore(MemoryStore):
             return [_item(record) for record in session.exec(query).all()]
 
     def search(self, namespace: str, scope: str, query: str, k: int = 5) -> list[MemoryItem]:
+        """The `k` memories of `scope` closest to `query`."""
         check_scope(scope)
         check_query(query)
         check_k(k)

@@ -27,11 +27,15 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 class Strategy(Protocol):
     """Starts a run and resumes a checkpoint of it; `AgentLoop` is the simplest one."""
 
-    async def start(self, task: str) -> RunState: ...
+    async def start(self, task: str) -> RunState:
+        """Run `task` until a final answer, a failure, or a question to a human."""
+        ...
 
     async def resume(
         self, state: RunState, human_answer: str | None = None, *, request_id: str | None = None
-    ) -> RunState: ...
+    ) -> RunState:
+        """Continue a checkpoint; a run that waits for a human needs `human_answer`."""
+        ...
 
 
 def extract_json(text: str) -> Any:

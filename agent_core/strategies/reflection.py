@@ -42,7 +42,9 @@ _TRACE_CHARS = 3000
 class CritiqueMemory(Protocol):
     """Where critiques are kept between attempts (and runs)."""
 
-    async def add(self, text: str) -> None: ...
+    async def add(self, text: str) -> None:
+        """Keep a critique."""
+        ...
 
     async def recent(self, k: int) -> list[str]:
         """Up to `k` critiques, oldest first."""
@@ -56,9 +58,11 @@ class InMemoryCritiqueMemory:
         self._items: collections.deque[str] = collections.deque(maxlen=max_items)
 
     async def add(self, text: str) -> None:
+        """Keep a critique (the oldest goes past `max_items`)."""
         self._items.append(text)
 
     async def recent(self, k: int) -> list[str]:
+        """Up to `k` critiques, oldest first."""
         return list(self._items)[-k:] if k > 0 else []
 
 
@@ -103,6 +107,7 @@ class Reflection(OuterLoop):
         return {"max_attempts": self.max_attempts, "critiques_k": self.critiques_k}
 
     async def start(self, task: str) -> RunState:
+        """First attempt at `task`, then judge, critique and retry up to `max_attempts`."""
         state = RunState(
             config=self.config(),
             messages=[Message.system(_REVIEWER_SYSTEM).to_dict()],

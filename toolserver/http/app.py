@@ -47,6 +47,7 @@ def build_services(
 
 
 def create_app(services: Services) -> FastAPI:
+    """The FastAPI app over `services`: routes, MCP, error mapping, body limit, metrics."""
     app = FastAPI(
         title="toolserver",
         version=services.version,

@@ -86,6 +86,7 @@ class EnvironmentManager:
         )
 
     async def create(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create an environment from its spec: its agents (and their sessions), router and subscriptions."""
         name = str(spec.get("name", ""))
         agents = list(spec.get("agents") or [])
         if not agents:
@@ -194,9 +195,11 @@ class EnvironmentManager:
             raise NotFound(f"no environment {name!r}", environment=name) from None
 
     async def names(self, namespace: str) -> list[str]:
+        """The names of a namespace's environments."""
         return sorted(name for ns, name in self._envs if ns == namespace)
 
     async def post(self, namespace: str, name: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Post a message into an environment; the message as stored."""
         env = self._get(namespace, name)
         posted = await env.center.post(
             str(message.get("content", "")),
@@ -209,6 +212,7 @@ class EnvironmentManager:
         return posted.to_dict()
 
     async def step(self, namespace: str, name: str, steps: int = 1) -> list[dict[str, Any]]:
+        """Run up to `steps` steps (at most 100), stopping when nothing is left to do."""
         env = self._get(namespace, name)
         results = []
         for _ in range(max(1, min(steps, 100))):
@@ -220,6 +224,7 @@ class EnvironmentManager:
         return results
 
     async def describe(self, namespace: str, name: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """An environment as the tenant sees it: its agents (with their sessions), router state and history."""
         env = self._get(namespace, name)
         summary: dict[str, Any] = copy.deepcopy(await env.hub.describe())  # in process it shares live state
         for agent in summary.get("agents", []):
@@ -293,6 +298,7 @@ class EnvironmentManager:
         return await self.tools.call(namespace, session_id, allowed, name, arguments)
 
     async def shutdown(self) -> None:
+        """Stop the watchdog and remove every environment."""
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -353,6 +359,7 @@ class EnvironmentCenterActor:
         self.manager = EnvironmentManager.from_settings(parsed, use_ray=True, tools=tools)
 
     async def call(self, method: str, *args: Any) -> Any:
+        """Run one `EnvironmentManager` method."""
         return await getattr(self.manager, method)(*args)
 
 
@@ -373,6 +380,7 @@ def start_center(settings: Settings, namespace: str) -> None:
 
 
 def center_client(namespace: str) -> Any:
+    """The running environment center; Unavailable when there is none."""
     handle = find_actor(CENTER_NAME, namespace)
     if handle is None:
         raise Unavailable("the environment center is not running")
