@@ -87,6 +87,12 @@ class SandboxConfig:
             )
         if spec.network not in ("none", "bridge"):
             raise UserError("network must be 'none' or 'bridge'", field="network")
+        if spec.network != "none" and self.runtime_of(spec) == "runsc":
+            raise LimitsExceeded(
+                "runsc sandboxes have no network here (the engine runs gVisor with --network=none); ask for"
+                " runtime 'runc' to open the network",
+                field="network",
+            )
         if spec.network != "none" and not self.allow_network:
             raise LimitsExceeded(
                 "this server does not open the network to sandboxes (the operator may, with"

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from foundation.errors import UserError
-from sandbox.base import Limits, SandboxSpec
+from sandbox.base import Limits, Runtime, SandboxSpec
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend
 
@@ -33,9 +33,12 @@ def volume_image(docker_engine: docker.DockerClient, sandbox_image: str) -> Iter
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def backend(sandbox_image: str, volume_image: str) -> AsyncIterator[DockerBackend]:
+async def backend(
+    sandbox_image: str, volume_image: str, sandbox_runtime: Runtime
+) -> AsyncIterator[DockerBackend]:
     config = SandboxConfig(
         image=sandbox_image,
+        runtime=sandbox_runtime,
         allowed_images=(volume_image, "toolserver-test-absent:never"),
         instance_id=f"imgtest-{secrets.token_hex(4)}",
         node_id="n1",

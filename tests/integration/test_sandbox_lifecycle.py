@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from sandbox import _labels
-from sandbox.base import SandboxSpec
+from sandbox.base import Runtime, SandboxSpec
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend
 from sandbox.errors import SandboxNotFound
@@ -37,13 +37,16 @@ def assert_removed(client: docker.DockerClient, container_id: str) -> None:
 
 
 @pytest.fixture
-def make_config(docker_engine: docker.DockerClient, sandbox_image: str) -> Iterator[MakeConfig]:
+def make_config(
+    docker_engine: docker.DockerClient, sandbox_image: str, sandbox_runtime: Runtime
+) -> Iterator[MakeConfig]:
     """Configs of a fresh server instance; whatever a test leaves of that instance is removed after it."""
     made: list[SandboxConfig] = []
 
     def make(**overrides: Any) -> SandboxConfig:
         options: dict[str, Any] = {
             "image": sandbox_image,
+            "runtime": sandbox_runtime,
             "instance_id": f"lifetest-{secrets.token_hex(4)}",
             "node_id": "n1",
             "ready_timeout_s": 15,
@@ -127,10 +130,11 @@ class Expired(list[str]):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def managed(
-    docker_engine: docker.DockerClient, sandbox_image: str
+    docker_engine: docker.DockerClient, sandbox_image: str, sandbox_runtime: Runtime
 ) -> AsyncIterator[tuple[SandboxManager, Expired]]:
     config = SandboxConfig(
         image=sandbox_image,
+        runtime=sandbox_runtime,
         instance_id=f"lifetest-{secrets.token_hex(4)}",
         node_id="n1",
         pool_size=2,
