@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,7 +15,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from tests.integration.serverproc import ServerProcess, free_port
-from toolserver.client import ApiError, Client
+from toolserver import api
+from toolserver.client import ApiError, Client, RunEvent
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
 
@@ -89,65 +91,65 @@ def fake_llm(llm_port):
     thread.join(timeout=10)
 
 
-def _wait(client: Client, run_id: str, status: str, timeout_s: float = 60) -> dict:
+def _wait(client: Client, run_id: str, status: str, timeout_s: float = 60) -> api.Run:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        run = client.run(run_id)
-        if run["status"] == status:
+        run = client.runs.get(run_id)
+        if run.status == status:
             return run
         time.sleep(0.2)
-    raise AssertionError(f"run {run_id} is {run['status']}, expected {status}")
+    raise AssertionError(f"run {run_id} is {run.status}, expected {status}")
 
 
 def test_a_run_against_a_real_openai_compatible_server(client, fake_llm):
     base_url, seen = fake_llm
-    client.define_agent(
-        name="remote-llm",
+    client.agents.define(
+        "remote-llm",
         tools=["python"],
         llm={"provider": "openai", "base_url": base_url, "model": "tiny", "api_key": "sk-test"},
     )
-    session = client.create_session()["id"]
-    run_id = client.start_run("remote-llm", "compute six times seven", session)["id"]
+    session = client.session(keep=True).id
+    run_id = client.runs.start("remote-llm", "compute six times seven", session).id
     run = _wait(client, run_id, "succeeded")
-    assert "42" in run["result"]
+    assert "42" in run.result
     assert seen[0]["model"] == "tiny" and seen[0]["tools"][0]["function"]["name"] == "python"
-    model_steps = [s for s in run["steps"] if s["kind"] == "model"]
-    assert model_steps[0]["usage"] == {"prompt_tokens": 11, "completion_tokens": 7}
-    assert client.agents()["agents"][0]["llm"]["api_key"] == "***"
+    model_steps = [s for s in run.steps or [] if s.kind == "model"]
+    assert model_steps[0].usage == {"prompt_tokens": 11, "completion_tokens": 7}
+    assert client.agents.list()[0].llm["api_key"] == "***"
 
 
 def test_llm_key_from_a_secret_and_endpoints_under_the_egress_policy(server, client, fake_llm):
     base_url, seen = fake_llm
-    client.put_secret("llm-key", "sk-from-secret")
+    client.secrets.put("llm-key", "sk-from-secret")
     llm = {"provider": "openai", "base_url": base_url, "model": "keyed", "api_key_secret": "llm-key"}
-    client.define_agent(name="keyed", tools=["python"], llm=llm)
-    session = client.create_session()["id"]
-    run = _wait(client, client.start_run("keyed", "compute", session)["id"], "succeeded")
-    assert "42" in run["result"]
+    client.agents.define("keyed", tools=["python"], llm=llm)
+    session = client.session(keep=True).id
+    run = _wait(client, client.runs.start("keyed", "compute", session).id, "succeeded")
+    assert "42" in run.result
     assert {s["authorization"] for s in seen if s["model"] == "keyed"} == {"Bearer sk-from-secret"}
 
     # The server's own environment is not a tenant's key store, unless the operator shares a variable.
     with pytest.raises(ApiError) as refused:
-        client.define_agent(
-            name="thief", llm={**llm, "api_key_secret": None, "api_key_env": "TOOLSERVER_API_KEY"}
+        client.agents.define(
+            "thief", llm={**llm, "api_key_secret": None, "api_key_env": "TOOLSERVER_API_KEY"}
         )
-    assert refused.value.status_code == 422 and refused.value.details["field"] == "llm.api_key_env"
+    assert refused.value.status_code == 422 and refused.value.field == "llm.api_key_env"
     with pytest.raises(ApiError) as metadata:
-        client.define_agent(name="meta", llm={**llm, "base_url": "http://169.254.169.254/v1"})
-    assert metadata.value.status_code == 422 and metadata.value.details["field"] == "llm.base_url"
+        client.agents.define("meta", llm={**llm, "base_url": "http://169.254.169.254/v1"})
+    assert metadata.value.status_code == 422 and metadata.value.field == "llm.base_url"
 
     with pytest.raises(ApiError) as inward:
-        client.define_agent(name="inward", llm={**llm, "base_url": server.url + "/v1"})
+        client.agents.define("inward", llm={**llm, "base_url": server.url + "/v1"})
     assert inward.value.status_code == 422 and "TOOLSERVER_EGRESS_ALLOW" in str(inward.value)
     # A name is checked when the run connects: loopback beyond the one allowed port fails the run, with the reason.
     port = httpx.URL(server.url).port
-    client.define_agent(name="inward", llm={**llm, "base_url": f"http://localhost:{port}/v1"})
-    failed = _wait(client, client.start_run("inward", "compute", session)["id"], "failed")
-    assert "TOOLSERVER_EGRESS_ALLOW" in failed["error"]
-    client.define_agent(name="nokey", llm={**llm, "api_key_secret": "never-set"})
-    missing = _wait(client, client.start_run("nokey", "compute", session)["id"], "failed")
-    assert "never-set" in missing["error"]
-    client.delete_session(session)
+    client.agents.define("inward", llm={**llm, "base_url": f"http://localhost:{port}/v1"})
+    failed = _wait(client, client.runs.start("inward", "compute", session).id, "failed")
+    assert "TOOLSERVER_EGRESS_ALLOW" in failed.error
+    client.agents.define("nokey", llm={**llm, "api_key_secret": "never-set"})
+    missing = _wait(client, client.runs.start("nokey", "compute", session).id, "failed")
+    assert "never-set" in missing.error
+    client.attach(session).delete()
 
 
 def test_cli_stores_the_key_from_the_callers_environment_as_a_secret(server, client):
@@ -166,8 +168,8 @@ def test_cli_stores_the_key_from_the_callers_environment_as_a_secret(server, cli
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "MY_LLM_KEY" in client.secrets()["secrets"]
-    assert client.agent("clikey")["llm"]["api_key_secret"] == "MY_LLM_KEY"
+    assert "MY_LLM_KEY" in client.secrets.list()
+    assert client.agents.get("clikey").llm["api_key_secret"] == "MY_LLM_KEY"
     unset = subprocess.run(
         [sys.executable, "-m", "toolserver.cli", *argv, "--api-key-env", "NOT_SET_ANYWHERE"],
         env=env,
@@ -185,24 +187,24 @@ def test_waiting_run_survives_a_crash_and_resumes_on_answer(server, client):
         {"tool_calls": [{"name": "python", "arguments": {"code": "progress + ' then finished'"}}]},
         "Both halves are done.",
     ]
-    client.define_agent(name="patient", tools=["python"], llm={"provider": "scripted", "replies": replies})
-    session = client.create_session()["id"]
-    run_id = client.start_run("patient", "do the work in two halves", session)["id"]
+    client.agents.define("patient", tools=["python"], llm={"provider": "scripted", "replies": replies})
+    session = client.session(keep=True).id
+    run_id = client.runs.start("patient", "do the work in two halves", session).id
     _wait(client, run_id, "waiting_human")
-    events = [event for event, _ in _take(client.run_events(run_id), until="waiting_human")]
+    events = [seen.event for seen in _take(client.runs.events(run_id), until="waiting_human")]
     assert "step" in events
 
     server.crash()
     server.start()
     with Client(server.url, server.admin_key) as again:
-        pending = [r for r in again.human_requests("pending")["requests"] if r["run_id"] == run_id]
-        assert [r["question"] for r in pending] == ["Continue with the second half?"]
-        again.answer_human(pending[0]["id"], "yes")
+        pending = [r for r in again.humans.list("pending") if r.run_id == run_id]
+        assert [r.question for r in pending] == ["Continue with the second half?"]
+        again.humans.answer(pending[0].id, "yes")
         run = _wait(again, run_id, "succeeded")
-        assert run["result"] == "Both halves are done."
+        assert run.result == "Both halves are done."
         # the kernel state from before the crash was still there for the resumed run
-        last_tool = [s for s in run["steps"] if s["kind"] == "tool"][-1]
-        assert "half done then finished" in last_tool["content"]["content"]
+        last_tool = [s for s in run.steps or [] if s.kind == "tool"][-1]
+        assert "half done then finished" in last_tool.content["content"]
 
 
 def test_demo_command_end_to_end(server):
@@ -218,10 +220,10 @@ def test_demo_command_end_to_end(server):
     assert "succeeded" in done.stdout and "report.txt: mean=3.875 median=3.5" in done.stdout
 
 
-def _take(events, until: str):
-    for event, data in events:
-        yield event, data
-        if event == "status" and data["status"] == until:
+def _take(events: Iterator[RunEvent], until: str) -> Iterator[RunEvent]:
+    for seen in events:
+        yield seen
+        if seen.event == "status" and seen.status == until:
             return
 
 
@@ -234,7 +236,7 @@ def test_agent_run_asks_at_the_terminal(server, client):
         {"tool_calls": [{"name": "ask_human", "arguments": {"question": "Which colour?"}}]},
         "You chose the colour.",
     ]
-    client.define_agent(name="asker", tools=[], llm={"provider": "scripted", "replies": replies})
+    client.agents.define("asker", tools=[], llm={"provider": "scripted", "replies": replies})
     env = {**os.environ, "TOOLSERVER_URL": server.url, "TOOLSERVER_API_KEY": server.admin_key}
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
