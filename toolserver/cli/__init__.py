@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toolserver.cli import agents, environments, mcp, remote, server
+from toolserver.cli import agents, environments, mcp, remote, server, ui
 
 __all__ = ["main"]
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_commands(commands)
     agents.add_commands(commands)
     environments.add_commands(commands)
+    ui.add_commands(commands)
     return parser
 
 
