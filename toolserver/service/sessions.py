@@ -16,6 +16,7 @@ from sandbox.errors import SandboxGone, SandboxNotFound
 from toolserver.http.models import SessionCreate
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.service.principal import Principal
+from toolserver.service.session_cache import UseRecorder, VerifiedSessions
 
 __all__ = ["SessionService", "session_view"]
 
@@ -60,6 +61,8 @@ class SessionService:
         self._creating: Counter[str] = Counter()  # per namespace, in this process
         # Creates under way per node: a burst must not all pick the node that looked emptiest.
         self._placing: Counter[str] = Counter()
+        self.verified = VerifiedSessions()
+        self.uses = UseRecorder(self.store.touch)
 
     async def create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
         """A new session on the least loaded node, within the namespace's cap."""
@@ -154,6 +157,7 @@ class SessionService:
         except Unavailable:
             pass  # the node is gone, and its containers with it
         await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "deleted")
+        self._forget(principal, session_id)
 
     async def shell(
         self, principal: Principal, session_id: str, command: str, timeout_s: float
@@ -195,11 +199,24 @@ class SessionService:
             raise NotFound(f"session {session_id} is {record.status}", session_id=session_id)
         return record
 
+    def _forget(self, principal: Principal, session_id: str) -> None:
+        self.verified.forget(principal.namespace, session_id)
+        self.uses.forget(principal.namespace, session_id)
+
+    async def _verified_record(self, principal: Principal, session_id: str) -> Any:
+        """The session's record as a registry read verified it, at most a few seconds ago."""
+        record = self.verified.get(principal.namespace, session_id)
+        if record is None:
+            record = await self._record(principal, session_id)
+            self.verified.put(principal.namespace, session_id, record)
+        return record
+
     async def _node_for(self, principal: Principal, session_id: str) -> tuple[Any, NodeClient]:
-        record = await self._record(principal, session_id)
+        record = await self._verified_record(principal, session_id)
         try:
             return record, await self.nodes.node(record.node_id)
         except Unavailable:
+            self._forget(principal, session_id)
             await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
             raise Unavailable(
                 f"session {session_id} lived on node {record.node_id[:12]}, which is lost",
@@ -214,15 +231,18 @@ class SessionService:
         try:
             result = await call(node)
         except SandboxNotFound:
+            self._forget(principal, session_id)
+            await self._record(principal, session_id)  # deleted or expired meanwhile: NotFound, as it is
             await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
             raise SandboxGone(
                 f"the sandbox of session {session_id} no longer exists", session_id=session_id
             ) from None
         except Unavailable as exc:
             if exc.details.get("node_id"):
+                self._forget(principal, session_id)
                 await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
             raise
-        await asyncio.to_thread(self.store.touch, principal.namespace, session_id)
+        self.uses.used(principal.namespace, session_id)
         return result
 
     def _limits(self, body: SessionCreate) -> Limits:
