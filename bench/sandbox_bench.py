@@ -1,6 +1,9 @@
 """Sandbox benchmark: our Docker backend next to autogen-ext's and llm-sandbox's Docker executors.
 
     python -m bench.sandbox_bench [--iterations N] [--calls N] [--sessions-capacity M] [--skip-peers]
+                                  [--runtime runc|runsc|both] [--idle-sessions K]
+
+`--runtime both` measures our backend under runc and under runsc (gVisor) in the same run, one table.
 
 Everything runs on the local Docker engine, with the same image for every system. Every container
 the run starts carries the run's id (our label `toolserver.instance=bench-<id>`, peer names
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import os
 import platform
@@ -24,11 +28,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench._stats import percentiles, print_table
+from sandbox.base import Runtime
 
 RUN_ID = uuid.uuid4().hex[:8]
 INSTANCE = f"bench-{RUN_ID}"  # our backend's instance label: this run's containers and nothing else
@@ -157,20 +162,28 @@ def _sync(call: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
 # --- ours ------------------------------------------------------------------------------------
 
 
-async def bench_ours(args: argparse.Namespace, report: Report) -> None:
+def _ours(runtime: str) -> str:
+    return f"ours/{runtime}"
+
+
+async def bench_ours(args: argparse.Namespace, report: Report, runtime: Runtime = "runc") -> None:
     from sandbox.base import SandboxSpec
     from sandbox.config import SandboxConfig
     from sandbox.docker import DockerBackend
     from sandbox.manager import SandboxManager
 
-    config = SandboxConfig(image=args.image, pool_size=2, instance_id=INSTANCE, node_id="bench")
+    ours = _ours(runtime)
+    config = SandboxConfig(
+        image=args.image, pool_size=2, instance_id=INSTANCE, node_id=f"bench-{runtime}", runtime=runtime
+    )
     report.notes.append(
-        "ours: hardened container (uid 1000, cap-drop ALL, read-only root, network none, 1 GiB/1 cpu/256 pids)"
-        " with a persistent bash and an IPython kernel reached over unix sockets. Cold = DockerBackend.create;"
-        " warm = SandboxManager.create from a full pool of 2; round trips go through SandboxManager."
+        f"{ours}: hardened container (uid 1000, cap-drop ALL, read-only root, network none, 1 GiB/1 cpu/256"
+        f" pids) under {runtime}, with a persistent bash and an IPython kernel reached over unix sockets. Cold ="
+        " DockerBackend.create; warm = SandboxManager.create from a full pool of 2; round trips go through"
+        " SandboxManager."
     )
 
-    _log(f"ours: {args.iterations} cold creates (DockerBackend.create, container start to kernel ready)")
+    _log(f"{ours}: {args.iterations} cold creates (DockerBackend.create, container start to kernel ready)")
     backend = DockerBackend(config)
     cold, first = Series(), Series()
     try:
@@ -186,16 +199,16 @@ async def bench_ours(args: argparse.Namespace, report: Report) -> None:
             await _timed(first, add, t0)
             await backend.destroy(sandbox.info.session_id)
     except Exception as exc:
-        report.failed("ours", "cold create", exc)
+        report.failed(ours, "cold create", exc)
     finally:
         await backend.close()
-    report.add("ours", "cold create -> kernel ready", cold, "cold")
-    report.add("ours", FIRST, first)
+    report.add(ours, "cold create -> kernel ready", cold, "cold")
+    report.add(ours, FIRST, first)
 
     manager = SandboxManager(config)
     try:
         await manager.start()
-        _log(f"ours: {args.iterations} warm acquires (SandboxManager.create from a pool of 2)")
+        _log(f"{ours}: {args.iterations} warm acquires (SandboxManager.create from a pool of 2)")
         warm = Series()
         for _ in range(args.iterations):
             await manager.pool.wait_full(120)
@@ -203,12 +216,12 @@ async def bench_ours(args: argparse.Namespace, report: Report) -> None:
             info = await manager.create(SandboxSpec())
             warm.ms.append(_ms_since(t0))
             await manager.destroy(info.session_id)
-        report.add("ours", "warm acquire (pool hand-out)", warm, "warm", "pool_size=2")
+        report.add(ours, "warm acquire (pool hand-out)", warm, "warm", "pool_size=2")
 
         await manager.pool.wait_full(120)
         sid = (await manager.create(SandboxSpec())).session_id
         await manager.pool.wait_full(120)  # the refill must not compete with the round trips
-        _log(f"ours: {args.calls} shell and {args.calls} python round trips on one session")
+        _log(f"{ours}: {args.calls} shell and {args.calls} python round trips on one session")
 
         async def shell_true() -> None:
             result = await manager.shell(sid, "true")
@@ -218,10 +231,10 @@ async def bench_ours(args: argparse.Namespace, report: Report) -> None:
             result = await manager.python(sid, "1+1")
             _check(result.status == "ok" and result.result == "2", "python `1+1`", result)
 
-        report.add("ours", "shell `true` round trip", await _round_trips(shell_true, args.calls), "shell")
-        report.add("ours", "python `1+1` round trip", await _round_trips(python_add, args.calls), "python")
+        report.add(ours, "shell `true` round trip", await _round_trips(shell_true, args.calls), "shell")
+        report.add(ours, "python `1+1` round trip", await _round_trips(python_add, args.calls), "python")
     except Exception as exc:
-        report.failed("ours", "warm acquire / round trips", exc)
+        report.failed(ours, "warm acquire / round trips", exc)
     finally:
         await manager.shutdown()
 
@@ -445,6 +458,37 @@ def _shim_memory(container_ids: list[str]) -> list[float]:
     return found
 
 
+async def bench_idle_memory(args: argparse.Namespace, report: Report, runtime: Runtime = "runc") -> None:
+    """Memory of a few idle sessions (default limits, kernel started): the container's cgroup and its shim."""
+    from sandbox.base import SandboxSpec
+    from sandbox.config import SandboxConfig
+    from sandbox.docker import DockerBackend
+
+    ours, count = _ours(runtime), args.idle_sessions
+    backend = DockerBackend(
+        SandboxConfig(
+            image=args.image, pool_size=0, instance_id=INSTANCE, node_id=f"idle-{runtime}", runtime=runtime
+        )
+    )
+    _log(f"{ours}: {count} idle sessions for their memory")
+    try:
+        made = [await backend.create(SandboxSpec()) for _ in range(count)]
+        for sandbox in made:  # a kernel that ran a cell, as a session that was used once
+            _check((await sandbox.python("1+1")).result == "2", "python `1+1`", sandbox)
+        await asyncio.sleep(3.0)
+        ids = [s.info.container_id for s in made]
+        names = [f"tsbx-{s.info.session_id}" for s in made]
+        source, usage = await asyncio.to_thread(_container_memory, names, ids)
+        shims = await asyncio.to_thread(_shim_memory, ids)
+        report.add(ours, "idle session memory (MiB)", Series([u / MIB for u in usage]), note=source)
+        if shims:
+            report.add(ours, "its containerd-shim (MiB, PSS)", Series([m / MIB for m in shims]))
+    except Exception as exc:
+        report.failed(ours, "idle session memory", exc)
+    finally:
+        await _destroy_all(backend, 4)
+
+
 async def bench_capacity(args: argparse.Namespace, report: Report) -> None:
     from sandbox.base import Limits, SandboxSpec
     from sandbox.config import SandboxConfig
@@ -623,13 +667,21 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _run(args: argparse.Namespace, report: Report) -> None:
-    phases = [bench_ours]
+    runtimes: list[Runtime] = ["runc", "runsc"] if args.runtime == "both" else [args.runtime]
+    phases: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    for runtime in runtimes:
+        phases.append(functools.partial(bench_ours, args, report, runtime))
+        if args.idle_sessions > 0:
+            phases.append(functools.partial(bench_idle_memory, args, report, runtime))
     if not args.skip_peers:
-        phases += [bench_autogen, bench_llm_sandbox]
+        phases += [
+            functools.partial(bench_autogen, args, report),
+            functools.partial(bench_llm_sandbox, args, report),
+        ]
     if args.sessions_capacity > 0:
-        phases.append(bench_capacity)
+        phases.append(functools.partial(bench_capacity, args, report))
     for phase in phases:
-        asyncio.run(phase(args, report))
+        asyncio.run(phase())
         if _interrupted:  # a library swallowed the interrupt (autogen turns cancellation into a result)
             raise KeyboardInterrupt
 
@@ -646,8 +698,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--capacity-concurrency", type=int, default=4, help="parallel creates in that run")
     parser.add_argument("--skip-peers", action="store_true", help="measure only our backend")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="image for every system (must be local)")
+    parser.add_argument(
+        "--runtime",
+        choices=("runc", "runsc", "both"),
+        default="runc",
+        help="our backend's container runtime(s)",
+    )
+    parser.add_argument("--idle-sessions", type=int, default=4, help="idle sessions per runtime for memory")
     args = parser.parse_args(argv)
-    if min(args.iterations, args.calls, args.capacity_concurrency) < 1 or args.sessions_capacity < 0:
+    if (
+        min(args.iterations, args.calls, args.capacity_concurrency) < 1
+        or min(args.sessions_capacity, args.idle_sessions) < 0
+    ):
         parser.error("--iterations, --calls, --capacity-concurrency must be >= 1; --sessions-capacity >= 0")
     return args
 

@@ -289,6 +289,8 @@ async def test_swapping_the_guest_socket_for_a_link_to_another_sessions_fails(pa
 
 
 async def test_destroying_a_sandbox_removes_its_directories_off_the_event_loop(pair: Pair) -> None:
+    if pair.backend.config.runtime != "runc":
+        pytest.skip("the host's own clean-up, the same under every runtime: runc's run covers it")
     extra = await pair.backend.create(SandboxSpec(limits=LIMITS, owner="tenant-c"))
     junk = os.path.join(extra.host_dir, "junk")  # what a sandbox could once leave in a writable /sbx
 
