@@ -8,18 +8,19 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-__all__ = ["format_table", "percentiles", "print_table"]
+__all__ = ["format_ms", "format_table", "percentiles", "print_table"]
 
 _NUMERIC = re.compile(r"^[<>~≈]?-?\d[\d,.]*(\s*[a-zA-Z%/]+)?$")
 
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
-    """p50, p95 (linear interpolation between closest ranks), mean and count of `samples`."""
+    """p50, p90, p95 (linear interpolation between closest ranks), mean and count of `samples`."""
     if not samples:
         raise ValueError("percentiles of an empty sample")
     ordered = sorted(float(s) for s in samples)
     return {
         "p50": _quantile(ordered, 0.50),
+        "p90": _quantile(ordered, 0.90),
         "p95": _quantile(ordered, 0.95),
         "mean": math.fsum(ordered) / len(ordered),
         "n": len(ordered),
@@ -31,6 +32,11 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def format_ms(value: float) -> str:
+    """Milliseconds with three significant-ish digits: 0.604, 12.31, 605."""
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
 
 
 def format_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import io
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -33,6 +32,13 @@ from typing import Any
 
 import httpx
 
+from bench._common import interrupt as _interrupt
+from bench._common import interrupted as _interrupted
+from bench._common import machine_summary as _machine
+from bench._common import processes as _processes
+from bench._common import stop_server as _stop_server
+from bench._common import sweep_instance
+from bench._stats import format_ms as _ms
 from bench._stats import percentiles, print_table
 from toolserver.serve.ingress import haproxy_binary, haproxy_env
 
@@ -146,10 +152,6 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-def _ms(value: float) -> str:
-    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
-
-
 def _quantile(ordered: list[float], q: float) -> float:
     position = (len(ordered) - 1) * q
     low = int(position)
@@ -162,20 +164,6 @@ def _log(message: str) -> None:
 
 
 # -- CPU accounting: which processes spent the machine's time during a measurement -------------------------
-
-
-def _processes() -> list[tuple[int, int, int]]:
-    """(pid, session id, CPU ticks used) of every process."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        found.append((int(entry), int(fields[3]), int(fields[11]) + int(fields[12])))  # sid, utime + stime
-    return found
 
 
 def _cpu_ticks_by_session() -> dict[int, int]:
@@ -617,20 +605,6 @@ async def bench_sandbox_direct(references: References, rows: list[Row]) -> None:
 BENCH_INSTANCE = f"bench-server-{os.getpid()}"
 
 
-def _sweep_direct_sandboxes() -> None:
-    from sandbox.config import SandboxConfig
-
-    shutil.rmtree(os.path.join(SandboxConfig().runtime_dir, BENCH_INSTANCE), ignore_errors=True)
-    with contextlib.suppress(Exception):
-        import docker
-
-        client = docker.from_env()
-        for container in client.containers.list(
-            all=True, filters={"label": f"toolserver.instance={BENCH_INSTANCE}"}
-        ):
-            container.remove(force=True)
-
-
 # -- the real server ---------------------------------------------------------------------------------------
 
 
@@ -663,45 +637,6 @@ def _verdicts(rows: list[Row], references: References, top: int) -> None:
             rps = row.sample.n / row.sample.elapsed_s
             row.target = f">= {TARGET_RPS:,.0f}/s, 0 errors"
             row.verdict = "met" if rps >= TARGET_RPS and row.sample.errors == 0 else "not met"
-
-
-def _machine() -> str:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import ray
-
-    return (
-        f"machine: {os.cpu_count()} cores ({cpu or platform.processor()}), {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}, Ray {ray.__version__}, "
-        f"httpx {httpx.__version__}; load average at start {os.getloadavg()[0]:.1f}"
-    )
-
-
-def _stop_server(server: Any) -> None:
-    """`ServerProcess.stop`, or, when `toolserver up` already died, an end to what its session left running."""
-    if server.proc is None:
-        return
-    if server.proc.poll() is None:
-        server.stop()
-        return
-    session = server.proc.pid  # `toolserver up` runs as a session leader (start_new_session)
-    for pid, sid, _ in _processes():
-        if sid == session:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    server.proc = None
-
-
-_interrupted: list[int] = []
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    _interrupted.append(signum)
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -786,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
-        _sweep_direct_sandboxes()
+        sweep_instance(BENCH_INSTANCE)
         if args.keep_server and not _interrupted and server.proc is not None:
             notes.append(
                 f"server kept: {server.url}, pid {server.proc.pid}; stop: TOOLSERVER_HOME={home} toolserver down"

@@ -39,6 +39,7 @@ from sandbox.base import SandboxSpec
 from sandbox.config import SandboxConfig
 from toolserver.config import Settings
 from toolserver.http.app import Services, build_services
+from toolserver.http.health import HealthSummary
 from toolserver.http.models import SessionCreate
 from toolserver.http.routes.system import healthz
 from toolserver.nodes.ray_actors import RAY_NAMESPACE, RayNodes, start_node_actors, stop_node_actors
@@ -225,7 +226,7 @@ async def test_healthz_shows_per_node_counts(env: Env, placed: dict[str, str]) -
     for node_id, stats in by_node.items():
         assert stats["sandboxes_running"] == len(_on(placed, node_id)) == 2
         assert (stats["pool_ready"], stats["pool_size"]) == (0, 0)
-    body = await healthz(svc=env.services)  # the GET /healthz handler itself
+    body = await healthz(svc=env.services, summary=HealthSummary())  # the GET /healthz handler itself
     assert (body["status"], body["ray_nodes"], body["sandboxes_running"]) == ("ok", 3, 6)
     assert sorted(n["node_id"] for n in body["nodes"]) == sorted(by_node)
 
