@@ -41,9 +41,10 @@ class EngineRuntimes:
 
 
 # Measured here (gVisor 2022, ptrace platform): an idle sandbox's gVisor processes hold ~110 host tasks and
-# ~30 MiB beyond what the guest itself uses; each guest process adds up to ~9 host tasks (its stub process).
+# ~30 MiB beyond what the guest itself uses; each guest process adds a stub process of ~9 host threads (up to
+# ~10 under a fork bomb at the limit; 16 leaves room).
 RUNSC_HOST_TASKS_BASE = 256
-RUNSC_HOST_TASKS_PER_PROCESS = 12
+RUNSC_HOST_TASKS_PER_PROCESS = 16
 RUNSC_MEMORY_HEADROOM_MB = 128
 MEMORY_LIMIT_ENV = "TOOLSERVER_MEMORY_LIMIT_MB"
 """Tells the guest daemon to watch memory itself (runsc): the memory the sandbox may use, in MiB."""

@@ -26,7 +26,12 @@ import pytest_asyncio
 
 from foundation.errors import PayloadTooLarge, ToolServerError
 from sandbox import _hostdirs, _labels
-from sandbox._runtimes import MEMORY_LIMIT_ENV, RUNSC_MEMORY_HEADROOM_MB
+from sandbox._runtimes import (
+    MEMORY_LIMIT_ENV,
+    RUNSC_HOST_TASKS_BASE,
+    RUNSC_HOST_TASKS_PER_PROCESS,
+    RUNSC_MEMORY_HEADROOM_MB,
+)
 from sandbox.base import Limits, PythonResult, Runtime, SandboxSpec, ShellResult
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend, DockerSandbox
@@ -739,6 +744,15 @@ async def test_fork_bomb_is_contained(pair: Pair) -> None:
     assert (name, int(code)) == ("BlockingIOError", 11), cell.stdout  # EAGAIN
     assert int(forks) < ATTACK_LIMITS.pids, forks
     print(f"python fork loop stopped after {forks} children")
+    host = pair.attrs(pair.a)["HostConfig"]
+    if (
+        pair.gvisor
+    ):  # gVisor's kernel counts the sandbox's tasks; the host's cgroup, holding gVisor too, backs it
+        nproc = [u for u in host["Ulimits"] if u["Name"] == "nproc"]
+        assert nproc == [{"Name": "nproc", "Soft": ATTACK_LIMITS.pids, "Hard": ATTACK_LIMITS.pids}], nproc
+        assert host["PidsLimit"] == RUNSC_HOST_TASKS_BASE + RUNSC_HOST_TASKS_PER_PROCESS * ATTACK_LIMITS.pids
+    else:
+        assert host["PidsLimit"] == ATTACK_LIMITS.pids
 
     container_id = pair.a.info.container_id
     before_in_container = container_pids(container_id)
