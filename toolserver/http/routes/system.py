@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import ray
 from fastapi import Depends, Response
 
 from toolserver.api import AuditList, Health, KeyList, NewApiKey, SecretList
+from toolserver.http.health import HealthSummary, health_summary
 from toolserver.http.models import KeyCreate, SecretPut
 from toolserver.http.routes.deps import caller, services
 from toolserver.http.routes.router import ApiRouter, content_of
@@ -18,17 +18,9 @@ router = ApiRouter(tags=["system"])
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz(svc: Any = Depends(services)) -> Any:
-    """Liveness and a summary: Ray nodes, sandboxes running, warm pool."""
-    nodes = await svc.nodes.stats()
-    return {
-        "status": "ok" if nodes else "degraded",
-        "version": svc.version,
-        "ray_nodes": len([n for n in ray.nodes() if n.get("Alive")]) if ray.is_initialized() else 0,
-        "sandboxes_running": sum(n["sandboxes_running"] for n in nodes),
-        "pool_size": sum(n["pool_ready"] for n in nodes),
-        "nodes": nodes,
-    }
+async def healthz(svc: Any = Depends(services), summary: HealthSummary = Depends(health_summary)) -> Any:
+    """Liveness and a summary (at most 1 s old): Ray nodes, sandboxes running, warm pool."""
+    return await summary.get(svc)
 
 
 @router.get(
