@@ -163,3 +163,14 @@ async def test_a_runtime_the_server_does_not_allow_is_a_422_naming_the_setting(t
         assert unknown.status_code == 422 and "runtime" in unknown.text
         assert (await client.get("/v1/sessions")).json()["sessions"] == []
     await manager.shutdown()
+
+
+def test_up_names_the_runtimes_and_an_engine_that_does_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolserver.cli.server import _runtimes_line
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    line = _runtimes_line(Settings(sandbox_runtime="runsc", allowed_runtimes="runc"))
+    assert line.startswith(
+        "sandbox runtime: runsc (sessions may ask for runsc, runc); this engine has: unknown ("
+    )
+    assert "MISSING" not in line

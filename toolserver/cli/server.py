@@ -151,15 +151,17 @@ def _runtimes_line(settings: Any) -> str:
     from sandbox.docker import engine_runtimes
 
     allowed = settings.allowed_runtime_list()
+    line = f"sandbox runtime: {allowed[0]} (sessions may ask for {', '.join(allowed)}); this engine has: "
     try:
-        offered = ", ".join(engine_runtimes())
+        offered = engine_runtimes()
     except Exception as exc:
-        offered = f"unknown ({exc})"
-    line = f"sandbox runtime: {allowed[0]} (sessions may ask for {', '.join(allowed)}); this engine has: {offered}"
-    missing = [name for name in allowed if name not in offered.split(", ")]
-    if missing:
-        line += f" -- MISSING {', '.join(missing)}: run scripts/setup.sh"
-    return line
+        return line + f"unknown ({exc})"
+    missing = [name for name in allowed if name not in offered]
+    return (
+        line
+        + ", ".join(offered)
+        + (f" -- MISSING {', '.join(missing)}: run scripts/setup.sh" if missing else "")
+    )
 
 
 def _watch_nodes(settings: Any, instance_id: str) -> None:
