@@ -10,7 +10,15 @@ import signal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["interrupt", "interrupted", "machine_summary", "processes", "stop_server", "sweep_instance"]
+__all__ = [
+    "interrupt",
+    "interrupted",
+    "machine_summary",
+    "processes",
+    "remove_containers_named",
+    "stop_server",
+    "sweep_instance",
+]
 
 
 def processes() -> list[tuple[int, int, int]]:
@@ -57,6 +65,19 @@ def sweep_instance(instance_id: str) -> int:
         ):
             container.remove(force=True)
             removed += 1
+    return removed
+
+
+def remove_containers_named(prefix: str) -> int:
+    """Remove every container whose name starts with `prefix` (Docker's name filter is a substring); how many."""
+    removed = 0
+    with contextlib.suppress(Exception):
+        import docker
+
+        for container in docker.from_env().containers.list(all=True, filters={"name": prefix}):
+            if container.name.startswith(prefix):
+                container.remove(force=True)
+                removed += 1
     return removed
 
 
