@@ -133,6 +133,7 @@ class SessionRecord(SQLModel, table=True):
     last_used_at: float = Field(default_factory=time.time)
     ttl_s: float | None = None
     expires_at: float | None = Field(default=None, index=True)
+    runtime: str | None = None  # the container runtime (runc, runsc); None on rows from before revision 0002
 
 
 class CallAudit(SQLModel, table=True):

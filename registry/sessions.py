@@ -39,6 +39,7 @@ class SessionStore:
         ttl_s: float | None = None,
         status: SessionStatus = "creating",
         now: float | None = None,
+        runtime: str | None = None,
     ) -> SessionRecord:
         """Record a session; `session_id` is the sandbox's id when it already has one."""
         _check_status(status)
@@ -55,6 +56,7 @@ class SessionStore:
             last_used_at=now,
             ttl_s=ttl_s,
             expires_at=None if ttl_s is None else now + ttl_s,
+            runtime=runtime,
         )
         if session_id is not None:
             record.id = session_id

@@ -238,3 +238,18 @@ async def test_an_open_network_is_refused_unless_the_operator_allows_it(server):
     assert refused.json()["error"]["field"] == "network"
     assert "TOOLSERVER_ALLOW_OPEN_NETWORK" in refused.json()["error"]["message"]
     assert (await server["b"].post("/v1/sessions", json={})).status_code == 201
+
+
+async def test_a_session_records_its_runtime_so_reading_it_asks_no_node(server, monkeypatch):
+    created = (await server["a"].post("/v1/sessions", json={})).json()
+    assert created["runtime"] in ("runc", "runsc")
+
+    async def no_node(*args, **kwargs):
+        raise AssertionError("GET /v1/sessions/{id} asked the node")
+
+    app_services = server["a"]._transport.app.state.services  # type: ignore[attr-defined]
+    monkeypatch.setattr(app_services.sessions, "_runtimes_on", no_node)
+    shown = (await server["a"].get(f"/v1/sessions/{created['id']}")).json()
+    assert shown["runtime"] == created["runtime"]
+    listed = (await server["a"].get("/v1/sessions")).json()["sessions"]
+    assert [s["runtime"] for s in listed] == [created["runtime"]]

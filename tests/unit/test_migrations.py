@@ -19,7 +19,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import insert, inspect, text
 
 from agent_core.environment.store import SqlEnvironmentStore
 from agent_core.memory.sql import SqlMemoryStore
@@ -91,8 +91,21 @@ def _columns(row: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _all_rows(db: Database) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the old tables, with the columns the database has (not the models': they may be newer)."""
     with db.engine.connect() as conn:
-        return {name: [dict(r._mapping) for r in conn.execute(select(_TABLES[name]))] for name in OLD_ROWS}
+        return {
+            name: [dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {name}"))] for name in OLD_ROWS
+        }
+
+
+def _as_before(after: dict[str, list[dict[str, Any]]], before: dict[str, list[dict[str, Any]]]) -> Any:
+    """`after` limited to the columns `before` had; a column added since must be empty (NULL) on old rows."""
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for name, rows in after.items():
+        old = set(before[name][0]) if before[name] else set()
+        assert all(row[c] is None for row in rows for c in set(row) - old), name
+        kept[name] = [{c: row[c] for c in row if c in old} for row in rows]
+    return kept
 
 
 def _snapshot(db: Database) -> dict[str, Any]:
@@ -250,7 +263,7 @@ class TestLegacyDatabase:
             before = _all_rows(old)
         db = open_db()
         assert schema_version(db) == SCHEMA_VERSION
-        assert _all_rows(db) == before
+        assert _as_before(_all_rows(db), before) == before
         with Database(other_db_url) as fresh:
             assert _snapshot(db) == _snapshot(fresh)  # the same schema as a database made today
         assert _model_differences(db) == []

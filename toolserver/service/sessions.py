@@ -25,7 +25,7 @@ Result = TypeVar("Result")
 
 
 def session_view(record: Any, runtime: str | None = None) -> dict[str, Any]:
-    """A session record as the API shows it, with the runtime its node runs it under when known."""
+    """A session record as the API shows it, with its runtime (the record's, else `runtime` when known)."""
     return {
         "id": record.id,
         "node_id": record.node_id,
@@ -37,7 +37,7 @@ def session_view(record: Any, runtime: str | None = None) -> dict[str, Any]:
         "network": record.network,
         "ttl_s": record.ttl_s,
         "expires_at": record.expires_at,
-        "runtime": runtime,
+        "runtime": getattr(record, "runtime", None) or runtime,
     }
 
 
@@ -121,8 +121,9 @@ class SessionService:
             network=info.network,
             status="running",
             ttl_s=ttl_s,
+            runtime=info.runtime,
         )
-        return session_view(record, info.runtime)
+        return session_view(record)
 
     async def list(self, principal: Principal) -> builtins.list[dict[str, Any]]:
         """The caller's live sessions."""
@@ -130,13 +131,15 @@ class SessionService:
             r for r in await asyncio.to_thread(self.store.list, principal.namespace) if r.status in _LIVE
         ]
         runtimes: dict[str, str] = {}
-        for node_id in {r.node_id for r in records}:
+        for node_id in {r.node_id for r in records if r.runtime is None}:  # rows from before revision 0002
             runtimes.update(await self._runtimes_on(node_id))
         return [session_view(r, runtimes.get(r.id)) for r in records]
 
     async def get(self, principal: Principal, session_id: str) -> dict[str, Any]:
         """One of the caller's live sessions; NotFound otherwise."""
         record = await self._record(principal, session_id)
+        if record.runtime is not None:
+            return session_view(record)
         return session_view(record, (await self._runtimes_on(record.node_id)).get(session_id))
 
     async def _runtimes_on(self, node_id: str) -> dict[str, str]:
