@@ -289,7 +289,7 @@ async def _serve_ingress_on_node_a(env: Env) -> AsyncIterator[str]:
     from agent_core.memory import start_memory_actor
     from toolserver.runs.ray_actor import start_scheduler
     from toolserver.serve.app import ToolServerIngress, stop_server
-    from toolserver.service.environments import start_center
+    from toolserver.service.environment_center import start_center
 
     port = free_port()
     env_vars = {

@@ -36,7 +36,7 @@ def build_asgi_app() -> FastAPI:
     """Runs inside each ingress replica: settings come from the environment `start_server` set."""
     from toolserver.http.app import build_services, create_app
     from toolserver.runs.ray_actor import scheduler_client
-    from toolserver.service.environments import center_client
+    from toolserver.service.environment_center import center_client
     from toolserver.tools.deployment import DeploymentToolRunner
 
     settings = Settings()
@@ -189,7 +189,7 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     from agent_core.memory import start_memory_actor
 
     start_memory_actor(settings.database)  # memory for agents that run as Ray tasks or actors on any node
-    from toolserver.service.environments import start_center
+    from toolserver.service.environment_center import start_center
 
     start_center(without_admin_key(settings), RAY_NAMESPACE)
     serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
@@ -222,7 +222,7 @@ def stop_server(
     from toolserver.runs.ray_actor import stop_scheduler
 
     stop_scheduler(RAY_NAMESPACE)
-    from toolserver.service.environments import stop_center
+    from toolserver.service.environment_center import stop_center
 
     try:
         stop_center(RAY_NAMESPACE)

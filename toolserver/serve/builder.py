@@ -125,7 +125,7 @@ def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
     if not _actor_exists(SCHEDULER_NAME):  # its start resumes interrupted runs: only once
         started["runs"] = start_scheduler(settings, RAY_NAMESPACE)
     from agent_core.memory import start_memory_actor
-    from toolserver.service.environments import start_center
+    from toolserver.service.environment_center import start_center
 
     start_memory_actor(settings.database)
     start_center(without_admin_key(settings), RAY_NAMESPACE)

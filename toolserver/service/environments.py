@@ -1,8 +1,9 @@
-"""Multi-agent environments on the server: one owner of every task center, in-process or as a Ray actor.
+"""Multi-agent environments on the server: the manager that owns every task center.
 
 A task center keeps router state (round-robin position, SOP state, an outbox) in memory, so exactly
-one process must own it: the named actor `environment-center`, which every ingress replica calls.
-With Ray, each environment's hub is its own actor and its agents are actors placed on the nodes.
+one process must own it: in process (no Ray), or the named actor of `environment_center`, which every
+ingress replica calls. With Ray, each environment's hub is its own actor and its agents are actors placed
+on the nodes.
 """
 
 from __future__ import annotations
@@ -15,18 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_core.environment import Hub, Message, SqlEnvironmentStore, TaskCenter, build_agent, make_router
-from foundation.actors import ActorClient, find_actor, start_named_actor
-from foundation.errors import Conflict, NotFound, QuotaExceeded, Unavailable, ValidationFailed
+from foundation.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from foundation.wakeups import Wakeups
 from registry import Database
 from toolserver.config import Settings
 from toolserver.runs.llm import LLMPolicy
 from toolserver.service.environment_tools import AgentSession, EnvironmentTools, ServerAgentRuntime
-from toolserver.service.wiring import wire_services
 
-__all__ = ["CENTER_NAME", "EnvironmentCenterActor", "EnvironmentManager"]
+__all__ = ["EnvironmentManager"]
 
-CENTER_NAME = "environment-center"
 _DEFAULT_MAX_ENVIRONMENTS: int = Settings.model_fields["max_environments_per_namespace"].default
 _DEFAULT_MAX_AGENTS: int = Settings.model_fields["max_env_agents_per_namespace"].default
 
@@ -331,70 +329,3 @@ class EnvironmentManager:
                 await self.restart_dead_agents()
             except Exception:
                 log.exception("environment watchdog failed")
-
-
-class EnvironmentCenterActor:
-    """The EnvironmentManager as the one named actor every ingress replica talks to.
-
-    It holds its own tool and session services (over the Ray node directory), so sandboxed agents' calls
-    run like any other: tenancy, argument checks, audit, and the node that holds the session.
-    """
-
-    def __init__(self, parsed: Settings, ray_namespace: str) -> None:
-        from toolserver.nodes.ray_actors import RayNodes
-        from toolserver.tools.deployment import DeploymentToolRunner
-
-        self.db = Database(parsed.database)
-        services = wire_services(
-            parsed,
-            self.db,
-            RayNodes(),
-            {"deployment": DeploymentToolRunner()},
-            scheduler=_NotHere(),
-            environments=_NotHere(),
-        )
-        tools = EnvironmentTools(
-            services.sessions, services.tools, actor=CENTER_NAME, ray_namespace=ray_namespace
-        )
-        self.manager = EnvironmentManager.from_settings(parsed, use_ray=True, tools=tools)
-
-    async def call(self, method: str, *args: Any) -> Any:
-        """Run one `EnvironmentManager` method."""
-        return await getattr(self.manager, method)(*args)
-
-
-class _NotHere:
-    """The center's own services never run agents' runs nor other environment centers."""
-
-
-def start_center(settings: Settings, namespace: str) -> None:
-    """Start (or find) the environment center actor; it is never given the admin key."""
-    start_named_actor(
-        EnvironmentCenterActor,
-        CENTER_NAME,
-        namespace,
-        settings.model_copy(update={"api_key": None}),
-        namespace,
-        max_concurrency=1000,
-    )
-
-
-def center_client(namespace: str) -> Any:
-    """The running environment center; Unavailable when there is none."""
-    handle = find_actor(CENTER_NAME, namespace)
-    if handle is None:
-        raise Unavailable("the environment center is not running")
-    return ActorClient(handle, "the environment center")
-
-
-def stop_center(namespace: str) -> None:
-    """Stop the environment center's agents and kill it, if it runs."""
-    import ray
-
-    handle = find_actor(CENTER_NAME, namespace)
-    if handle is None:
-        return
-    try:
-        ray.get(handle.call.remote("shutdown"), timeout=30)
-    finally:
-        ray.kill(handle)

@@ -1,7 +1,6 @@
 """The server's services wired together over one database and one node directory.
 
-The HTTP app (`toolserver.http.app.build_services`, which adds the in-process environment manager) and the
-environment center actor (which is its own environment owner) both start from `wire_services`.
+The HTTP app, the run scheduler's actor and the environment center actor all start from `build_services`.
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ from toolserver.http.metrics import Metrics
 from toolserver.nodes.base import NodeDirectory
 from toolserver.runs.scheduler import RunScheduler
 from toolserver.service.agents import AgentService
+from toolserver.service.environment_tools import EnvironmentTools
+from toolserver.service.environments import EnvironmentManager
 from toolserver.service.sessions import SessionService
 from toolserver.service.tools import ToolService
 from toolserver.tools.base import ToolRunner
@@ -35,7 +36,7 @@ from toolserver.tools.http import HttpToolRunner
 from toolserver.tools.mcp import McpToolRunner
 from toolserver.tools.python import PythonToolRunner
 
-__all__ = ["Services", "wire_services"]
+__all__ = ["Services", "build_services"]
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Services:
     version: str = __version__
 
 
-def wire_services(
+def build_services(
     settings: Settings,
     db: Database,
     nodes: NodeDirectory,
@@ -68,8 +69,8 @@ def wire_services(
 ) -> Services:
     """Wire the stores and services over one database and one node directory.
 
-    `scheduler` drives agent runs: a client of the server's actor, or (default) an in-process one.
-    `environments` owns the multi-agent task centers, as given (the caller makes the default one).
+    `scheduler` drives agent runs and `environments` owns the multi-agent task centers: clients of
+    the server's actors, or (default) in-process objects.
     """
     keys, secrets, audit = KeyStore(db), SecretStore(db, secrets_box(settings)), AuditStore(db)
     egress, llm_policy = settings.egress_policy(), settings.llm_policy()
@@ -105,5 +106,10 @@ def wire_services(
         tools=tool_service,
         agents=agent_service,
         memory=memory_service,
-        environments=environments,
+        environments=environments
+        or EnvironmentManager.from_settings(
+            settings,
+            use_ray=False,
+            tools=EnvironmentTools(session_service, tool_service, actor="", ray_namespace=""),
+        ),
     )

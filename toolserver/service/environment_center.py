@@ -1,0 +1,88 @@
+"""The environment center: the one named Ray actor that owns every task center of a cluster's server.
+
+Every ingress replica talks to it through `center_client`; the Serve app starts it (`start_center`) and
+stops it (`stop_center`). It wires its own services over the Ray node directory, so sandboxed agents'
+tool calls run like any other call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from foundation.actors import ActorClient, find_actor, start_named_actor
+from foundation.errors import Unavailable
+from registry import Database
+from toolserver.config import Settings
+from toolserver.nodes.ray_actors import RayNodes
+from toolserver.service.environment_tools import EnvironmentTools
+from toolserver.service.environments import EnvironmentManager
+from toolserver.service.wiring import build_services
+from toolserver.tools.deployment import DeploymentToolRunner
+
+__all__ = ["CENTER_NAME", "EnvironmentCenterActor", "center_client", "start_center", "stop_center"]
+
+CENTER_NAME = "environment-center"
+
+
+class EnvironmentCenterActor:
+    """The EnvironmentManager as the one named actor every ingress replica talks to.
+
+    It holds its own tool and session services (over the Ray node directory), so sandboxed agents' calls
+    run like any other: tenancy, argument checks, audit, and the node that holds the session.
+    """
+
+    def __init__(self, parsed: Settings, ray_namespace: str) -> None:
+        self.db = Database(parsed.database)
+        services = build_services(
+            parsed,
+            self.db,
+            RayNodes(),
+            {"deployment": DeploymentToolRunner()},
+            scheduler=_NotHere(),
+            environments=_NotHere(),
+        )
+        tools = EnvironmentTools(
+            services.sessions, services.tools, actor=CENTER_NAME, ray_namespace=ray_namespace
+        )
+        self.manager = EnvironmentManager.from_settings(parsed, use_ray=True, tools=tools)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Run one `EnvironmentManager` method."""
+        return await getattr(self.manager, method)(*args)
+
+
+class _NotHere:
+    """The center's own services never run agents' runs nor other environment centers."""
+
+
+def start_center(settings: Settings, namespace: str) -> None:
+    """Start (or find) the environment center actor; it is never given the admin key."""
+    start_named_actor(
+        EnvironmentCenterActor,
+        CENTER_NAME,
+        namespace,
+        settings.model_copy(update={"api_key": None}),
+        namespace,
+        max_concurrency=1000,
+    )
+
+
+def center_client(namespace: str) -> Any:
+    """The running environment center; Unavailable when there is none."""
+    handle = find_actor(CENTER_NAME, namespace)
+    if handle is None:
+        raise Unavailable("the environment center is not running")
+    return ActorClient(handle, "the environment center")
+
+
+def stop_center(namespace: str) -> None:
+    """Stop the environment center's agents and kill it, if it runs."""
+    handle = find_actor(CENTER_NAME, namespace)
+    if handle is None:
+        return
+    try:
+        ray.get(handle.call.remote("shutdown"), timeout=30)
+    finally:
+        ray.kill(handle)
