@@ -76,13 +76,21 @@ def _room(client: Client, name: str) -> tuple[api.Environment, dict[str, str]]:
 def build(app: gr.Blocks, conn: Connection, key: gr.State) -> None:
     """The page's components and events, inside the current tab."""
     with gr.Row():
-        room = gr.Dropdown(label="Environment", choices=[], scale=2, elem_id="chat-room-pick")
+        room = gr.Dropdown(
+            label="Environment", choices=[], allow_custom_value=True, scale=2, elem_id="chat-room-pick"
+        )
         reload = gr.Button("Refresh", scale=0)
         new_name = gr.Textbox("chat-room", label="New room's name", scale=1, elem_id="chat-new-name")
         create = gr.Button("Create the chat-room example", scale=0, elem_id="chat-create")
     with gr.Row():
         with gr.Column(scale=3):
-            chat = gr.Chatbot(label="Messages", height=460, elem_id="chat-messages")
+            chat = gr.Chatbot(
+                label="Messages",
+                height=520,
+                group_consecutive_messages=False,
+                allow_tags=False,
+                elem_id="chat-messages",
+            )
         with gr.Column(scale=1):
             agents = gr.Dataframe(
                 headers=["agent", "role", "status", "inbox"],
@@ -93,7 +101,14 @@ def build(app: gr.Blocks, conn: Connection, key: gr.State) -> None:
             center = gr.Markdown(elem_id="chat-center")
     with gr.Row():
         sender = gr.Textbox("user", label="Speak as", scale=1, elem_id="chat-sender")
-        to = gr.Dropdown(label="To", choices=[EVERYONE], value=EVERYONE, scale=1, elem_id="chat-to")
+        to = gr.Dropdown(
+            label="To",
+            choices=[EVERYONE],
+            value=EVERYONE,
+            allow_custom_value=True,
+            scale=1,
+            elem_id="chat-to",
+        )
         text = gr.Textbox(label="Message", scale=4, elem_id="chat-text")
         send = gr.Button("Send", variant="primary", scale=0, elem_id="chat-send")
     with gr.Row():

@@ -26,7 +26,7 @@ _TEXT_LIMIT = 4000
 _ICONS = {
     "model": "model",
     "tool": "tool",
-    "human": "asks a human",
+    "human": "human",
     "final": "answer",
     "error": "error",
     "plan": "plan",
@@ -159,7 +159,18 @@ def _tool_result_html(content: Any) -> str:
 
 
 def _arguments(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    """A call's arguments for reading: code and commands as they are written, anything else as JSON."""
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(parsed, dict) and len(parsed) == 1:
+        ((name, text),) = parsed.items()
+        if name in ("code", "command") and isinstance(text, str):
+            return f"{name}:\n{text}\n"
+    return json.dumps(parsed, default=str)
 
 
 def _step_body(step: api.Step) -> str:
@@ -178,6 +189,8 @@ def _step_body(step: api.Step) -> str:
         )
         return head + _tool_result_html(content.get("content"))
     if step.kind == "human":
+        if "answer" in content:
+            return _text(f"answered: {content.get('answer')}")
         return _text(content.get("question"))
     if step.kind == "final":
         return _text(content.get("answer"))
@@ -202,14 +215,20 @@ def steps_html(steps: Sequence[api.Step], status: str | None = None) -> str:
     return f'<div class="ts-steps">{"".join(boxes)}</div>'
 
 
+def _asks(step: api.Step, request_id: str) -> bool:
+    return isinstance(step.content, dict) and step.content.get("request_id") == request_id
+
+
 def request_html(request: api.HumanRequest, agent: str | None, steps: Sequence[api.Step]) -> str:
     """A pending question: who asks, what, and the run's recent steps as context."""
     who = escape(agent or "an agent")
     run = f" (run {escape(request.run_id)})" if request.run_id else ""
-    context = "" if request.context in (None, {}, {"context": None}) else _text(request.context, 1000)
+    given = request.context.get("context") if isinstance(request.context, dict) else request.context
+    context = "" if given in (None, "", {}) else _text(given, 1000)
+    earlier = [s for s in steps if not (s.kind == "human" and _asks(s, request.id))]
     return (
         f'<div class="ts-step ts-human" data-request="{escape(request.id)}">'
         f'<div class="ts-head">{who} asks{run}</div>'
         f'<div class="ts-pre ts-question">{escape(request.question)}</div>{context}'
-        f'<div class="ts-head">recent steps</div>{steps_html(steps[-4:])}</div>'
+        f'<div class="ts-head">recent steps</div>{steps_html(earlier[-4:])}</div>'
     )

@@ -15,7 +15,7 @@ from toolserver.console.render import steps_html
 
 __all__ = ["build"]
 
-_PAUSED = ("waiting_human", "succeeded", "failed")  # a stream stops here: nobody's thread waits on a human
+_ENDED = ("succeeded", "failed")  # a stream stops here, and at an open question: no thread waits on a human
 _EXAMPLE_AGENT = {
     "name": "helper",
     "tools": ["python", "ask_human"],
@@ -44,13 +44,14 @@ class _Watch:
         self.run = client.runs.get(run_id)
         self.steps = list(self.run.steps or [])
         self.status = self.run.status
+        self.request_id: str | None = None
 
     def view(self) -> tuple[Any, ...]:
-        request_id, question = (
+        self.request_id, question = (
             _question(self.client, self.run.id) if self.status == "waiting_human" else (None, "")
         )
         header = f"**Run** `{self.run.id}` of **{self.run.agent}** on: {self.run.task}"
-        if self.status in ("succeeded", "failed"):
+        if self.status in _ENDED:
             final = self.client.runs.get(self.run.id)
             outcome = final.result if self.status == "succeeded" else final.error
             header += f"\n\n**{self.status}**: {json.dumps(outcome, default=str)[:2000]}"
@@ -58,14 +59,19 @@ class _Watch:
             header,
             steps_html(self.steps, self.status),
             self.run.id,
-            request_id,
-            gr.update(value=question, visible=bool(request_id)),
-            gr.update(visible=bool(request_id)),
+            self.request_id,
+            gr.update(value=question, visible=bool(self.request_id)),
+            gr.update(visible=bool(self.request_id)),
         )
+
+    @property
+    def paused(self) -> bool:
+        """Ended, or waiting on a question still open (an answered one means the run is resuming)."""
+        return self.status in _ENDED or (self.status == "waiting_human" and self.request_id is not None)
 
     def follow(self) -> Iterator[tuple[Any, ...]]:
         yield self.view()
-        if self.status in _PAUSED:
+        if self.paused:
             return
         after = max((s.index for s in self.steps), default=-1)
         for event in self.client.runs.events(self.run.id, after=after):
@@ -74,7 +80,7 @@ class _Watch:
             elif event.status is not None:
                 self.status = event.status
             yield self.view()
-            if self.status in _PAUSED:
+            if self.paused:
                 return
 
 
@@ -85,7 +91,9 @@ def build(app: gr.Blocks, conn: Connection, key: gr.State) -> None:
         task = gr.Textbox(label="Task", scale=3, elem_id="runs-task")
         start = gr.Button("Start run", variant="primary", scale=0, elem_id="runs-start")
     with gr.Row():
-        picked = gr.Dropdown(label="Or open a run", choices=[], scale=3, elem_id="runs-pick")
+        picked = gr.Dropdown(
+            label="Or open a run", choices=[], allow_custom_value=True, scale=3, elem_id="runs-pick"
+        )
         reload = gr.Button("Refresh lists", scale=0)
     with gr.Accordion("Define an agent (JSON, the body of POST /v1/agents)", open=False):
         spec = gr.Code(json.dumps(_EXAMPLE_AGENT, indent=2), language="json", elem_id="runs-agent-spec")

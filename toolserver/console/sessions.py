@@ -36,7 +36,9 @@ def _files_table(entries: list[api.FileEntry]) -> list[list[Any]]:
 def build(app: gr.Blocks, conn: Connection, key: gr.State) -> None:
     """The page's components and events, inside the current tab."""
     with gr.Row():
-        session = gr.Dropdown(label="Session", choices=[], scale=3, elem_id="sessions-pick")
+        session = gr.Dropdown(
+            label="Session", choices=[], allow_custom_value=True, scale=3, elem_id="sessions-pick"
+        )
         reload = gr.Button("Refresh", scale=0)
         create = gr.Button("New session", scale=0, elem_id="sessions-new")
         delete = gr.Button("Delete session", variant="stop", scale=0)

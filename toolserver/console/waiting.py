@@ -53,7 +53,9 @@ def build(app: gr.Blocks, conn: Connection, key: gr.State) -> None:
     cards = gr.HTML(elem_id="waiting-cards")
     seen = gr.State(None)  # the pending ids last shown: a tick with the same ids changes nothing
     with gr.Row():
-        question = gr.Dropdown(label="Question", choices=[], scale=2, elem_id="waiting-question")
+        question = gr.Dropdown(
+            label="Question", choices=[], allow_custom_value=True, scale=2, elem_id="waiting-question"
+        )
         answer = gr.Textbox(label="Your answer", scale=3, elem_id="waiting-answer")
         send = gr.Button("Answer", variant="primary", scale=0, elem_id="waiting-send")
     timer = gr.Timer(REFRESH_S)
