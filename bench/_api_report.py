@@ -179,7 +179,7 @@ def main_rows(measured: list[Measured], peers: list[PeerRow]) -> list[list[str]]
                 goal.direct if m.direct is not None else "",
                 _cell(direct_p50),
                 _cell(stat(m.direct, "p90")),
-                _cell(ratio, lambda r: f"{r:.1f}x"),
+                _cell(ratio, lambda r: f"{r:.1f}x" if r < 100 else f"{r:,.0f}x"),
                 _cell(rate(m.api) if throughput else None, lambda r: f"{r:,.0f}"),
                 _cell(rate(m.direct) if throughput else None, lambda r: f"{r:,.0f}"),
                 _cell(cpu_ms_per_request(m.api), lambda c: f"{c:.2f}"),

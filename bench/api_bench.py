@@ -271,6 +271,21 @@ def _sweep_peers() -> None:
 # -- main ----------------------------------------------------------------------------------------------------
 
 
+def _start(server: Any, attempts: int = 3) -> None:
+    """`server.start`, again when Ray gave up on its own start (it waits 30 s for the raylet, on any load)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            server.start(timeout_s=START_TIMEOUT_S)
+            return
+        except RuntimeError as exc:
+            if "timed out during startup" not in str(exc) or attempt == attempts:
+                raise
+            _log(
+                f"Ray's start timed out (attempt {attempt} of {attempts}, load {os.getloadavg()[0]:.1f}): again"
+            )
+            stop_server(server)
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.api_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=None, help="measured calls per latency row (200)")
@@ -317,13 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         notes.append(f"peers skipped, not installed: {', '.join(missing)}; to measure them: {INSTALL_PEERS}")
         _log(notes[-1])
-    status = 0
+    status, up = 0, False
     try:
         _log(
             f"starting toolserver up on 127.0.0.1:{server.port} ({' '.join(f'{k}={v}' for k, v in env.items())})"
         )
         t = time.perf_counter()
-        server.start(timeout_s=START_TIMEOUT_S)
+        _start(server)
         up = True
         notes.append(f"server started in {time.perf_counter() - t:.0f} s")
         measured = asyncio.run(bench_api_and_direct(server, args))
