@@ -174,13 +174,12 @@ async def _created(response: Awaitable[httpx.Response]) -> str:
     return str(r.json()["id"])
 
 
-async def bench_api_and_direct(server: Any, args: argparse.Namespace) -> list[Measured]:
-    """Every call of the goal through the API and on the manager directly, interleaved call by call."""
+async def bench_api_and_direct(server: Any, args: argparse.Namespace, measured: list[Measured]) -> None:
+    """Every call of the goal through the API and on the manager directly, interleaved, into `measured`."""
     from sandbox.base import SandboxSpec
     from sandbox.config import SandboxConfig
     from sandbox.manager import SandboxManager
 
-    measured: list[Measured] = []
     server_meter = CpuMeter(os.getsid(server.proc.pid))
     direct_meter = CpuMeter(None)
     manager = SandboxManager(SandboxConfig(pool_size=POOL_SIZE, instance_id=INSTANCE, node_id="bench-api"))
@@ -231,7 +230,6 @@ async def bench_api_and_direct(server: Any, args: argparse.Namespace) -> list[Me
             measured.append(Measured("create", api, direct))
         finally:
             await manager.shutdown()
-    return measured
 
 
 # -- the peers: sandbox_bench's own measurements of them ---------------------------------------------------
@@ -341,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         _start(server)
         up = True
         notes.append(f"server started in {time.perf_counter() - t:.0f} s")
-        measured = asyncio.run(bench_api_and_direct(server, args))
+        asyncio.run(bench_api_and_direct(server, args, measured))
         if len(missing) < len(PEERS):
             _log(f"peers: {args.peer_calls} shell and Python round trips each (bench.sandbox_bench's code)")
             peers, peer_notes = bench_peers(args.peer_calls)
