@@ -105,8 +105,8 @@ async def _measure(
     import docker
 
     from registry import Database
+    from toolserver.api.requests import SessionCreate
     from toolserver.http.app import build_services
-    from toolserver.http.models import SessionCreate
     from toolserver.nodes.ray_actors import RayNodes
     from toolserver.service.principal import Principal
 

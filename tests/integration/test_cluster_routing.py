@@ -37,10 +37,10 @@ from registry import Database, KeyStore
 from sandbox import _hostdirs, _labels
 from sandbox.base import SandboxSpec
 from sandbox.config import SandboxConfig
+from toolserver.api.requests import SessionCreate
 from toolserver.config import Settings
 from toolserver.http.app import Services, build_services
 from toolserver.http.health import HealthSummary
-from toolserver.http.models import SessionCreate
 from toolserver.http.routes.system import healthz
 from toolserver.nodes.ray_actors import RAY_NAMESPACE, RayNodes, start_node_actors, stop_node_actors
 from toolserver.service.principal import Principal

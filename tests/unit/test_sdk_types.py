@@ -9,10 +9,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+PACKAGES = ["-p", "toolserver.client", "-p", "toolserver.api"]
+
+
 def test_the_sdk_is_strictly_typed(tmp_path):
     checked = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), "-p", "toolserver.client"]
-        + ["-p", "toolserver.api"],
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), *PACKAGES],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""HTTP request bodies (pydantic: this is a trust boundary, unknown keys are refused)."""
+"""The API's request bodies (pydantic: a trust boundary, unknown keys are refused), for routes and services."""
 
 from __future__ import annotations
 

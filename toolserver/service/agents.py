@@ -8,7 +8,7 @@ from typing import Any
 
 from foundation.errors import Conflict
 from registry import AgentStore, HumanRequestStore, RunStore
-from toolserver.http.models import AgentCreate, RunCreate
+from toolserver.api.requests import AgentCreate, RunCreate
 from toolserver.runs.llm import LLMPolicy, build_llm
 from toolserver.runs.scheduler import human_view, run_view
 from toolserver.service.principal import Principal

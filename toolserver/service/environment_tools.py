@@ -21,7 +21,7 @@ from ray.exceptions import RayError
 from agent_core.llm import LLMClient, LLMConfig, ScriptedConfig
 from agent_core.tools import ASK_HUMAN_TOOL, LocalToolExecutor, ToolExecutor, ToolOutcome
 from foundation.errors import ToolServerError, ValidationFailed
-from toolserver.http.models import SessionCreate
+from toolserver.api.requests import SessionCreate
 from toolserver.runs.llm import LLMPolicy, tenant_llm
 from toolserver.service.principal import Principal
 from toolserver.service.sessions import SessionService

@@ -13,7 +13,7 @@ from foundation.errors import NotFound, QuotaExceeded, Unavailable
 from registry import SessionStore
 from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult
 from sandbox.errors import SandboxGone, SandboxNotFound
-from toolserver.http.models import SessionCreate
+from toolserver.api.requests import SessionCreate
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.service.principal import Principal
 from toolserver.service.session_cache import UseRecorder, VerifiedSessions

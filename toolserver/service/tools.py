@@ -16,7 +16,7 @@ from foundation.schema.limits import run_import, run_validation
 from foundation.schema.validation import check_schema, validate_arguments
 from registry import AuditStore, HumanRequestStore, SecretStore, ToolStore
 from sandbox.base import SandboxInfo
-from toolserver.http.models import SessionCreate, ToolCreate
+from toolserver.api.requests import SessionCreate, ToolCreate
 from toolserver.service.principal import Principal
 from toolserver.service.session_sandbox import SessionSandbox
 from toolserver.service.sessions import SessionService

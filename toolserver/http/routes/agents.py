@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from toolserver.api import Agent, AgentList, HumanRequest, HumanRequestList, Run, RunList, RunStarted
-from toolserver.http.models import AgentCreate, HumanAnswer, RunCreate
+from toolserver.api.requests import AgentCreate, HumanAnswer, RunCreate
 from toolserver.http.routes.deps import caller, services
 from toolserver.http.routes.router import ApiRouter, content_of
 from toolserver.http.sse import sse_event, sse_response

@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
 from toolserver.api import Environment, EnvironmentList, EnvironmentSteps, HubMessage
-from toolserver.http.models import EnvironmentCreate, EnvironmentMessage, EnvironmentStep
+from toolserver.api.requests import EnvironmentCreate, EnvironmentMessage, EnvironmentStep
 from toolserver.http.routes.deps import caller, services
 from toolserver.http.routes.router import ApiRouter, content_of
 from toolserver.http.sse import KEEP_ALIVE, sse_event, sse_response

@@ -16,7 +16,7 @@ from toolserver.api import (
     SessionList,
     ShellResult,
 )
-from toolserver.http.models import PythonRequest, SessionCreate, ShellRequest
+from toolserver.api.requests import PythonRequest, SessionCreate, ShellRequest
 from toolserver.http.routes.deps import caller, services
 from toolserver.http.routes.router import ApiRouter, content_of
 from toolserver.service.principal import Principal

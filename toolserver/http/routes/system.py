@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import Depends, Response
 
 from toolserver.api import AuditList, Health, KeyList, NewApiKey, SecretList
+from toolserver.api.requests import KeyCreate, SecretPut
 from toolserver.http.health import HealthSummary, health_summary
-from toolserver.http.models import KeyCreate, SecretPut
 from toolserver.http.routes.deps import caller, services
 from toolserver.http.routes.router import ApiRouter, content_of
 from toolserver.service.principal import Principal

@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from toolserver.api import Tool, ToolCallResult, ToolList, ToolSearch, ToolsImported, WaitingHuman
-from toolserver.http.models import OpenAPIImport, ToolCall, ToolCreate
+from toolserver.api.requests import OpenAPIImport, ToolCall, ToolCreate
 from toolserver.http.routes.deps import caller, services
 from toolserver.http.routes.router import ApiRouter
 from toolserver.service.principal import Principal
