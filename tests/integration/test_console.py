@@ -269,7 +269,8 @@ def test_sessions_shell_python_plot_and_files(open_console, team, shots, tmp_pat
     page.get_by_role("tab", name="Sessions").click()
     page.locator("#sessions-new").click()
     expect(page.locator("#sessions-pick input")).to_have_value(re.compile(r"^ses_"), timeout=60_000)
-    (session,) = team.sessions()
+    picked = page.locator("#sessions-pick input").input_value()  # "ses_... (running, image)"
+    session = team.attach(picked.split()[0])
 
     page.get_by_role("tab", name="Python").click()
     editor = page.locator("#python-code .cm-content")
@@ -280,6 +281,17 @@ def test_sessions_shell_python_plot_and_files(open_console, team, shots, tmp_pat
     expect(image).to_be_visible(timeout=60_000)
     assert image.evaluate("img => img.naturalWidth") > 100
     page.screenshot(path=str(shots / "sessions.png"), full_page=True)
+
+    editor.fill(
+        "import pandas as pd\nfrom IPython.display import HTML, display\n"
+        "display(HTML(\"<b id='injected'>x</b><img src=x onerror='window.pwned=1'>\"))\n"
+        "pd.DataFrame({'city': ['Lyon', 'Oslo'], 'rain_mm': [830, 760]})"
+    )
+    page.locator("#python-run").click()
+    expect(page.locator("#python-cells table.ts-table")).to_contain_text("Oslo", timeout=60_000)  # a table
+    page.wait_for_timeout(500)
+    assert page.locator("#injected").count() == 0  # a cell's markup is shown as text, never run
+    assert page.evaluate("window.pwned") is None
 
     page.get_by_role("tab", name="Shell").click()
     page.locator("#shell-command textarea").fill(
@@ -302,30 +314,47 @@ def test_sessions_shell_python_plot_and_files(open_console, team, shots, tmp_pat
 
 
 def test_another_tenants_key_sees_none_of_it(open_console, team, keys, shots):
-    with Client(team.url, keys["other"]) as other:
-        assert other.runs.list() == [] and other.environments.list() == [] and other.sessions() == []
-    assert team.runs.list() and team.environments.list() == ["room-ui"]  # there is something to hide
+    secret = "A question only team-console may read?"
+    replies = [{"tool_calls": [{"name": "ask_human", "arguments": {"question": secret}}]}, "ok"]
+    team.agents.define("secretive", tools=[], llm={"provider": "scripted", "replies": replies})
+    run = team.runs.start("secretive", "Ask your question.")
+    held = team.session(keep=True)
+    try:
+        assert _wait_status(team, run.id, "waiting_human").status == "waiting_human"
+        with Client(team.url, keys["other"]) as other:
+            assert other.runs.list() == [] and other.sessions() == [] and other.humans.list() == []
 
-    page = open_console()
-    page.locator("#key-box input").fill("tsk_not_a_key")
-    page.locator("#key-use").click()
-    expect(page.locator("#key-status")).to_contain_text("401", timeout=20_000)  # the server's answer
+        page = open_console()
+        expect(page.locator("#waiting-cards")).to_contain_text(secret, timeout=30_000)  # the console's key
+        page.get_by_role("tab", name="Sessions").click()
+        page.get_by_role("button", name="Refresh", exact=True).click()
+        page.locator("#sessions-pick input").click()
+        expect(page.get_by_role("option", name=held.id)).to_have_count(1)  # the lists do show the team's
+        page.keyboard.press("Escape")
+        page.get_by_role("tab", name="Waiting for you").click()
+        page.locator("#key-box input").fill("tsk_not_a_key")
+        page.locator("#key-use").click()
+        expect(page.locator("#key-status")).to_contain_text("401", timeout=20_000)  # the server's answer
 
-    page.locator("#key-box input").fill(keys["other"])
-    page.locator("#key-use").click()
-    expect(page.locator("#key-status")).to_contain_text("Key accepted", timeout=20_000)
-    expect(page.locator("#waiting-status")).to_contain_text("Nobody is waiting", timeout=20_000)
-    page.get_by_role("tab", name="Runs").click()
-    page.get_by_role("button", name="Refresh lists").click()
-    page.locator("#runs-pick input").click()
-    expect(page.get_by_role("option")).to_have_count(0)
-    page.keyboard.press("Escape")
-    page.get_by_role("tab", name="Chat room").click()
-    page.locator("#chat-room-pick input").click()
-    expect(page.get_by_role("option")).to_have_count(0)
-    page.keyboard.press("Escape")
-    page.get_by_role("tab", name="Sessions").click()
-    page.locator("#sessions-pick input").click()
-    expect(page.get_by_role("option")).to_have_count(0)
-    page.keyboard.press("Escape")
-    page.screenshot(path=str(shots / "another-tenant.png"), full_page=True)
+        page.locator("#key-box input").fill(keys["other"])
+        page.locator("#key-use").click()
+        expect(page.locator("#key-status")).to_contain_text("Key accepted", timeout=20_000)
+        expect(page.locator("#waiting-status")).to_contain_text("Nobody is waiting", timeout=20_000)
+        expect(page.locator("#waiting-cards")).not_to_contain_text(secret)
+        for tab, refresh, dropdown in (
+            ("Runs", "Refresh lists", "runs-pick"),
+            ("Chat room", "Refresh", "chat-room-pick"),
+            ("Sessions", "Refresh", "sessions-pick"),
+        ):
+            page.get_by_role("tab", name=tab).click()
+            page.get_by_role("button", name=refresh, exact=True).click()
+            page.wait_for_timeout(1000)
+            page.locator(f"#{dropdown} input").click()
+            expect(page.get_by_role("option")).to_have_count(0)
+            page.keyboard.press("Escape")
+        page.get_by_role("tab", name="Waiting for you").click()
+        page.screenshot(path=str(shots / "another-tenant.png"), full_page=True)
+    finally:
+        held.delete()
+        for request in team.humans.list():
+            team.humans.answer(request.id, "done")

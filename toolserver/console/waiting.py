@@ -35,7 +35,7 @@ def _context(client: Client, request: api.HumanRequest) -> tuple[str | None, lis
 
 def _cards(client: Client, pending: list[api.HumanRequest]) -> str:
     if not pending:
-        return '<div class="ts-muted" data-empty="1">Nobody is waiting for you.</div>'
+        return '<div class="ts-muted" data-empty="1">New questions appear here as they are asked.</div>'
     cards = [request_html(r, *_context(client, r)) for r in pending[:_SHOWN]]
     more = len(pending) - _SHOWN
     if more > 0:
