@@ -190,6 +190,10 @@ class RayEnvironment:
             )
         )
         started = call_actor(handle.start.remote(), f"agent {info.name!r}", agent=info.name)  # type: ignore[attr-defined]
+        if info.name in self.agents:
+            # A restart: from now on the agent's acts go to the new actor (Ray queues them until it is up), never
+            # to the one just killed, however long the new one takes to start.
+            self.agents[info.name].rebind(handle, node_id)
         try:
             where = await asyncio.wait_for(started, self.start_timeout_s)
         except asyncio.TimeoutError:
