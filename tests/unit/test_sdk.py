@@ -233,3 +233,19 @@ def test_a_body_that_is_not_ours_still_becomes_a_typed_error():
         ts.health()
     assert failed.value.status_code == 502 and failed.value.error_type == "http_error"
     assert "bad gateway" in failed.value.message
+
+
+def test_an_environment_through_the_sdk(ts):
+    agents = [{"kind": "echo", "name": "w", "role": "worker", "prefix": "ok: "}]
+    created = ts.environments.create("room", agents, subscriptions=[{"topic": "general", "role": "worker"}])
+    assert [a["name"] for a in created.agents] == ["w"] and ts.environments.list() == ["room"]
+    posted = ts.environments.post("room", "hello", recipients=["w"])
+    assert isinstance(posted, api.HubMessage) and posted.recipients == ["w"]
+    shown = ts.environments.get("room")
+    assert shown.pending == {"w": 1} and shown.subscriptions["general"].roles == ["worker"]
+    steps = ts.environments.step("room")
+    assert steps[0].acted == ["w"] and [m.content for m in steps[0].published] == ["ok: hello"]
+    assert [m.content for m in ts.environments.events("room", follow=False)] == ["hello", "ok: hello"]
+    ts.environments.delete("room")
+    with pytest.raises(NotFoundError):
+        ts.environments.get("room")

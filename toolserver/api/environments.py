@@ -6,7 +6,14 @@ from typing import Any
 
 from toolserver.api.base import Reply
 
-__all__ = ["Environment", "EnvironmentList", "HubMessage", "EnvironmentSteps", "StepReport"]
+__all__ = [
+    "Environment",
+    "EnvironmentList",
+    "EnvironmentSteps",
+    "HubMessage",
+    "StepReport",
+    "TopicSubscribers",
+]
 
 
 class HubMessage(Reply):
@@ -24,11 +31,22 @@ class HubMessage(Reply):
     delivered_to: list[str] = []
 
 
-class Environment(Reply):
-    """An environment: its agents, the task center's state and a page of history."""
+class TopicSubscribers(Reply):
+    """Who hears a topic: agents by name and by role."""
 
+    agents: list[str] = []
+    roles: list[str] = []
+
+
+class Environment(Reply):
+    """An environment: its agents, subscriptions, unread counts, the task center's state and a page of history."""
+
+    namespace: str | None = None
     name: str | None = None
     agents: list[dict[str, Any]] = []
+    subscriptions: dict[str, TopicSubscribers] = {}
+    pending: dict[str, int] = {}
+    messages: int | None = None
     center: dict[str, Any] = {}
     history: list[HubMessage] = []
 
