@@ -62,9 +62,10 @@ def _bubble(message: api.HubMessage, roles: dict[str, str]) -> dict[str, str]:
 
 
 def _agents_table(env: api.Environment) -> list[list[Any]]:
-    pending = (env.model_extra or {}).get("pending") or {}
+    pending = env.pending
     return [
-        [a.get("name"), a.get("role"), a.get("status"), pending.get(a.get("name"), 0)] for a in env.agents
+        [a.get("name"), a.get("role"), a.get("status"), pending.get(str(a.get("name")), 0)]
+        for a in env.agents
     ]
 
 
