@@ -37,7 +37,7 @@ def session_view(record: Any, runtime: str | None = None) -> dict[str, Any]:
         "network": record.network,
         "ttl_s": record.ttl_s,
         "expires_at": record.expires_at,
-        "runtime": getattr(record, "runtime", None) or runtime,
+        "runtime": record.runtime or runtime,
     }
 
 
@@ -143,7 +143,7 @@ class SessionService:
         return session_view(record, (await self._runtimes_on(record.node_id)).get(session_id))
 
     async def _runtimes_on(self, node_id: str) -> dict[str, str]:
-        """The runtime of each session on a node (the registry does not record it); empty when it does not answer."""
+        """The runtime of each session on a node, for rows from before revision 0002; empty when it does not answer."""
         try:
             return {
                 info.session_id: info.runtime for info in await (await self.nodes.node(node_id)).sessions()
