@@ -4,6 +4,7 @@
     ├── UserError                   the caller's mistake: bad input, unknown names (4xx)
     │   ├── ValidationFailed        arguments do not match a schema (422, names the field)
     │   ├── NotFound                no such session / tool / file visible to the caller (404)
+    │   │   └── SessionLost         the session existed but died with its node (410, names the node)
     │   ├── Conflict                the name is taken or the state forbids it (409)
     │   ├── PayloadTooLarge         code, body or file over its cap (413)
     │   ├── QuotaExceeded           the namespace holds as much as it may (429)
@@ -27,6 +28,7 @@ __all__ = [
     "PayloadTooLarge",
     "QuotaExceeded",
     "RuntimeFailure",
+    "SessionLost",
     "Signal",
     "ToolServerError",
     "Unauthorized",
@@ -87,6 +89,21 @@ class NotFound(UserError):
 
     status = 404
     type = "not_found"
+
+
+class SessionLost(NotFound):
+    """The session existed, but its sandbox died with the node that held it (410); `node_id` names the node.
+
+    A NotFound (the session is not there any more), told apart from one that never existed.
+    """
+
+    status = 410
+    type = "session_lost"
+
+    def __init__(self, message: str, *, session_id: str = "", node_id: str = "", **details: Any) -> None:
+        super().__init__(message, session_id=session_id, node_id=node_id, **details)
+        self.session_id = session_id
+        self.node_id = node_id
 
 
 class Conflict(UserError):

@@ -5,6 +5,7 @@ ApiError                     any error answer; `status`, `type`, `message`, `bod
 ├── UnauthorizedError        401 (Unauthorized)
 ├── ForbiddenError           403 (Forbidden)
 ├── NotFoundError            404 (NotFound)
+│   └── SessionLostError     410 (SessionLost: the session died with its node; `node_id` names it)
 ├── ConflictError            409 (Conflict)
 ├── PayloadTooLargeError     413 (PayloadTooLarge)
 ├── ValidationError          422 (ValidationFailed; `field` names where)
@@ -24,6 +25,7 @@ from foundation.errors import (
     PayloadTooLarge,
     QuotaExceeded,
     RuntimeFailure,
+    SessionLost,
     ToolServerError,
     Unauthorized,
     Unavailable,
@@ -41,6 +43,7 @@ __all__ = [
     "PayloadTooLargeError",
     "QuotaExceededError",
     "ServerError",
+    "SessionLostError",
     "UnauthorizedError",
     "UnavailableError",
     "ValidationError",
@@ -80,6 +83,10 @@ class NotFoundError(ApiError, NotFound):
     """404: no such object visible to the key."""
 
 
+class SessionLostError(NotFoundError, SessionLost):
+    """410: the session existed but died with its node (`node_id`); not worth a retry, make a new one."""
+
+
 class ConflictError(ApiError, Conflict):
     """409: the name is taken or the object's state forbids the request."""
 
@@ -110,6 +117,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     403: ForbiddenError,
     404: NotFoundError,
     409: ConflictError,
+    410: SessionLostError,
     413: PayloadTooLargeError,
     422: ValidationError,
     429: QuotaExceededError,

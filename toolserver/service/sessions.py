@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
-from foundation.errors import NotFound, QuotaExceeded, Unavailable
+from foundation.errors import NotFound, QuotaExceeded, SessionLost, Unavailable
 from registry import SessionStore
 from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult
 from sandbox.errors import SandboxGone, SandboxNotFound
@@ -22,6 +22,14 @@ __all__ = ["SessionService", "session_view"]
 
 _LIVE = ("running",)
 Result = TypeVar("Result")
+
+
+def _lost(session_id: str, node_id: str) -> SessionLost:
+    return SessionLost(
+        f"session {session_id} is lost: it lived on node {node_id[:12]}, which is gone",
+        session_id=session_id,
+        node_id=node_id,
+    )
 
 
 def session_view(record: Any, runtime: str | None = None) -> dict[str, Any]:
@@ -215,16 +223,20 @@ class SessionService:
         return record
 
     async def _node_for(self, principal: Principal, session_id: str) -> tuple[Any, NodeClient]:
-        record = await self._verified_record(principal, session_id)
+        """The session's record and its node's client; SessionLost (410) when it died with its node."""
+        try:
+            record = await self._verified_record(principal, session_id)
+        except NotFound:
+            record = await asyncio.to_thread(self.store.get, principal.namespace, session_id)
+            if record.status == "lost":  # told apart from a session that never was, or was deleted
+                raise _lost(session_id, record.node_id) from None
+            raise
         try:
             return record, await self.nodes.node(record.node_id)
         except Unavailable:
             self._forget(principal, session_id)
             await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
-            raise Unavailable(
-                f"session {session_id} lived on node {record.node_id[:12]}, which is lost",
-                session_id=session_id,
-            ) from None
+            raise _lost(session_id, record.node_id) from None
 
     async def _on_node(
         self, principal: Principal, session_id: str, call: Callable[[NodeClient], Awaitable[Result]]
@@ -241,6 +253,7 @@ class SessionService:
                 f"the sandbox of session {session_id} no longer exists", session_id=session_id
             ) from None
         except Unavailable as exc:
+            # The node died under this call (503, as the call itself failed); the next call answers 410.
             if exc.details.get("node_id"):
                 self._forget(principal, session_id)
                 await asyncio.to_thread(self.store.update_status, principal.namespace, session_id, "lost")
