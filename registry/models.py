@@ -134,6 +134,7 @@ class SessionRecord(SQLModel, table=True):
     ttl_s: float | None = None
     expires_at: float | None = Field(default=None, index=True)
     runtime: str | None = None  # the container runtime (runc, runsc); None on rows from before revision 0002
+    egress: list[str] | None = _json(nullable=True)  # network "egress": the allow-list (revision 0003)
 
 
 class CallAudit(SQLModel, table=True):

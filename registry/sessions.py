@@ -40,6 +40,7 @@ class SessionStore:
         status: SessionStatus = "creating",
         now: float | None = None,
         runtime: str | None = None,
+        egress: list[str] | None = None,
     ) -> SessionRecord:
         """Record a session; `session_id` is the sandbox's id when it already has one."""
         _check_status(status)
@@ -57,6 +58,7 @@ class SessionStore:
             ttl_s=ttl_s,
             expires_at=None if ttl_s is None else now + ttl_s,
             runtime=runtime,
+            egress=egress,
         )
         if session_id is not None:
             record.id = session_id

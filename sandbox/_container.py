@@ -13,6 +13,7 @@ from sandbox import _hostdirs, _labels
 from sandbox._runtimes import EngineRuntimes, resource_options
 from sandbox.base import SandboxInfo
 from sandbox.config import SandboxConfig
+from sandbox.egress.gate import proxy_environment
 from sandbox.errors import ImageNotAllowed, SandboxUnavailable
 
 __all__ = ["GUEST_DIR", "OPEN_NETWORK", "ContainerEngine", "container_name", "private_dir"]
@@ -85,6 +86,8 @@ class ContainerEngine:
         file_cap = (max(limits.disk_mb, limits.tmp_mb) + 1) * 1024 * 1024
         resources = resource_options(info.runtime, limits, file_cap)
         resources["environment"].update(TOOLSERVER_SESSION=info.session_id, TOOLSERVER_NODE=config.node_id)
+        if info.network == "egress":
+            resources["environment"].update(proxy_environment(GUEST_DIR))
         create = self.client.containers.create  # unlike containers.run, create never pulls
         try:
             container = create(
@@ -117,8 +120,8 @@ class ContainerEngine:
         return container
 
     def _network_mode(self, network: str) -> str:
-        """`none`, or the open network (made on first use; one with other options is refused, not used)."""
-        if network == "none":
+        """`none` (also for "egress": the proxy is a socket), or the open network (made on first use)."""
+        if network in ("none", "egress"):
             return "none"
         import docker.errors
 

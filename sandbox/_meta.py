@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from sandbox import _labels
-from sandbox.base import Limits, SandboxInfo
+from sandbox.base import Limits, Network, SandboxInfo
 
 __all__ = ["info_from_container", "read_meta", "write_meta"]
 
@@ -28,6 +28,8 @@ def write_meta(host_dir: str, info: SandboxInfo) -> None:
         "created_at": info.created_at,
         "limits": asdict(info.limits),
         "runtime": info.runtime,
+        "network": info.network,
+        "egress": list(info.egress),
     }
     tmp = os.path.join(host_dir, _META_FILE + ".tmp")
     with open(tmp, "w") as fh:
@@ -60,14 +62,23 @@ def info_from_container(
             cpus=(host_config.get("NanoCpus", 0) or 1e9) / 1e9,
             pids=int(host_config.get("PidsLimit") or Limits().pids),
         )
+    network = _network(meta, host_config)
     return SandboxInfo(
         session_id=session_id,
         container_id=container.id,
         owner=str(meta.get("owner", labels.get(_labels.OWNER, ""))),
         image=container.attrs.get("Config", {}).get("Image", default_image),
         node_id=node_id,
-        network="none" if host_config.get("NetworkMode") in ("none", "", None) else "bridge",
+        network=network,
         limits=limits,
         created_at=float(meta.get("created_at", time.time())),
         runtime="runsc" if host_config.get("Runtime") == "runsc" else "runc",  # what the engine runs it under
+        egress=tuple(str(e) for e in meta.get("egress") or ()) if network == "egress" else (),
     )
+
+
+def _network(meta: dict[str, Any], host_config: dict[str, Any]) -> Network:
+    """The engine's network mode, with "egress" (no network but the proxy's socket) from the record."""
+    if host_config.get("NetworkMode") not in ("none", "", None):
+        return "bridge"
+    return "egress" if meta.get("network") == "egress" else "none"

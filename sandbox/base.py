@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import builtins
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 __all__ = [
     "Display",
@@ -24,7 +24,8 @@ __all__ = [
     "ShellResult",
 ]
 
-Network = Literal["none", "bridge"]
+Network = Literal["none", "bridge", "egress"]
+"""`none`: no network; `bridge`: the open network; `egress`: only the names of `egress`, through the node's proxy."""
 Runtime = Literal["runc", "runsc"]
 RUNTIMES: tuple[Runtime, ...] = ("runc", "runsc")
 """The container runtimes a sandbox may run under: runc (the host kernel) or runsc (gVisor's own kernel)."""
@@ -60,6 +61,7 @@ class SandboxSpec:
     network: Network = "none"
     owner: str = ""  # the tenant namespace that owns the session
     runtime: Runtime | None = None  # None: the backend's default runtime
+    egress: tuple[str, ...] = ()  # network "egress": the allowed `host`, `*.domain` or `host:port` entries
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class SandboxInfo:
     limits: Limits
     created_at: float
     runtime: Runtime = "runc"
+    egress: tuple[str, ...] = ()  # network "egress": what the node's proxy lets it reach
 
 
 @dataclass(frozen=True)
@@ -237,3 +240,7 @@ class SandboxBackend(abc.ABC):
     ) -> dict[str, builtins.list[str]]:
         """Match the engine to the registry: re-attach live sessions, remove the rest."""
         return {"attached": [], "removed": []}
+
+    def egress_report(self, session_id: str) -> dict[str, Any]:
+        """What the session's egress proxy let through and refused (empty where there is no proxy)."""
+        return {"rules": [], "connections": [], "allowed": 0, "denied": 0}

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from foundation.errors import UserError
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
 from sandbox.base import RUNTIMES, Limits, Runtime, SandboxSpec
+from sandbox.egress.base import EgressLimits
+from sandbox.egress.rules import EgressRule, parse_rules, within
 from sandbox.errors import ImageNotAllowed, LimitsExceeded, RuntimeNotAllowed
 
 __all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
@@ -53,6 +55,7 @@ class SandboxConfig:
     allowed_runtimes: tuple[Runtime, ...] = ()  # besides `runtime`, what sessions may name
 
     @property
+    egress: EgressLimits = field(default_factory=EgressLimits)  # sessions with network "egress"
     def runtimes(self) -> tuple[Runtime, ...]:
         """Every runtime a session may run under, the default first (the pool keeps sandboxes of each)."""
         return tuple(dict.fromkeys((self.runtime, *self.allowed_runtimes)))
@@ -85,17 +88,41 @@ class SandboxConfig:
                 field="runtime",
                 setting="TOOLSERVER_ALLOWED_RUNTIMES" if known else None,
             )
-        if spec.network not in ("none", "bridge"):
-            raise UserError("network must be 'none' or 'bridge'", field="network")
+        if spec.network not in ("none", "bridge", "egress"):
+            raise UserError("network must be 'none', 'bridge' or {\"egress\": [...]}", field="network")
+        if spec.network == "egress":
+            self._check_egress(spec)
         if spec.network != "none" and self.runtime_of(spec) == "runsc":
             raise LimitsExceeded(
                 "runsc sandboxes have no network here (the engine runs gVisor with --network=none); ask for"
                 " runtime 'runc' to open the network",
                 field="network",
             )
-        if spec.network != "none" and not self.allow_network:
+        if spec.network == "bridge" and not self.allow_network:
             raise LimitsExceeded(
                 "this server does not open the network to sandboxes (the operator may, with"
                 " TOOLSERVER_ALLOW_OPEN_NETWORK)",
                 field="network",
+            )
+
+    def egress_rules(self, spec: SandboxSpec) -> tuple[EgressRule, ...]:
+        """The allow-list a session with network "egress" gets: its own entries, else the operator's default."""
+        return parse_rules(spec.egress or self.egress.default)
+
+    def _check_egress(self, spec: SandboxSpec) -> None:
+        rules = self.egress_rules(spec)
+        if not rules:
+            raise UserError(
+                "the egress allow-list is empty and this server has no default one"
+                " (TOOLSERVER_SANDBOX_EGRESS_DEFAULT); list names, or ask for network 'none'",
+                field="network.egress",
+            )
+        beyond = within(rules, self.egress.maximum)
+        if beyond is not None:
+            index = rules.index(beyond)
+            raise LimitsExceeded(
+                f"egress entry {str(beyond)!r} is beyond what this server lets sessions reach"
+                f" (TOOLSERVER_SANDBOX_EGRESS_MAX: {', '.join(self.egress.maximum) or 'nothing'})",
+                field=f"network.egress[{index}]",
+                setting="TOOLSERVER_SANDBOX_EGRESS_MAX",
             )

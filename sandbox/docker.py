@@ -21,6 +21,8 @@ from sandbox._container import GUEST_DIR, OPEN_NETWORK, ContainerEngine, contain
 from sandbox._guest_client import GuestClient
 from sandbox._ids import new_session_id
 from sandbox._inputs import check_code_size, checked_timeout
+from sandbox.egress.base import AddressCheck
+from sandbox.egress.gate import DeniedCallback, EgressGate
 from sandbox._kernel import KernelConnection, message_cap, write_connection_files
 from sandbox._meta import info_from_container, write_meta
 from sandbox._paths import workspace_relative
@@ -170,13 +172,22 @@ def _with_sandbox_uid(config: SandboxConfig) -> SandboxConfig:
 class DockerBackend(SandboxBackend):
     """Creates and tracks hardened session containers on the local Docker engine."""
 
-    def __init__(self, config: SandboxConfig | None = None, client: Any = None) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        client: Any = None,
+        *,
+        egress_check: AddressCheck | None = None,
+        on_egress_denied: DeniedCallback | None = None,
+    ) -> None:
+        """`egress_check` pins where sessions with network "egress" may connect (without one they are refused)."""
         config = config or SandboxConfig()
         prepare_runtime_dir(config.runtime_dir)
         self.config = _with_sandbox_uid(config)
         self.engine = ContainerEngine(self.config, client)
         self._sandboxes: dict[str, DockerSandbox] = {}
         # Unix socket paths are short (107 bytes), so the node part of the directory is abbreviated.
+        self.egress = EgressGate(self.config.egress, egress_check, on_egress_denied)
         self._root = os.path.join(self.config.runtime_dir, self.config.instance_id, self.config.node_id[:12])
 
     @property
@@ -205,7 +216,10 @@ class DockerBackend(SandboxBackend):
             runtime=self.config.runtime_of(spec),
         )
         try:
+            egress=tuple(str(r) for r in self.config.egress_rules(spec)) if spec.network == "egress" else (),
             write_connection_files(
+        if info.network == "egress":
+            self.egress.require()
                 _hostdirs.shared_dir(host_dir),
                 GUEST_DIR,
                 private_dir=host_dir,
@@ -214,11 +228,14 @@ class DockerBackend(SandboxBackend):
             write_meta(host_dir, info)
             container = await asyncio.to_thread(self.engine.run, info, host_dir, pooled)
             info = replace(info, container_id=container.id)
+            if info.network == "egress":
+                await self.egress.open(info, _hostdirs.shared_dir(host_dir))
             sandbox = DockerSandbox(info, host_dir, self.config)
             await sandbox.connect()
         except BaseException:
             await self._remove(container_name(session_id), host_dir)
             raise
+            await self.egress.close(session_id)
         self._sandboxes[session_id] = sandbox
         return sandbox
 
@@ -245,6 +262,7 @@ class DockerBackend(SandboxBackend):
         sandbox = self._sandboxes.pop(session_id, None)
         host_dir = os.path.join(self._root, session_id)
         if sandbox is not None:
+        await self.egress.close(session_id)
             host_dir = sandbox.host_dir
             await sandbox.close()
         await self._remove(container_name(session_id), host_dir)
@@ -300,10 +318,16 @@ class DockerBackend(SandboxBackend):
         )
         sandbox = DockerSandbox(info, host_dir, self.config)
         await sandbox.connect()
+        if info.network == "egress":
+            await self.egress.open(info, _hostdirs.shared_dir(host_dir))
         self._sandboxes[session_id] = sandbox
 
     async def _remove(self, container: str, host_dir: str) -> None:
         """Remove a container (by name or id), then its private directories."""
+    def egress_report(self, session_id: str) -> dict[str, Any]:
+        """What the session's egress proxy let through and refused."""
+        return self.egress.report(session_id)
+
         await asyncio.to_thread(self.engine.remove, container)
         await asyncio.to_thread(_hostdirs.remove_dirs, host_dir)
 

@@ -22,6 +22,8 @@ from sandbox.base import (
 )
 from sandbox.config import SandboxConfig
 from sandbox.errors import SandboxNotFound, SandboxUnavailable
+from sandbox.egress.base import AddressCheck
+from sandbox.egress.gate import DeniedCallback
 from sandbox.pool import SandboxPool
 
 __all__ = ["SandboxManager"]
@@ -46,11 +48,14 @@ class SandboxManager(SessionOps):
         backend: SandboxBackend | None = None,
         on_expired: ExpiredCallback | None = None,
     ) -> None:
+        egress_check: AddressCheck | None = None,
+        on_egress_denied: DeniedCallback | None = None,
         self.config = config or SandboxConfig()
+        """`egress_check` pins where the egress proxy may connect (sessions with network "egress" need one)."""
         if backend is None:
             from sandbox.docker import DockerBackend
 
-            backend = DockerBackend(self.config)
+            backend = DockerBackend(self.config, egress_check=egress_check, on_egress_denied=on_egress_denied)
         self.backend = backend
         self.pool = SandboxPool(self.backend, self.config)
         self._ttl: dict[str, float] = {}
@@ -126,6 +131,11 @@ class SandboxManager(SessionOps):
         return await self._guarded(session_id, sandbox.list_files(path))
 
     async def destroy(self, session_id: str) -> None:
+    async def egress(self, session_id: str) -> dict[str, Any]:
+        """The session's allow-list and the connections its egress proxy made or refused, newest last."""
+        await self._session(session_id)
+        return self.backend.egress_report(session_id)
+
         """Remove the session's sandbox (a no-op when it is gone)."""
         self._ttl.pop(session_id, None)
         self._last_used.pop(session_id, None)

@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from foundation.errors import UserError
 from sandbox.base import RUNTIMES, Limits, Runtime
 from sandbox.config import DEFAULT_IMAGE, SandboxConfig
+from sandbox.processes import ProcessLimits
+from sandbox.egress import EgressLimits, parse_rules
 from toolserver.outbound.egress import EgressPolicy
 
 if TYPE_CHECKING:
@@ -90,7 +93,23 @@ class Settings(BaseSettings):
     max_body_mb: int = 80
     max_code_kb: int = 1024
     egress_allow: str = Field(
-        "", description="where http/mcp tools and agents' LLM endpoints may connect besides public addresses"
+        "",
+        description="where http/mcp tools, agents' LLM endpoints and sandboxes' egress proxies may connect"
+        " besides public addresses",
+    )
+    sandbox_egress_max: str = Field(
+        "*",
+        description='what sessions with network {"egress": [...]} may list: comma-separated names, *.domains,'
+        " either with :port, or * for any (each connection is still held to public addresses)",
+    )
+    sandbox_egress_default: str = Field(
+        "", description='the allow-list of a session that asks for {"egress": []} (comma-separated)'
+    )
+    sandbox_egress_max_connections: int = Field(
+        32, gt=0, description="connections one session's egress proxy keeps open at once"
+    )
+    sandbox_egress_bytes_per_s: int = Field(
+        25 * 1024 * 1024, gt=0, description="bytes per second one session's egress proxy carries, both ways"
     )
     llm_key_envs: str = Field(
         "",
@@ -118,6 +137,16 @@ class Settings(BaseSettings):
         """The runtimes sessions may use, the default first; the default alone when the operator lists none."""
         listed = _listed(self.allowed_runtimes)
         return tuple(dict.fromkeys([self.sandbox_runtime, *(name for name in RUNTIMES if name in listed)]))
+
+    @field_validator("sandbox_egress_max", "sandbox_egress_default")
+    @classmethod
+    def _egress_rules(cls, value: str) -> str:
+        entries = [entry for entry in _listed(value) if entry != "*"]
+        try:
+            parse_rules(entries)
+        except UserError as exc:  # a bad entry stops the server at start, with its name
+            raise ValueError(exc.message) from None
+        return value
 
     def allowed_image_list(self) -> tuple[str, ...]:
         """The images sessions may use; the sandbox image when the operator lists none."""
@@ -176,3 +205,10 @@ class Settings(BaseSettings):
             runtime=self.sandbox_runtime,
             allowed_runtimes=self.allowed_runtime_list(),
         )
+            egress=EgressLimits(
+                operator_allow=self.egress_allow,
+                maximum=tuple(_listed(self.sandbox_egress_max)),
+                default=tuple(_listed(self.sandbox_egress_default)),
+                max_connections=self.sandbox_egress_max_connections,
+                bytes_per_s=self.sandbox_egress_bytes_per_s,
+            ),

@@ -18,6 +18,8 @@ import sys
 import threading
 import traceback
 
+from sbxd_background import Processes
+from sbxd_egress import EgressForwarder
 from sbxd_memory import MemoryWatch
 from sbxd_output import DEFAULT_OUTPUT_LIMIT
 from sbxd_shell import Shell
@@ -178,5 +180,11 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
 
 
+        forwarder = EgressForwarder.from_environment()
+        if forwarder is not None:
+            try:
+                forwarder.start()
+            except OSError:
+                traceback.print_exc()  # the sandbox's egress stays shut; its other calls still work
 if __name__ == "__main__":
     main()

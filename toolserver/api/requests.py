@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AgentCreate",
+    "EgressNetwork",
     "EnvironmentCreate",
     "EnvironmentMessage",
     "EnvironmentStep",
@@ -40,12 +41,26 @@ class LimitsBody(_Body):
     disk_mb: int | None = Field(None, gt=0)
 
 
+class EgressNetwork(_Body):
+    """A session network that reaches only the listed names, through its node's egress proxy."""
+
+    egress: list[Annotated[str, Field(min_length=1, max_length=260)]] = Field(
+        ...,
+        max_length=64,
+        description="`host`, `*.domain` or either with `:port` (default ports 80 and 443); empty: the"
+        " operator's default list (TOOLSERVER_SANDBOX_EGRESS_DEFAULT)",
+    )
+
+
 class SessionCreate(_Body):
     """`POST /v1/sessions`."""
 
     image: str | None = Field(None, max_length=256)
     limits: LimitsBody | None = None
-    network: Literal["none", "bridge"] = "none"
+    network: Literal["none", "bridge"] | EgressNetwork = Field(
+        "none",
+        description='"none" (the default), {"egress": [names]}, or "bridge" (only where the operator opens it)',
+    )
     ttl_s: float | None = Field(None, gt=0)
     runtime: Literal["runc", "runsc"] | None = Field(
         None, description="container runtime (within TOOLSERVER_ALLOWED_RUNTIMES); default: the server's"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from toolserver.api.base import Reply
 
 __all__ = [
@@ -12,6 +14,9 @@ __all__ = [
     "FileList",
     "PythonError",
     "PythonRestarted",
+    "EgressConnection",
+    "EgressReport",
+    "SessionEgress",
     "PythonResult",
     "Session",
     "SessionLimits",
@@ -31,6 +36,35 @@ class SessionLimits(Reply):
     tmp_mb: int | None = None
 
 
+class SessionEgress(Reply):
+    """A session network that reaches only these names, through its node's egress proxy."""
+
+    egress: list[str]
+
+
+class EgressConnection(Reply):
+    """One connection a sandbox asked its egress proxy for."""
+
+    time: float
+    host: str
+    port: int
+    method: str = Field(description="CONNECT, or the plain HTTP request's method")
+    allowed: bool
+    reason: str = Field("", description="why it was denied")
+    bytes_up: int = Field(0, description="bytes from the sandbox")
+    bytes_down: int = Field(0, description="bytes to the sandbox")
+    duration_s: float | None = Field(None, description="set when an allowed connection has ended")
+
+
+class EgressReport(Reply):
+    """`GET /v1/sessions/{id}/egress`: the allow-list, counts since the proxy started, recent connections."""
+
+    rules: list[str]
+    allowed: int
+    denied: int
+    connections: list[EgressConnection]
+
+
 class Session(Reply):
     """A sandbox session: `status` is `running`, `stopped`, `expired`, `lost` or `failed`."""
 
@@ -41,7 +75,7 @@ class Session(Reply):
     last_used_at: float | None = None
     image: str | None = None
     limits: SessionLimits | None = None
-    network: str | None = None
+    network: str | SessionEgress | None = None
     ttl_s: float | None = None
     expires_at: float | None = None
 

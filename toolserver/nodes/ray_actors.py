@@ -23,7 +23,10 @@ from sandbox.config import SandboxConfig
 from sandbox.manager import ExpiredCallback, SandboxManager
 from toolserver.config import Settings
 from toolserver.nodes.base import NodeClient, NodeDirectory
+from toolserver.nodes.ray_processes import RayProcessCalls
+from toolserver.nodes.egress_audit import egress_audit_callback
 from toolserver.nodes.session_expiry import mark_expired_callback
+from toolserver.outbound.egress import EgressPolicy
 
 __all__ = [
     "KEY_ENV_VARS",
@@ -69,7 +72,12 @@ class SandboxNodeActor(SandboxManager):
 
     def __init__(self, sandbox: dict[str, Any], database: str) -> None:
         config = SandboxConfig(**sandbox, node_id=ray.get_runtime_context().get_node_id())
-        super().__init__(config, on_expired=self._mark_expired)
+        super().__init__(
+            config,
+            on_expired=self._mark_expired,
+            egress_check=EgressPolicy.parse(config.egress.operator_allow),
+            on_egress_denied=egress_audit_callback(database),
+        )
         self._database = database
         self._registry_expired: ExpiredCallback | None = None
 
@@ -120,6 +128,9 @@ class RayNodeClient(NodeClient):
 
     async def destroy(self, session_id: str) -> None:
         await self._call(self._handle.destroy.remote(session_id))
+
+    async def egress(self, session_id: str) -> dict[str, Any]:
+        return await self._call(self._handle.egress.remote(session_id))
 
     async def sessions(self) -> list[SandboxInfo]:
         return await self._call(self._handle.sessions.remote())

@@ -13,7 +13,7 @@ from foundation.errors import NotFound, QuotaExceeded, SessionLost, Unavailable
 from registry import SessionStore
 from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult
 from sandbox.errors import SandboxGone, SandboxNotFound
-from toolserver.api.requests import SessionCreate
+from toolserver.api.requests import EgressNetwork, SessionCreate
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.service.principal import Principal
 from toolserver.service.session_cache import UseRecorder, VerifiedSessions
@@ -42,7 +42,7 @@ def session_view(record: Any, runtime: str | None = None) -> dict[str, Any]:
         "last_used_at": record.last_used_at,
         "image": record.image,
         "limits": record.limits,
-        "network": record.network,
+        "network": {"egress": record.egress or []} if record.network == "egress" else record.network,
         "ttl_s": record.ttl_s,
         "expires_at": record.expires_at,
         "runtime": record.runtime or runtime,
@@ -103,12 +103,14 @@ class SessionService:
         )
 
     async def _create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
+        egress = body.network if isinstance(body.network, EgressNetwork) else None
         spec = SandboxSpec(
             image=body.image,
             limits=self._limits(body),
-            network=body.network,
+            network="egress" if egress is not None else body.network,  # type: ignore[arg-type]
             owner=principal.namespace,
             runtime=body.runtime,
+            egress=tuple(egress.egress) if egress is not None else (),
         )
         node_id = await self.nodes.choose(self._placing)
         self._placing[node_id] += 1  # no await since choose(): the next create sees this one
@@ -130,6 +132,7 @@ class SessionService:
             status="running",
             ttl_s=ttl_s,
             runtime=info.runtime,
+            egress=list(info.egress) if info.network == "egress" else None,
         )
         return session_view(record)
 
@@ -185,6 +188,10 @@ class SessionService:
         return await self._on_node(
             principal, session_id, lambda node: node.python(session_id, code, timeout_s)
         )
+
+    async def egress(self, principal: Principal, session_id: str) -> dict[str, Any]:
+        """The session's allow-list and the connections its egress proxy made or refused, newest last."""
+        return await self._on_node(principal, session_id, lambda node: node.egress(session_id))
 
     async def restart_python(self, principal: Principal, session_id: str) -> None:
         """Give the session a fresh kernel."""

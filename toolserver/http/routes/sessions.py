@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Depends, Request, Response
 
 from toolserver.api import (
+    EgressReport,
     FileEntry,
     FileList,
     PythonRestarted,
@@ -111,3 +112,9 @@ async def list_files(
 ) -> Any:
     """The entries of a workspace directory."""
     return {"entries": [asdict(e) for e in await svc.sessions.list_files(who, session_id, dir)]}
+
+
+@router.get("/{session_id}/egress", response_model=EgressReport)
+async def egress(session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
+    """The session's egress allow-list and its proxy's recent connections (allowed and denied), oldest first."""
+    return await svc.sessions.egress(who, session_id)
