@@ -12,7 +12,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from foundation.errors import UserError
 from sandbox.base import RUNTIMES, Limits, Runtime
 from sandbox.config import DEFAULT_IMAGE, SandboxConfig
-from sandbox.processes import ProcessLimits
 from sandbox.egress import EgressLimits, parse_rules
 from toolserver.outbound.egress import EgressPolicy
 
