@@ -29,8 +29,9 @@ from sandbox.errors import (
     SandboxUnavailable,
     WorkspaceFileNotFound,
 )
+from sandbox.processes import ProcessLimit, ProcessNotFound
 
-__all__ = ["GuestClient"]
+__all__ = ["GuestClient", "typed"]
 
 MAX_REPLY_HEADER = 64 << 20
 SHELL_MARGIN_S = 15.0  # the daemon's own recovery after a timeout: grace, kill, fresh sentinel, restart
@@ -41,6 +42,8 @@ _ERRORS: dict[str, type[Exception]] = {
     "not_found": WorkspaceFileNotFound,
     "too_large": FileTooLarge,
     "is_directory": InvalidPath,
+    "no_process": ProcessNotFound,
+    "process_limit": ProcessLimit,
 }
 
 
@@ -65,12 +68,12 @@ class GuestClient:
         )
         try:
             return ShellResult(
-                exit_code=_typed(reply.get("exit_code"), int, optional=True),
-                output=_typed(reply["output"], str),
-                timed_out=_typed(reply["timed_out"], bool),
-                truncated=_typed(reply["truncated"], bool),
-                cwd=_typed(reply["cwd"], str),
-                shell_restarted=_typed(reply.get("shell_restarted", False), bool),
+                exit_code=typed(reply.get("exit_code"), int, optional=True),
+                output=typed(reply["output"], str),
+                timed_out=typed(reply["timed_out"], bool),
+                truncated=typed(reply["truncated"], bool),
+                cwd=typed(reply["cwd"], str),
+                shell_restarted=typed(reply.get("shell_restarted", False), bool),
             )
         except (KeyError, TypeError) as exc:
             raise SandboxError(f"malformed shell reply from the guest daemon: {exc}") from None
@@ -123,6 +126,17 @@ class GuestClient:
                     ) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    async def call(
+        self,
+        header: dict[str, Any],
+        payload: bytes = b"",
+        *,
+        timeout_s: float | None = None,
+        max_payload: int = 0,
+    ) -> tuple[dict[str, Any], bytes]:
+        """One request of any op, one reply: (reply header, reply payload); error replies raise."""
+        return await self._call(header, payload, timeout_s=timeout_s, max_payload=max_payload)
 
     async def _call(
         self,
@@ -202,7 +216,8 @@ class GuestClient:
         return fd
 
 
-def _typed(value: Any, kind: type, *, optional: bool = False, int_ok: bool = False) -> Any:
+def typed(value: Any, kind: type, *, optional: bool = False, int_ok: bool = False) -> Any:
+    """`value` when it is a `kind` (None too when `optional`; an int for a float when `int_ok`); else TypeError."""
     if value is None and optional:
         return None
     accepted = (kind, int) if int_ok else (kind,)
@@ -214,10 +229,10 @@ def _typed(value: Any, kind: type, *, optional: bool = False, int_ok: bool = Fal
 def _entry(raw: Any) -> FileEntry:
     try:
         return FileEntry(
-            path=workspace_relative(_typed(raw["path"], str)),
-            size=_typed(raw["size"], int),
-            is_dir=_typed(raw["is_dir"], bool),
-            mtime=float(_typed(raw["mtime"], float, int_ok=True)),
+            path=workspace_relative(typed(raw["path"], str)),
+            size=typed(raw["size"], int),
+            is_dir=typed(raw["is_dir"], bool),
+            mtime=float(typed(raw["mtime"], float, int_ok=True)),
         )
     except (KeyError, TypeError, InvalidPath) as exc:
         raise SandboxError(f"malformed file entry from the guest daemon: {exc}") from None

@@ -12,6 +12,7 @@ from sandbox.base import RUNTIMES, Limits, Runtime, SandboxSpec
 from sandbox.egress.base import EgressLimits
 from sandbox.egress.rules import EgressRule, parse_rules, within
 from sandbox.errors import ImageNotAllowed, LimitsExceeded, RuntimeNotAllowed
+from sandbox.processes import ProcessLimits
 
 __all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
 
@@ -39,6 +40,7 @@ class SandboxConfig:
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     max_file_bytes: int = 64 * 1024 * 1024
     max_code_bytes: int = 1024 * 1024
+    processes: ProcessLimits = field(default_factory=ProcessLimits)  # background processes per session
     runtime_dir: str = field(default_factory=_default_runtime_dir)
     instance_id: str = "default"
     node_id: str = "local"

@@ -19,6 +19,7 @@ from foundation.errors import UserError
 from sandbox import _hostdirs, _labels
 from sandbox._container import GUEST_DIR, OPEN_NETWORK, ContainerEngine, container_name, private_dir
 from sandbox._guest_client import GuestClient
+from sandbox._guest_processes import GuestProcesses
 from sandbox._ids import new_session_id
 from sandbox._inputs import check_code_size, checked_timeout
 from sandbox.egress.base import AddressCheck
@@ -52,6 +53,7 @@ class DockerSandbox(Sandbox):
         self.host_dir = host_dir  # the private directory; the container sees only its `sbx` child
         self._config = config
         self._guest = GuestClient(_hostdirs.guest_socket(host_dir))
+        self.processes = GuestProcesses(self._guest, config.processes)
         self._kernel: KernelConnection | None = None
         self._kernel_lock = asyncio.Lock()
         self._kernel_dead = False

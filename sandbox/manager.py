@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from foundation.errors import UserError
+from sandbox._manager_processes import ManagerProcesses
 from sandbox.base import (
     FileEntry,
     PythonResult,
@@ -34,7 +35,7 @@ ExpiredCallback = Callable[[str], Awaitable[None]]
 Result = TypeVar("Result")
 
 
-class SandboxManager(SessionOps):
+class SandboxManager(SessionOps, ManagerProcesses):
     """Owns one Docker engine's sandboxes; every session operation on this node goes through it.
 
     Besides `SessionOps` it has the session lifecycle (create, get, destroy, sessions, stats): together they

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from foundation.errors import UserError
 from sandbox.base import RUNTIMES, Limits, Runtime
 from sandbox.config import DEFAULT_IMAGE, SandboxConfig
+from sandbox.processes import ProcessLimits
 from sandbox.egress import EgressLimits, parse_rules
 from toolserver.outbound.egress import EgressPolicy
 
@@ -71,6 +72,12 @@ class Settings(BaseSettings):
         " traffic)",
     )
     session_ttl_s: float = 3600.0
+    max_processes_per_session: int = Field(
+        16, gt=0, le=256, description="background processes one session may run at once"
+    )
+    process_output_kb: int = Field(
+        1024, ge=64, le=65536, description="output kept per background process (a ring buffer), KiB"
+    )
     max_sessions_per_namespace: int = Field(
         32, ge=0, description="live sessions a namespace may hold (0: no cap)"
     )
@@ -197,6 +204,7 @@ class Settings(BaseSettings):
             output_limit=self.output_limit,
             max_file_bytes=self.max_file_mb * 1024 * 1024,
             max_code_bytes=self.max_code_kb * 1024,
+            processes=ProcessLimits(self.max_processes_per_session, self.process_output_kb * 1024),
             instance_id=instance_id,
             node_id=node_id,
             allow_network=self.allow_open_network,

@@ -20,6 +20,7 @@ import traceback
 
 from sbxd_background import Processes
 from sbxd_egress import EgressForwarder
+from sbxd_background import Processes
 from sbxd_memory import MemoryWatch
 from sbxd_output import DEFAULT_OUTPUT_LIMIT
 from sbxd_shell import Shell
@@ -46,6 +47,7 @@ class Daemon:
         self.workspace = Workspace(workspace)
         self.shell = Shell(self.workspace.root)
         self.kernel = Kernel(os.path.join(directory, KERNEL_FILE), self.workspace.root)
+        self.processes = Processes(self.workspace.root)
         self.ops = {
             "ping": lambda h, s: self.ping(),
             "shell": lambda h, s: self.run_shell(h),
@@ -56,6 +58,12 @@ class Daemon:
             "kernel_restart": lambda h, s: self.kernel.restart(),
             "kernel_interrupt": lambda h, s: self.kernel.interrupt(),
             "kernel_status": lambda h, s: self.kernel.status(),
+            "proc_start": lambda h, s: self.processes.start(h),
+            "proc_list": lambda h, s: self.processes.list(h),
+            "proc_get": lambda h, s: self.processes.get(h),
+            "proc_output": self.processes.output,
+            "proc_stdin": self.processes.stdin,
+            "proc_signal": lambda h, s: self.processes.signal(h),
         }
 
     def ping(self) -> dict:
@@ -139,6 +147,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop the kernel and the shell, remove their scratch directories and the socket."""
         self.kernel.stop()
+        self.processes.shutdown()
         self.shell.close()
         shutil.rmtree(self.shell.scripts, ignore_errors=True)
         shutil.rmtree(self.kernel.private_dir, ignore_errors=True)

@@ -14,6 +14,7 @@ from sandbox.base import SandboxOps, SessionOps
 from sandbox.docker import DockerSandbox
 from sandbox.fake import FakeSandbox
 from sandbox.manager import SandboxManager
+from sandbox.processes import SessionProcesses
 from toolserver.nodes.base import NodeClient
 from toolserver.nodes.ray_actors import RayNodeClient, SandboxNodeActor
 from toolserver.service.session_sandbox import SessionSandbox
@@ -51,8 +52,10 @@ def test_every_sandbox_has_the_signatures_of_sandbox_ops(implementation: type, n
 NODE_METHODS = sorted(NodeClient.__abstractmethods__)
 
 
-def test_a_node_client_is_session_ops_and_the_lifecycle() -> None:
-    assert set(NODE_METHODS) == set(SessionOps.__abstractmethods__) | {
+def test_a_node_client_is_session_ops_processes_and_the_lifecycle() -> None:
+    assert set(NODE_METHODS) == set(SessionOps.__abstractmethods__) | set(
+        SessionProcesses.__abstractmethods__
+    ) | {
         "create",
         "get",
         "destroy",

@@ -8,7 +8,7 @@ from toolserver.http.body_limit import BodyLimit
 from toolserver.http.errors import install_error_handlers
 from toolserver.http.mcp_endpoint import mount_mcp
 from toolserver.http.metrics import MetricsMiddleware
-from toolserver.http.routes import agents, environments, memory, sessions, system, tools
+from toolserver.http.routes import agents, environments, memory, processes, sessions, system, tools
 from toolserver.http.routes import mcp_imports as mcp_import
 from toolserver.service.wiring import Services, build_services
 
@@ -24,7 +24,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (system, sessions, tools, agents, memory, environments, mcp_import):
+    for module in (system, sessions, processes, tools, agents, memory, environments, mcp_import):
         app.include_router(module.router)
     mount_mcp(app, services)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_mb * 1024 * 1024)

@@ -8,12 +8,13 @@ from typing import Any, Protocol
 
 from foundation.errors import Unavailable
 from sandbox.base import SandboxInfo, SandboxSpec, SessionOps
+from sandbox.processes import SessionProcesses
 
 __all__ = ["NodeClient", "NodeDirectory"]
 
 
-class NodeClient(SessionOps, Protocol):
-    """One node's sandbox manager, as the service sees it: `SessionOps` plus the session lifecycle.
+class NodeClient(SessionOps, SessionProcesses, Protocol):
+    """One node's sandbox manager, as the service sees it: `SessionOps`, background processes, the lifecycle.
 
     Implemented by `sandbox.manager.SandboxManager` (in-process, `LocalNodes`) and by
     `toolserver.nodes.ray_actors.RayNodeClient` (the node's manager actor); mypy checks both.

@@ -1,0 +1,172 @@
+"""Background processes for real: `toolserver up` on Ray Serve, real HTTP, real Docker.
+
+One server serves the module; the last test crashes and restarts it to check that processes outlive it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.integration.serverproc import ServerProcess
+from toolserver.client import Client
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
+
+CAP = 3
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sandbox_image) -> Iterator[ServerProcess]:
+    env = {
+        "TOOLSERVER_POOL_SIZE": "1",
+        "TOOLSERVER_SANDBOX_IMAGE": sandbox_image,
+        "TOOLSERVER_MAX_PROCESSES_PER_SESSION": str(CAP),
+        "TOOLSERVER_PROCESS_OUTPUT_KB": "64",
+    }
+    proc = ServerProcess(tmp_path_factory.mktemp("tshome"), env=env)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(server) -> dict[str, str]:
+    with Client(server.url, server.admin_key) as admin:
+        return {name: admin.keys.create(f"team-{name}", name).key for name in ("a", "b")}
+
+
+def http(server: ServerProcess, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def a(server, keys) -> Iterator[httpx.Client]:
+    with http(server, keys["a"]) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def session(a) -> str:
+    reply = a.post("/v1/sessions", json={})
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["id"])
+
+
+def start(a: httpx.Client, session: str, command: str, **extra: object) -> dict:
+    reply = a.post(f"/v1/sessions/{session}/processes", json={"command": command, **extra})
+    assert reply.status_code == 201, reply.text
+    return dict(reply.json())
+
+
+def follow(a: httpx.Client, session: str, pid: int, offset: int = 0) -> list[tuple[str, dict]]:
+    """Every event of `output?follow=true` until the stream ends."""
+    events: list[tuple[str, dict]] = []
+    url = f"/v1/sessions/{session}/processes/{pid}/output"
+    with a.stream("GET", url, params={"follow": "true", "offset": offset}, timeout=120) as reply:
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in reply.iter_lines():
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: ") and name:
+                events.append((name, json.loads(line[len("data: ") :])))
+    return events
+
+
+def test_output_is_streamed_complete_and_replayable(a, session) -> None:
+    proc = start(a, session, "for i in 1 2 3; do echo $i; sleep 1; done; echo bye >&2; exit 4")
+    assert proc["status"] == "running" and proc["exit_code"] is None
+    events = follow(a, session, proc["pid"])
+    names = [n for n, _ in events]
+    assert names[-1] == "exit" and "stderr" in names
+    text = "".join(d["data"] for n, d in events if n in ("stdout", "stderr"))
+    assert text == "1\n2\n3\nbye\n"
+    first_stdout = names.index("stdout")
+    assert first_stdout < names.index("stderr") < names.index("exit")  # "1" came before the end
+    assert events[-1][1]["exit_code"] == 4 and events[-1][1]["status"] == "exited"
+    replay = a.get(f"/v1/sessions/{session}/processes/{proc['pid']}/output", params={"offset": 4})
+    assert replay.status_code == 200
+    body = replay.json()
+    assert "".join(c["data"] for c in body["chunks"]) == "3\nbye\n" and body["done"] is True
+    listed = a.get(f"/v1/sessions/{session}/processes").json()["processes"]
+    assert proc["pid"] in [p["pid"] for p in listed]
+
+
+def test_stdin_env_cwd_and_signal(a, session) -> None:
+    assert a.post(f"/v1/sessions/{session}/shell", json={"command": "mkdir -p sub"}).status_code == 200
+    proc = start(a, session, 'pwd; echo "$WHO"; cat', cwd="sub", env={"WHO": "me"}, stdin=True)
+    url = f"/v1/sessions/{session}/processes/{proc['pid']}"
+    written = a.post(url + "/stdin", json={"data": "typed\n", "eof": True})
+    assert written.status_code == 200 and written.json()["written"] == 6
+    text = "".join(d["data"] for n, d in follow(a, session, proc["pid"]) if n == "stdout")
+    assert text == "/workspace/sub\nme\ntyped\n"
+    sleeper = start(a, session, "sleep 600")
+    stopped = a.post(f"/v1/sessions/{session}/processes/{sleeper['pid']}/signal", json={"signal": "TERM"})
+    assert stopped.status_code == 200
+    end = follow(a, session, sleeper["pid"])[-1]
+    assert end[0] == "exit" and end[1]["signal"] == "TERM" and end[1]["exit_code"] == 143
+
+
+def test_limits_hold(a, session) -> None:
+    proc = start(a, session, "cat", stdin=True)
+    url = f"/v1/sessions/{session}/processes/{proc['pid']}"
+    too_big = a.post(url + "/stdin", json={"data": "x" * ((1 << 20) + 1)})
+    assert too_big.status_code == 413, too_big.text
+    bad_signal = a.post(url + "/signal", json={"signal": "SEGV"})
+    assert bad_signal.status_code == 422
+    assert a.get(f"/v1/sessions/{session}/processes/4194304").status_code == 404
+    assert a.get(f"/v1/sessions/{session}/processes/0").status_code == 422
+    running = [
+        p for p in a.get(f"/v1/sessions/{session}/processes").json()["processes"] if p["status"] == "running"
+    ]
+    sleepers = [start(a, session, "sleep 600") for _ in range(CAP - len(running))]
+    over = a.post(f"/v1/sessions/{session}/processes", json={"command": "sleep 600"})
+    assert over.status_code == 429 and over.json()["error"]["type"] == "process_limit"
+    for p in [*running, *sleepers]:
+        a.post(f"/v1/sessions/{session}/processes/{p['pid']}/signal", json={"signal": "KILL"})
+    # Output past the ring buffer (64 KiB here) keeps the newest bytes and says how many were dropped.
+    noisy = start(a, session, "head -c 300000 /dev/zero | tr '\\0' z; echo END")
+    events = follow(a, session, noisy["pid"])
+    text = "".join(d["data"] for n, d in events if n == "stdout")
+    assert text.endswith("zEND\n") and len(text) <= 64 * 1024 + 4
+    assert events[-1][1]["next_offset"] == 300004
+
+
+def test_another_tenant_sees_nothing(server, keys, a, session) -> None:
+    proc = start(a, session, "sleep 600")
+    with http(server, keys["b"]) as b:
+        base = f"/v1/sessions/{session}/processes"
+        assert b.get(base).status_code == 404
+        assert b.post(base, json={"command": "id"}).status_code == 404
+        assert b.get(f"{base}/{proc['pid']}").status_code == 404
+        assert b.get(f"{base}/{proc['pid']}/output", params={"follow": "true"}).status_code == 404
+        assert b.post(f"{base}/{proc['pid']}/signal", json={"signal": "KILL"}).status_code == 404
+        assert b.post(f"{base}/{proc['pid']}/stdin", json={"data": "x"}).status_code == 404
+    assert a.get(f"/v1/sessions/{session}/processes/{proc['pid']}").json()["status"] == "running"
+    a.post(f"/v1/sessions/{session}/processes/{proc['pid']}/signal", json={"signal": "KILL"})
+
+
+def test_the_sandbox_still_has_no_network(a, session) -> None:
+    probe = "python3 -c \"import socket; s=socket.socket(); s.settimeout(2); s.connect(('1.1.1.1', 80))\""
+    proc = start(a, session, f"{probe} && echo reached || echo unreachable")
+    text = "".join(d["data"] for n, d in follow(a, session, proc["pid"]) if n == "stdout")
+    assert text.strip().endswith("unreachable")
+
+
+def test_processes_survive_a_server_restart(server, keys, a, session) -> None:
+    proc = start(a, session, "for i in $(seq 1 40); do echo tick $i; sleep 0.5; done")
+    seen = a.get(f"/v1/sessions/{session}/processes/{proc['pid']}/output", params={"wait_s": 10}).json()
+    assert seen["chunks"] and seen["chunks"][0]["data"].startswith("tick 1")
+    server.crash()
+    server.start()
+    with http(server, keys["a"]) as again:
+        info = again.get(f"/v1/sessions/{session}/processes/{proc['pid']}")
+        assert info.status_code == 200, info.text
+        events = follow(again, session, proc["pid"], offset=seen["next_offset"])
+    text = "".join(d["data"] for n, d in events if n == "stdout")
+    before = "".join(c["data"] for c in seen["chunks"])
+    assert (before + text).splitlines() == [f"tick {i}" for i in range(1, 41)]
