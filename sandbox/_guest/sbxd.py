@@ -20,7 +20,6 @@ import traceback
 
 from sbxd_background import Processes
 from sbxd_egress import EgressForwarder
-from sbxd_background import Processes
 from sbxd_memory import MemoryWatch
 from sbxd_output import DEFAULT_OUTPUT_LIMIT
 from sbxd_shell import Shell
