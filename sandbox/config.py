@@ -55,9 +55,9 @@ class SandboxConfig:
     shared_dir_mb: int = 4  # tmpfs cap of each sandbox's /sbx (applied when the server runs as root)
     runtime: Runtime = "runc"  # the container runtime of sessions that name none (TOOLSERVER_SANDBOX_RUNTIME)
     allowed_runtimes: tuple[Runtime, ...] = ()  # besides `runtime`, what sessions may name
+    egress: EgressLimits = field(default_factory=EgressLimits)  # sessions with network "egress"
 
     @property
-    egress: EgressLimits = field(default_factory=EgressLimits)  # sessions with network "egress"
     def runtimes(self) -> tuple[Runtime, ...]:
         """Every runtime a session may run under, the default first (the pool keeps sandboxes of each)."""
         return tuple(dict.fromkeys((self.runtime, *self.allowed_runtimes)))

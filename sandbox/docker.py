@@ -22,8 +22,6 @@ from sandbox._guest_client import GuestClient
 from sandbox._guest_processes import GuestProcesses
 from sandbox._ids import new_session_id
 from sandbox._inputs import check_code_size, checked_timeout
-from sandbox.egress.base import AddressCheck
-from sandbox.egress.gate import DeniedCallback, EgressGate
 from sandbox._kernel import KernelConnection, message_cap, write_connection_files
 from sandbox._meta import info_from_container, write_meta
 from sandbox._paths import workspace_relative
@@ -38,6 +36,8 @@ from sandbox.base import (
     ShellResult,
 )
 from sandbox.config import SandboxConfig
+from sandbox.egress.base import AddressCheck
+from sandbox.egress.gate import DeniedCallback, EgressGate
 from sandbox.errors import SandboxGone, SandboxNotFound, SandboxUnavailable
 
 __all__ = ["OPEN_NETWORK", "DockerBackend", "DockerSandbox", "engine_runtimes"]
@@ -187,9 +187,9 @@ class DockerBackend(SandboxBackend):
         prepare_runtime_dir(config.runtime_dir)
         self.config = _with_sandbox_uid(config)
         self.engine = ContainerEngine(self.config, client)
+        self.egress = EgressGate(self.config.egress, egress_check, on_egress_denied)
         self._sandboxes: dict[str, DockerSandbox] = {}
         # Unix socket paths are short (107 bytes), so the node part of the directory is abbreviated.
-        self.egress = EgressGate(self.config.egress, egress_check, on_egress_denied)
         self._root = os.path.join(self.config.runtime_dir, self.config.instance_id, self.config.node_id[:12])
 
     @property
@@ -216,28 +216,28 @@ class DockerBackend(SandboxBackend):
             limits=spec.limits,
             created_at=time.time(),
             runtime=self.config.runtime_of(spec),
-        )
-        try:
             egress=tuple(str(r) for r in self.config.egress_rules(spec)) if spec.network == "egress" else (),
-            write_connection_files(
+        )
         if info.network == "egress":
             self.egress.require()
+        try:
+            write_connection_files(
                 _hostdirs.shared_dir(host_dir),
                 GUEST_DIR,
                 private_dir=host_dir,
                 max_message=message_cap(self.config.output_limit),
             )
             write_meta(host_dir, info)
-            container = await asyncio.to_thread(self.engine.run, info, host_dir, pooled)
-            info = replace(info, container_id=container.id)
             if info.network == "egress":
                 await self.egress.open(info, _hostdirs.shared_dir(host_dir))
+            container = await asyncio.to_thread(self.engine.run, info, host_dir, pooled)
+            info = replace(info, container_id=container.id)
             sandbox = DockerSandbox(info, host_dir, self.config)
             await sandbox.connect()
         except BaseException:
+            await self.egress.close(session_id)
             await self._remove(container_name(session_id), host_dir)
             raise
-            await self.egress.close(session_id)
         self._sandboxes[session_id] = sandbox
         return sandbox
 
@@ -262,9 +262,9 @@ class DockerBackend(SandboxBackend):
     async def destroy(self, session_id: str) -> None:
         """Remove the session's container and directories (a no-op when they are gone)."""
         sandbox = self._sandboxes.pop(session_id, None)
+        await self.egress.close(session_id)
         host_dir = os.path.join(self._root, session_id)
         if sandbox is not None:
-        await self.egress.close(session_id)
             host_dir = sandbox.host_dir
             await sandbox.close()
         await self._remove(container_name(session_id), host_dir)
@@ -318,18 +318,18 @@ class DockerBackend(SandboxBackend):
         info = info_from_container(
             container, session_id, host_dir, node_id=self.config.node_id, default_image=self.config.image
         )
-        sandbox = DockerSandbox(info, host_dir, self.config)
-        await sandbox.connect()
         if info.network == "egress":
             await self.egress.open(info, _hostdirs.shared_dir(host_dir))
+        sandbox = DockerSandbox(info, host_dir, self.config)
+        await sandbox.connect()
         self._sandboxes[session_id] = sandbox
 
-    async def _remove(self, container: str, host_dir: str) -> None:
-        """Remove a container (by name or id), then its private directories."""
     def egress_report(self, session_id: str) -> dict[str, Any]:
         """What the session's egress proxy let through and refused."""
         return self.egress.report(session_id)
 
+    async def _remove(self, container: str, host_dir: str) -> None:
+        """Remove a container (by name or id), then its private directories."""
         await asyncio.to_thread(self.engine.remove, container)
         await asyncio.to_thread(_hostdirs.remove_dirs, host_dir)
 

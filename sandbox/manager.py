@@ -22,9 +22,9 @@ from sandbox.base import (
     ShellResult,
 )
 from sandbox.config import SandboxConfig
-from sandbox.errors import SandboxNotFound, SandboxUnavailable
 from sandbox.egress.base import AddressCheck
 from sandbox.egress.gate import DeniedCallback
+from sandbox.errors import SandboxNotFound, SandboxUnavailable
 from sandbox.pool import SandboxPool
 
 __all__ = ["SandboxManager"]
@@ -48,11 +48,11 @@ class SandboxManager(SessionOps, ManagerProcesses):
         *,
         backend: SandboxBackend | None = None,
         on_expired: ExpiredCallback | None = None,
-    ) -> None:
         egress_check: AddressCheck | None = None,
         on_egress_denied: DeniedCallback | None = None,
-        self.config = config or SandboxConfig()
+    ) -> None:
         """`egress_check` pins where the egress proxy may connect (sessions with network "egress" need one)."""
+        self.config = config or SandboxConfig()
         if backend is None:
             from sandbox.docker import DockerBackend
 
@@ -131,12 +131,12 @@ class SandboxManager(SessionOps, ManagerProcesses):
         sandbox = await self._session(session_id)
         return await self._guarded(session_id, sandbox.list_files(path))
 
-    async def destroy(self, session_id: str) -> None:
     async def egress(self, session_id: str) -> dict[str, Any]:
         """The session's allow-list and the connections its egress proxy made or refused, newest last."""
         await self._session(session_id)
         return self.backend.egress_report(session_id)
 
+    async def destroy(self, session_id: str) -> None:
         """Remove the session's sandbox (a no-op when it is gone)."""
         self._ttl.pop(session_id, None)
         self._last_used.pop(session_id, None)

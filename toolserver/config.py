@@ -12,8 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from foundation.errors import UserError
 from sandbox.base import RUNTIMES, Limits, Runtime
 from sandbox.config import DEFAULT_IMAGE, SandboxConfig
-from sandbox.processes import ProcessLimits
 from sandbox.egress import EgressLimits, parse_rules
+from sandbox.processes import ProcessLimits
 from toolserver.outbound.egress import EgressPolicy
 
 if TYPE_CHECKING:
@@ -129,6 +129,16 @@ class Settings(BaseSettings):
         EgressPolicy.parse(value)  # a bad entry stops the server at start, with its name
         return value
 
+    @field_validator("sandbox_egress_max", "sandbox_egress_default")
+    @classmethod
+    def _egress_rules(cls, value: str) -> str:
+        entries = [entry for entry in _listed(value) if entry != "*"]
+        try:
+            parse_rules(entries)
+        except UserError as exc:  # a bad entry stops the server at start, with its name
+            raise ValueError(exc.message) from None
+        return value
+
     @field_validator("allowed_runtimes")
     @classmethod
     def _known_runtimes(cls, value: str) -> str:
@@ -143,16 +153,6 @@ class Settings(BaseSettings):
         """The runtimes sessions may use, the default first; the default alone when the operator lists none."""
         listed = _listed(self.allowed_runtimes)
         return tuple(dict.fromkeys([self.sandbox_runtime, *(name for name in RUNTIMES if name in listed)]))
-
-    @field_validator("sandbox_egress_max", "sandbox_egress_default")
-    @classmethod
-    def _egress_rules(cls, value: str) -> str:
-        entries = [entry for entry in _listed(value) if entry != "*"]
-        try:
-            parse_rules(entries)
-        except UserError as exc:  # a bad entry stops the server at start, with its name
-            raise ValueError(exc.message) from None
-        return value
 
     def allowed_image_list(self) -> tuple[str, ...]:
         """The images sessions may use; the sandbox image when the operator lists none."""
@@ -208,10 +208,6 @@ class Settings(BaseSettings):
             instance_id=instance_id,
             node_id=node_id,
             allow_network=self.allow_open_network,
-            default_ttl_s=self.session_ttl_s,
-            runtime=self.sandbox_runtime,
-            allowed_runtimes=self.allowed_runtime_list(),
-        )
             egress=EgressLimits(
                 operator_allow=self.egress_allow,
                 maximum=tuple(_listed(self.sandbox_egress_max)),
@@ -219,3 +215,7 @@ class Settings(BaseSettings):
                 max_connections=self.sandbox_egress_max_connections,
                 bytes_per_s=self.sandbox_egress_bytes_per_s,
             ),
+            default_ttl_s=self.session_ttl_s,
+            runtime=self.sandbox_runtime,
+            allowed_runtimes=self.allowed_runtime_list(),
+        )

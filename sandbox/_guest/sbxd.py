@@ -180,6 +180,12 @@ def main(argv: list[str] | None = None) -> None:
         watch = MemoryWatch.from_environment()
         if watch is not None:
             watch.start()
+        forwarder = EgressForwarder.from_environment()
+        if forwarder is not None:
+            try:
+                forwarder.start()
+            except OSError:
+                traceback.print_exc()  # the sandbox's egress stays shut; its other calls still work
         print(f"sbxd: ready on {daemon.socket_path}", file=sys.stderr, flush=True)
         daemon.serve_forever(server)
     finally:
@@ -188,11 +194,5 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
 
 
-        forwarder = EgressForwarder.from_environment()
-        if forwarder is not None:
-            try:
-                forwarder.start()
-            except OSError:
-                traceback.print_exc()  # the sandbox's egress stays shut; its other calls still work
 if __name__ == "__main__":
     main()

@@ -59,6 +59,7 @@ def test_a_node_client_is_session_ops_processes_and_the_lifecycle() -> None:
         "create",
         "get",
         "destroy",
+        "egress",
         "sessions",
         "stats",
     }

@@ -33,10 +33,10 @@ class NodeClient(SessionOps, SessionProcesses, Protocol):
         """Remove the session's sandbox (a no-op when it is gone)."""
 
     @abc.abstractmethod
-    @abc.abstractmethod
     async def egress(self, session_id: str) -> dict[str, Any]:
         """The session's allow-list and its egress proxy's recent connections (SandboxNotFound without it)."""
 
+    @abc.abstractmethod
     async def sessions(self) -> list[SandboxInfo]:
         """The sandboxes this node holds for sessions."""
 

@@ -23,8 +23,8 @@ from sandbox.config import SandboxConfig
 from sandbox.manager import ExpiredCallback, SandboxManager
 from toolserver.config import Settings
 from toolserver.nodes.base import NodeClient, NodeDirectory
-from toolserver.nodes.ray_processes import RayProcessCalls
 from toolserver.nodes.egress_audit import egress_audit_callback
+from toolserver.nodes.ray_processes import RayProcessCalls
 from toolserver.nodes.session_expiry import mark_expired_callback
 from toolserver.outbound.egress import EgressPolicy
 
