@@ -151,7 +151,8 @@ def test_connect_checks_the_tls_server_name_against_the_target() -> None:
             good = _client_hello("localhost")
             ok = await _ask(proxy, f"CONNECT localhost:{up.port} HTTP/1.1\r\n\r\n".encode() + good)
             bad = await _ask(
-                proxy, f"CONNECT localhost:{up.port} HTTP/1.1\r\n\r\n".encode() + _client_hello("evil.example")
+                proxy,
+                f"CONNECT localhost:{up.port} HTTP/1.1\r\n\r\n".encode() + _client_hello("evil.example"),
             )
             await proxy.close()
         assert ok.startswith(b"HTTP/1.1 200 Connection Established") and ok.endswith(b"hello")

@@ -55,6 +55,8 @@ def test_the_error_crosses_processes_and_the_sdk_maps_410() -> None:
     assert (error.session_id, error.node_id, error.status) == ("s", NODE, 410)
     body = {"error": error.to_dict()}
     sdk = error_for(410, body)
-    assert isinstance(sdk, SessionLostError) and isinstance(sdk, NotFoundError) and isinstance(sdk, SessionLost)
+    assert (
+        isinstance(sdk, SessionLostError) and isinstance(sdk, NotFoundError) and isinstance(sdk, SessionLost)
+    )
     assert (sdk.status_code, sdk.error_type, sdk.node_id, sdk.session_id) == (410, "session_lost", NODE, "s")
     assert ErrorReply.of(body).error.type == "session_lost"
