@@ -45,7 +45,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     ray_address: str | None = Field(None, description="Ray cluster to join; the CLI also reads RAY_ADDRESS")
-    replicas: int = 1
+    replicas: int = Field(
+        0,
+        ge=0,
+        description="ingress replicas; 0: two on distinct nodes when Ray has several nodes, else one",
+    )
+    service_resource: str = Field(
+        "",
+        description="a custom Ray resource the server's singletons (run scheduler, environment center, node"
+        " watcher) run on; default: they prefer the head node and restart on any node when theirs is lost",
+    )
     fast_ingress: bool = Field(False, description="HAProxy in front of the replicas (needs haproxy)")
     sandbox_image: str = DEFAULT_IMAGE
     allowed_images: str = Field(

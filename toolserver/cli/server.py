@@ -28,7 +28,11 @@ def add_commands(commands: Any) -> None:
     up.add_argument("--host", help="bind address (default 127.0.0.1, env TOOLSERVER_HOST)")
     up.add_argument("--port", type=int, help="port (default 8000, env TOOLSERVER_PORT)")
     up.add_argument("--address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
-    up.add_argument("--replicas", type=int, help="ingress replicas (default 1)")
+    up.add_argument(
+        "--replicas",
+        type=int,
+        help="ingress replicas (default: 2 on distinct nodes on a cluster, 1 on one machine; env TOOLSERVER_REPLICAS)",
+    )
     up.add_argument(
         "--fast-ingress",
         action="store_true",
@@ -167,11 +171,13 @@ def _runtimes_line(settings: Any) -> str:
 def _watch_nodes(settings: Any, instance_id: str) -> None:
     """Mark the sessions of dead nodes lost; give nodes that joined later a sandbox manager."""
     from toolserver.nodes.ray_actors import start_missing_node_actors
-    from toolserver.serve.app import mark_sessions_of_lost_nodes
+    from toolserver.serve.app import ensure_singletons, mark_sessions_of_lost_nodes
 
     try:
         lost = mark_sessions_of_lost_nodes(settings)
         started = start_missing_node_actors(settings, instance_id)
+        for name in ensure_singletons(settings):
+            print(f"  {name} was gone: started again", flush=True)
     except Exception as exc:  # retried on the next scan
         print(f"  node watch failed: {exc}", flush=True)
         return

@@ -251,17 +251,20 @@ def reattach_sessions(
 def start_missing_node_actors(settings: Settings, instance_id: str) -> list[str]:
     """Start a manager on every alive node that has none (it joined later, or its manager died).
 
-    Sessions the registry still holds as live on such a node are re-attached (or marked lost); returns the
-    node ids.
+    Sessions the registry still holds as live on such a node are re-attached (or marked lost). A machine
+    that comes back joins with a new node id: its new manager removes the containers its engine still
+    holds of dead nodes (their sessions were lost with them). Returns the node ids.
     """
     missing = _alive_node_ids() - manager_node_ids()
     if not missing:
         return []
+    dead = {n["NodeID"] for n in ray.nodes() if not n.get("Alive")}
     db = Database(settings.database)
     try:
         store = SessionStore(db)
         placed = {node_id: store.list_all_live(node_id) for node_id in missing}
-        reattach_sessions(store, settings, instance_id, placed, only=missing)
+        adopt = dict.fromkeys(missing, dead)
+        reattach_sessions(store, settings, instance_id, placed, adopt, only=missing)
     finally:
         db.close()
     return sorted(missing)

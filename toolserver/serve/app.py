@@ -23,6 +23,8 @@ __all__ = [
     "APP_NAME",
     "ServerHandle",
     "build_asgi_app",
+    "ensure_singletons",
+    "ingress_options",
     "mark_sessions_of_lost_nodes",
     "start_server",
     "stop_server",
@@ -56,6 +58,22 @@ def build_asgi_app() -> FastAPI:
 @serve.ingress(build_asgi_app)
 class ToolServerIngress:
     """The FastAPI ingress; all logic lives in the app the builder returns."""
+
+
+def ingress_options(settings: Settings) -> dict[str, Any]:
+    """Serve options of the ingress: on a cluster at least two replicas, on distinct nodes when there are enough.
+
+    A node loss then leaves a replica (and its node's proxy) serving while Serve starts another elsewhere.
+    """
+    alive = len([n for n in ray.nodes() if n.get("Alive")])
+    replicas = settings.replicas or (2 if alive > 1 else 1)
+    options: dict[str, Any] = {
+        "num_replicas": replicas,
+        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": _settings_env(settings)}},
+    }
+    if alive > 1:
+        options["max_replicas_per_node"] = max(1, -(-replicas // alive))
+    return options
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,27 @@ def mark_sessions_of_lost_nodes(settings: Settings) -> list[str]:
     return [record.id for record in lost]
 
 
+def ensure_singletons(settings: Settings) -> list[str]:
+    """Start again any server singleton that is gone for good (Ray restarts them after a node loss; this
+    covers one that was killed, or whose restarts failed); returns the names started."""
+    from agent_core.memory import MEMORY_ACTOR_NAME, start_memory_actor
+    from foundation.actors import find_actor
+    from toolserver.runs.ray_actor import SCHEDULER_NAME, start_scheduler
+    from toolserver.service.environment_center import CENTER_NAME, start_center
+
+    started = []
+    if find_actor(SCHEDULER_NAME, RAY_NAMESPACE) is None:
+        start_scheduler(settings, RAY_NAMESPACE)
+        started.append(SCHEDULER_NAME)
+    if find_actor(MEMORY_ACTOR_NAME, RAY_NAMESPACE) is None:
+        start_memory_actor(settings.database)
+        started.append(MEMORY_ACTOR_NAME)
+    if find_actor(CENTER_NAME, RAY_NAMESPACE) is None:
+        start_center(without_admin_key(settings), RAY_NAMESPACE)
+        started.append(CENTER_NAME)
+    return started
+
+
 def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = None) -> ServerHandle:
     """Connect to (or start) Ray, reconcile sandboxes, and deploy the ingress on host:port.
 
@@ -192,12 +231,13 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     from toolserver.service.environment_center import start_center
 
     start_center(without_admin_key(settings), RAY_NAMESPACE)
-    serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
-    env = _settings_env(settings)
-    app = ToolServerIngress.options(  # type: ignore[attr-defined]
-        num_replicas=settings.replicas,
-        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env}},
-    ).bind()
+    # A proxy on every node that hosts an ingress replica (and the head): any of them serves clients.
+    serve.start(
+        http_options={"host": settings.host, "port": settings.port},
+        proxy_location="EveryNode",
+        detached=False,
+    )
+    app = ToolServerIngress.options(**ingress_options(settings)).bind()  # type: ignore[attr-defined]
     serve.run(app, name=APP_NAME, route_prefix="/")
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     return ServerHandle(

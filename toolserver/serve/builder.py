@@ -26,7 +26,7 @@ import ray
 from ray.serve import Application
 from sqlalchemy.engine import make_url
 
-from foundation.actors import find_actor, kill_named_actor, start_named_actor
+from foundation.actors import find_actor, kill_named_actor, singleton_options, start_named_actor
 from foundation.errors import UserError
 from registry import Database, KeyStore, SessionStore
 from registry.models import SessionRecord
@@ -42,7 +42,7 @@ from toolserver.nodes.ray_actors import (
 from toolserver.serve.app import (
     ToolServerIngress,
     _instance_id,
-    _settings_env,
+    ingress_options,
     mark_sessions_of_lost_nodes,
     stop_server,
     without_admin_key,
@@ -74,10 +74,7 @@ def app_builder(args: dict[str, Any]) -> Application:
     if not ray.is_initialized():  # `serve run <import path>` calls builders before it connects
         ray.init(address=settings.ray_address or os.environ.get("RAY_ADDRESS"), namespace=RAY_NAMESPACE)
     ensure_started(settings, instance_id)
-    return ToolServerIngress.options(  # type: ignore[attr-defined,no-any-return]
-        num_replicas=settings.replicas,
-        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": _settings_env(settings)}},
-    ).bind()
+    return ToolServerIngress.options(**ingress_options(settings)).bind()  # type: ignore[attr-defined,no-any-return]
 
 
 def instance_id_for(settings: Settings) -> str:
@@ -136,6 +133,7 @@ def ensure_started(settings: Settings, instance_id: str) -> dict[str, Any]:
         watcher_settings(settings),
         instance_id,
         blank_env=KEY_ENV_VARS,
+        **singleton_options(settings.service_resource),
     )
     ray.get(watcher.start.remote())
     log.info("toolserver actors ready: %s", started)
@@ -182,6 +180,8 @@ class NodeWatcher:
         self.instance_id = instance_id
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        if ray.get_runtime_context().was_current_actor_reconstructed:  # restarted after its node was lost
+            self._task = asyncio.get_event_loop().create_task(self._watch())
 
     async def start(self) -> None:
         if self._task is None or self._task.done():

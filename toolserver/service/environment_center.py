@@ -3,6 +3,10 @@
 Every ingress replica talks to it through `center_client`; the Serve app starts it (`start_center`) and
 stops it (`stop_center`). It wires its own services over the Ray node directory, so sandboxed agents'
 tool calls run like any other call.
+
+It survives the loss of its node: Ray restarts it on a living node (`singleton_options`) and its clients
+retry meanwhile. The environments it held are gone with it (their hubs lived on its node), as after a
+server restart: their history stays readable once they are created again under the same name.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any
 
 import ray
 
-from foundation.actors import ActorClient, find_actor, start_named_actor
+from foundation.actors import RETRY_S, ActorClient, find_actor, singleton_options, start_named_actor
 from foundation.errors import Unavailable
 from registry import Database
 from toolserver.config import Settings
@@ -66,15 +70,18 @@ def start_center(settings: Settings, namespace: str) -> None:
         settings.model_copy(update={"api_key": None}),
         namespace,
         max_concurrency=1000,
+        **singleton_options(settings.service_resource),
     )
 
 
 def center_client(namespace: str) -> Any:
-    """The running environment center; Unavailable when there is none."""
+    """The running environment center (calls retried while it restarts); Unavailable when there is none."""
     handle = find_actor(CENTER_NAME, namespace)
     if handle is None:
         raise Unavailable("the environment center is not running")
-    return ActorClient(handle, "the environment center")
+    return ActorClient(
+        handle, "the environment center", name=CENTER_NAME, namespace=namespace, retry_s=RETRY_S
+    )
 
 
 def stop_center(namespace: str) -> None:

@@ -24,6 +24,14 @@ async def healthz(svc: Any = Depends(services), summary: HealthSummary = Depends
 
 
 @router.get(
+    "/livez", response_class=Response, responses=content_of("text/plain", "`ok`: this replica serves")
+)
+async def livez() -> Response:
+    """A load balancer's health check: answers `ok` from the ingress replica, asking no actor or node."""
+    return Response("ok\n", media_type="text/plain")
+
+
+@router.get(
     "/metrics",
     response_class=Response,
     responses=content_of("text/plain", "Prometheus metrics"),
