@@ -244,3 +244,7 @@ class SandboxBackend(abc.ABC):
     def egress_report(self, session_id: str) -> dict[str, Any]:
         """What the session's egress proxy let through and refused (empty where there is no proxy)."""
         return {"rules": [], "connections": [], "allowed": 0, "denied": 0}
+
+    def egress_totals(self) -> dict[str, int]:
+        """Connections this backend's egress proxies allowed and denied since it started."""
+        return {"allowed": 0, "denied": 0}

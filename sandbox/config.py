@@ -6,7 +6,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
-from foundation.errors import UserError
+from foundation.errors import UserError, ValidationFailed
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
 from sandbox.base import RUNTIMES, Limits, Runtime, SandboxSpec
 from sandbox.egress.base import EgressLimits
@@ -114,7 +114,7 @@ class SandboxConfig:
     def _check_egress(self, spec: SandboxSpec) -> None:
         rules = self.egress_rules(spec)
         if not rules:
-            raise UserError(
+            raise ValidationFailed(
                 "the egress allow-list is empty and this server has no default one"
                 " (TOOLSERVER_SANDBOX_EGRESS_DEFAULT); list names, or ask for network 'none'",
                 field="network.egress",

@@ -328,6 +328,10 @@ class DockerBackend(SandboxBackend):
         """What the session's egress proxy let through and refused."""
         return self.egress.report(session_id)
 
+    def egress_totals(self) -> dict[str, int]:
+        """Connections this node's egress proxies allowed and denied since it started."""
+        return self.egress.totals()
+
     async def _remove(self, container: str, host_dir: str) -> None:
         """Remove a container (by name or id), then its private directories."""
         await asyncio.to_thread(self.engine.remove, container)

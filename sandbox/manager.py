@@ -155,6 +155,7 @@ class SandboxManager(SessionOps, ManagerProcesses):
             "pool_ready": self.pool.ready,
             "pool_size": self.pool.size,
             "runtimes": await self.runtimes(),
+            "egress": self.backend.egress_totals(),
         }
 
     async def runtimes(self) -> dict[str, Any]:

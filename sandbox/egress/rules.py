@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from foundation.errors import UserError
+from foundation.errors import ValidationFailed
 
 __all__ = ["DEFAULT_PORTS", "EgressRule", "allowed", "parse_rules", "within"]
 
@@ -51,6 +51,8 @@ def normalize_host(host: str) -> str:
 def parse_rule(raw: str) -> EgressRule:
     """One entry; ValueError naming what is wrong."""
     text = raw.strip().lower()
+    if "/" in text or "@" in text:
+        raise ValueError(f"{raw!r} is a URL; list the host name alone (e.g. pypi.org, or pypi.org:8443)")
     port: int | None = None
     if text.startswith("["):
         inside, closed, rest = text[1:].partition("]")
@@ -83,13 +85,13 @@ def parse_rule(raw: str) -> EgressRule:
 
 
 def parse_rules(entries: Iterable[str], *, field: str = "network.egress") -> tuple[EgressRule, ...]:
-    """Every entry, or UserError naming the first bad one (`field[i]`)."""
+    """Every entry, or ValidationFailed (422) naming the first bad one (`field[i]`)."""
     rules = []
     for index, raw in enumerate(entries):
         try:
             rules.append(parse_rule(raw))
         except ValueError as exc:
-            raise UserError(f"egress entry {index}: {exc}", field=f"{field}[{index}]") from None
+            raise ValidationFailed(f"egress entry {index}: {exc}", field=f"{field}[{index}]") from None
     return tuple(dict.fromkeys(rules))
 
 

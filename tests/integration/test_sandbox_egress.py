@@ -7,15 +7,8 @@ every other connection attempted from inside it fails before any packet leaves t
 
 from __future__ import annotations
 
-import hashlib
-import io
 import secrets
-import threading
-import zipfile
 from collections.abc import AsyncIterator, Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import docker
 import pytest
@@ -27,51 +20,20 @@ from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend, DockerSandbox
 from sandbox.egress import EgressLimits
 from sandbox.errors import LimitsExceeded
+from tests.integration.pkgindex import INDEX_HOST
+from tests.integration.pkgindex import package_index as serve_index
 from toolserver.outbound.egress import EgressPolicy
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 LIMITS = Limits(memory_mb=256, pids=96, disk_mb=64, tmp_mb=32)
-INDEX_HOST = "127.0.0.2"
-
-
-def _wheel(name: str, version: str) -> tuple[str, bytes]:
-    """A minimal pure-Python wheel that pip accepts."""
-    dist = f"{name}-{version}"
-    files = {
-        f"{name}/__init__.py": b"VALUE = 42\n",
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(f"{path},,\n" for path in files) + f"{dist}.dist-info/RECORD,,\n"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-        archive.writestr(f"{dist}.dist-info/RECORD", record)
-    return f"{dist}-py3-none-any.whl", buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
 def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`host:port` of a PEP 503 simple index with one wheel, `demo_pkg`, and a /hello page."""
-    root: Path = tmp_path_factory.mktemp("index")
-    filename, data = _wheel("demo_pkg", "1.0")
-    digest = hashlib.sha256(data).hexdigest()
-    (root / "simple" / "demo-pkg").mkdir(parents=True)
-    (root / "files").mkdir()
-    (root / "files" / filename).write_bytes(data)
-    (root / "simple" / "demo-pkg" / "index.html").write_text(
-        f'<a href="../../files/{filename}#sha256={digest}">{filename}</a>\n'
-    )
-    (root / "hello").write_text("hello from the index\n")
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    server = ThreadingHTTPServer((INDEX_HOST, 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"{INDEX_HOST}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    """`host:port` of a simple index with one wheel, `demo_pkg`, and a /hello page."""
+    with serve_index(tmp_path_factory.mktemp("index")) as where:
+        yield where
 
 
 def _backend(image: str, operator_allow: str, **limits: object) -> DockerBackend:

@@ -70,7 +70,18 @@ def add_commands(commands: Any) -> None:
     new = sessions_cmds.add_parser("create", help="start a sandbox session; prints its id")
     new.add_argument("--memory-mb", type=int)
     new.add_argument("--cpus", type=float)
-    new.add_argument("--network", choices=["none", "bridge"], default="none")
+    new.add_argument(
+        "--network",
+        choices=["none", "bridge"],
+        default="none",
+        help="none (default) or bridge (unfiltered; only where the operator allows it)",
+    )
+    new.add_argument(
+        "--egress",
+        metavar="NAMES",
+        help="reach only these, through the node's proxy: comma-separated host, *.domain or either with :port"
+        " (e.g. pypi.org,files.pythonhosted.org)",
+    )
     new.add_argument("--ttl", type=float, help="idle seconds before it expires")
     new.set_defaults(run=_create_session)
     sessions_cmds.add_parser("ls", help="your live sessions").set_defaults(
@@ -119,8 +130,13 @@ def _register(args: argparse.Namespace) -> None:
 
 def _create_session(args: argparse.Namespace) -> None:
     limits = {k: v for k, v in {"memory_mb": args.memory_mb, "cpus": args.cpus}.items() if v is not None}
+    egress = [name.strip() for name in args.egress.split(",") if name.strip()] if args.egress else None
     session = _client().session(
-        network=args.network, limits=limits or None, ttl_s=args.ttl or None, keep=True
+        network=None if egress is not None else args.network,
+        limits=limits or None,
+        ttl_s=args.ttl or None,
+        keep=True,
+        egress=egress,
     )
     _print(session.info)
 

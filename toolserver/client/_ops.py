@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -62,8 +63,15 @@ class Ops:
         network: str | None = None,
         ttl_s: float | None = None,
         runtime: str | None = None,
+        egress: Sequence[str] | None = None,
     ) -> Request[api.Session]:
-        body = _spec(image=image, limits=limits, network=network, ttl_s=ttl_s, runtime=runtime)
+        if egress is not None:
+            if network not in (None, "egress"):
+                raise ValueError(f"egress lists what network 'egress' reaches; network {network!r} has none")
+            network_body: Any = {"egress": list(egress)}
+        else:
+            network_body = network
+        body = _spec(image=image, limits=limits, network=network_body, ttl_s=ttl_s, runtime=runtime)
         return Request("POST", "/v1/sessions", api.Session, json=body)
 
     @staticmethod
@@ -87,6 +95,10 @@ class Ops:
     def python(session_id: str, code: str, timeout_s: float = 30.0) -> Request[api.PythonResult]:
         body = {"code": code, "timeout_s": timeout_s}
         return Request("POST", f"/v1/sessions/{_id(session_id)}/python", api.PythonResult, json=body)
+
+    @staticmethod
+    def egress(session_id: str) -> Request[api.EgressReport]:
+        return Request("GET", f"/v1/sessions/{_id(session_id)}/egress", api.EgressReport)
 
     @staticmethod
     def restart_python(session_id: str) -> Request[api.PythonRestarted]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -89,9 +89,14 @@ class AsyncClient:
         ttl_s: float | None = None,
         runtime: str | None = None,
         keep: bool = False,
+        egress: Sequence[str] | None = None,
     ) -> SessionStart:
-        """A new sandbox session: `await` it, or `async with` it to delete it on exit unless `keep`."""
-        return SessionStart(self, Ops.create_session(image, limits, network, ttl_s, runtime), keep)
+        """A new sandbox session: `await` it, or `async with` it to delete it on exit unless `keep`.
+
+        `egress` (names, `*.domains`, either with `:port`) gives it network "egress": only those, through its
+        node's proxy.
+        """
+        return SessionStart(self, Ops.create_session(image, limits, network, ttl_s, runtime, egress), keep)
 
     async def attach(self, session_id: str) -> AsyncSession:
         """A handle on an existing session (kept on exit)."""
@@ -181,6 +186,10 @@ class AsyncSession:
     async def python(self, code: str, timeout_s: float = 30.0) -> api.PythonResult:
         """Run `code` in the session's IPython kernel; variables carry over."""
         return await self.client.send(Ops.python(self.id, code, timeout_s))
+
+    async def egress(self) -> api.EgressReport:
+        """What the session's egress proxy let through and refused (network "egress": its allow-list)."""
+        return await self.client.send(Ops.egress(self.id))
 
     async def restart_python(self) -> None:
         """A fresh kernel (variables are gone; files stay)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -80,9 +80,14 @@ class Client:
         ttl_s: float | None = None,
         runtime: str | None = None,
         keep: bool = False,
+        egress: Sequence[str] | None = None,
     ) -> Session:
-        """A new sandbox session; as a context manager it is deleted on exit unless `keep`."""
-        info = self.send(Ops.create_session(image, limits, network, ttl_s, runtime))
+        """A new sandbox session; as a context manager it is deleted on exit unless `keep`.
+
+        `egress` (names, `*.domains`, either with `:port`) gives it network "egress": only those, through its
+        node's proxy.
+        """
+        info = self.send(Ops.create_session(image, limits, network, ttl_s, runtime, egress))
         return Session(self, info, keep=keep)
 
     def attach(self, session_id: str) -> Session:
@@ -149,6 +154,10 @@ class Session:
     def python(self, code: str, timeout_s: float = 30.0) -> api.PythonResult:
         """Run `code` in the session's IPython kernel; variables carry over."""
         return self.client.send(Ops.python(self.id, code, timeout_s))
+
+    def egress(self) -> api.EgressReport:
+        """What the session's egress proxy let through and refused (network "egress": its allow-list)."""
+        return self.client.send(Ops.egress(self.id))
 
     def restart_python(self) -> None:
         """A fresh kernel (variables are gone; files stay)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics", "MetricsMiddleware"]
 
@@ -26,7 +26,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.egress = Gauge(
+            "toolserver_sandbox_egress_connections",
+            "connections sandboxes asked their node's egress proxy for since the node started, by verdict",
+            ["node", "verdict"],
+            registry=self.registry,
+        )
+
+    def observe_nodes(self, stats: list[dict[str, Any]]) -> None:
+        """Take in what the nodes report (their egress proxies' counts) before a scrape."""
+        for node in stats:
+            egress = node.get("egress") or {}
+            for verdict in ("allowed", "denied"):
+                self.egress.labels(str(node.get("node_id")), verdict).set(int(egress.get(verdict, 0)))
+
     def render(self) -> bytes:
+        """The text exposition of every metric."""
         return generate_latest(self.registry)
 
 

@@ -37,7 +37,8 @@ async def livez() -> Response:
     responses=content_of("text/plain", "Prometheus metrics"),
 )
 async def metrics(svc: Any = Depends(services)) -> Response:
-    """Prometheus metrics."""
+    """Prometheus metrics (with each node's egress counts, asked at the scrape)."""
+    svc.metrics.observe_nodes(await svc.nodes.stats())
     return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
