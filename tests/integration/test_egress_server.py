@@ -30,7 +30,9 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str, index: str) -> Iterator[ServerProcess]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_image: str, index: str
+) -> Iterator[ServerProcess]:
     env = {
         "TOOLSERVER_POOL_SIZE": "1",
         "TOOLSERVER_SANDBOX_IMAGE": sandbox_image,
@@ -144,7 +146,9 @@ def test_the_metadata_address_other_ports_and_direct_connections_fail_and_are_jo
     assert len(denied) >= 2 and all(c["status"] == "denied" for c in denied)
     assert not [c for c in b.get("/v1/audit").json()["calls"] if c["tool"] == "sandbox.egress"]
     metrics = a.get("/metrics").text
-    lines = [line for line in metrics.splitlines() if line.startswith("toolserver_sandbox_egress_connections{")]
+    lines = [
+        line for line in metrics.splitlines() if line.startswith("toolserver_sandbox_egress_connections{")
+    ]
     assert any('verdict="denied"' in line and float(line.rsplit(" ", 1)[1]) >= 2 for line in lines), lines
 
 
