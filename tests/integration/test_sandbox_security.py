@@ -36,6 +36,7 @@ from sandbox.base import Limits, PythonResult, Runtime, SandboxSpec, ShellResult
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend, DockerSandbox
 from sandbox.errors import FileTooLarge, InvalidPath, SandboxError, SandboxGone, WorkspaceFileNotFound
+from toolserver.outbound.egress import EgressPolicy
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -61,6 +62,7 @@ class Pair:
     client: docker.DockerClient
     a: DockerSandbox
     b: DockerSandbox
+    a_spec: SandboxSpec
 
     @property
     def gvisor(self) -> bool:
@@ -73,12 +75,20 @@ class Pair:
     async def renew_a(self) -> None:
         """Replace a crippled A with a fresh one (the backend creating it is itself a health check)."""
         await self.backend.destroy(self.a.info.session_id)
-        self.a = await self.backend.create(SandboxSpec(limits=ATTACK_LIMITS, owner="tenant-a"))
+        self.a = await self.backend.create(self.a_spec)
+
+
+@pytest.fixture(scope="module", params=["none", "egress"])
+def attacked_network(request: pytest.FixtureRequest, sandbox_runtime: Runtime) -> str:
+    """A's network: none, or an egress allow-list (the proxy's socket in its private directory; runc only)."""
+    if request.param == "egress" and sandbox_runtime == "runsc":
+        pytest.skip("runsc sandboxes have no egress (see docs/security.md, boundary 5)")
+    return str(request.param)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pair(
-    docker_engine: docker.DockerClient, sandbox_image: str, sandbox_runtime: Runtime
+    docker_engine: docker.DockerClient, sandbox_image: str, sandbox_runtime: Runtime, attacked_network: str
 ) -> AsyncIterator[Pair]:
     config = SandboxConfig(
         image=sandbox_image,
@@ -87,11 +97,14 @@ async def pair(
         ready_timeout_s=15,
         runtime=sandbox_runtime,
     )
-    backend = DockerBackend(config)
+    backend = DockerBackend(config, egress_check=EgressPolicy.parse(""))
+    a_spec = SandboxSpec(limits=ATTACK_LIMITS, owner="tenant-a")
+    if attacked_network == "egress":  # listed, never reached: no attack here goes through the proxy
+        a_spec = dataclasses.replace(a_spec, network="egress", egress=("pypi.org",))
     try:
-        a = await backend.create(SandboxSpec(limits=ATTACK_LIMITS, owner="tenant-a"))
+        a = await backend.create(a_spec)
         b = await backend.create(SandboxSpec(owner="tenant-b"))
-        yield Pair(backend, docker_engine, a, b)
+        yield Pair(backend, docker_engine, a, b, a_spec)
     finally:
         await backend.close()
         leftovers = docker_engine.containers.list(
