@@ -191,3 +191,20 @@ def test_a_flood_of_proxy_connections_hits_the_cap_while_others_keep_answering(
         out = flooding.result()
     assert "429" in out, out
     assert answers and set(answers) == {"alive", "200"}, answers
+
+
+def test_after_a_crash_the_session_is_re_attached_with_its_allow_list_and_proxy(
+    server: ServerProcess, keys: dict[str, str], session: str, index: str
+) -> None:
+    server.crash()
+    server.start()
+    with _http(server, keys["a"]) as again:
+        assert again.get(f"/v1/sessions/{session}").json()["network"] == {
+            "egress": [index, METADATA, "pypi.org"]
+        }
+        get = "python3 -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=20).read().decode())'"
+        assert _shell(again, session, f"{get} http://{index}/hello").strip() == "hello from the index"
+        off = _shell(again, session, f"{get} http://pypi.org.evil.example/ 2>&1 | tail -1")
+        assert "403" in off, off
+        report = again.get(f"/v1/sessions/{session}/egress").json()
+        assert report["rules"][0] == index and report["allowed"] >= 1 and report["denied"] >= 1
