@@ -16,6 +16,7 @@ import os
 import stat
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
@@ -66,17 +67,35 @@ class GuestClient:
         reply, _ = await self._call(
             request, timeout_s=timeout_s + SHELL_MARGIN_S, max_header=6 * limit + (1 << 20)
         )
-        try:
-            return ShellResult(
-                exit_code=typed(reply.get("exit_code"), int, optional=True),
-                output=typed(reply["output"], str),
-                timed_out=typed(reply["timed_out"], bool),
-                truncated=typed(reply["truncated"], bool),
-                cwd=typed(reply["cwd"], str),
-                shell_restarted=typed(reply.get("shell_restarted", False), bool),
-            )
-        except (KeyError, TypeError) as exc:
-            raise SandboxError(f"malformed shell reply from the guest daemon: {exc}") from None
+        return _shell_result(reply)
+
+    async def shell_stream(
+        self,
+        command: str,
+        timeout_s: float,
+        on_chunk: Callable[[str], None],
+        limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> ShellResult:
+        """`shell`, with `on_chunk` called with the output's text as it comes (at most `limit` bytes of it)."""
+        request = {"op": "shell", "command": command, "timeout": timeout_s, "limit": limit, "stream": True}
+        budget = [
+            4 * limit + (1 << 16)
+        ]  # what the stream may carry, UTF-8 replacements and the marker included
+
+        def chunk(text: str) -> None:
+            budget[0] -= len(text)
+            if budget[0] < 0:
+                raise SandboxError("the guest daemon streamed more output than its limit")
+            on_chunk(text)
+
+        reply, _ = await self._call(
+            request, timeout_s=timeout_s + SHELL_MARGIN_S, max_header=6 * limit + (1 << 20), on_chunk=chunk
+        )
+        return _shell_result(reply)
+
+    async def shell_interrupt(self) -> None:
+        """SIGINT the command the shell runs now (a no-op when it runs none)."""
+        await self._call({"op": "shell_interrupt"})
 
     async def write(self, path: str, data: bytes, max_bytes: int) -> FileEntry:
         """Write a workspace file atomically; refused before sending when `data` is over `max_bytes`."""
@@ -146,14 +165,18 @@ class GuestClient:
         timeout_s: float | None = None,
         max_header: int = MAX_REPLY_HEADER,
         max_payload: int = 0,
+        on_chunk: Callable[[str], None] | None = None,
     ) -> tuple[dict[str, Any], bytes]:
-        """One request, one reply: (reply header, reply payload); error replies raise."""
+        """One request, one reply: (reply header, reply payload); error replies raise.
+
+        With `on_chunk`, frames `{"ok": true, "chunk": text}` before the reply go to it (a streamed shell).
+        """
         timeout_s = self.io_timeout_s if timeout_s is None else timeout_s
         if payload:
             header = header | {"payload": len(payload)}
         try:
             reply, data = await asyncio.wait_for(
-                self._exchange(header, payload, max_header, max_payload), timeout_s
+                self._exchange(header, payload, max_header, max_payload, on_chunk), timeout_s
             )
         except asyncio.TimeoutError:
             raise SandboxUnavailable(
@@ -171,7 +194,12 @@ class GuestClient:
         raise _ERRORS.get(kind, SandboxError)(message, **details)
 
     async def _exchange(
-        self, header: dict[str, Any], payload: bytes, max_header: int, max_payload: int
+        self,
+        header: dict[str, Any],
+        payload: bytes,
+        max_header: int,
+        max_payload: int,
+        on_chunk: Callable[[str], None] | None = None,
     ) -> tuple[dict[str, Any], bytes]:
         fd = self._open_socket()
         try:
@@ -186,15 +214,12 @@ class GuestClient:
                 await writer.drain()
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the daemon refused the payload early; its reply, if any, is still readable
-            (size,) = struct.unpack(">I", await reader.readexactly(4))
-            if size > max_header:
-                raise SandboxError(f"guest daemon reply header of {size} bytes is over the {max_header} cap")
-            try:
-                reply = json.loads(await reader.readexactly(size))
-            except ValueError:
-                raise SandboxError("guest daemon sent a reply that is not JSON") from None
-            if not isinstance(reply, dict):
-                raise SandboxError("guest daemon sent a reply that is not a JSON object")
+            reply = await _read_header(reader, max_header)
+            while on_chunk is not None and reply.get("ok") is True and "chunk" in reply:
+                if not isinstance(reply["chunk"], str):
+                    raise SandboxError("guest daemon sent an output chunk that is not text")
+                on_chunk(reply["chunk"])
+                reply = await _read_header(reader, max_header)
             length = reply.get("payload", 0)
             if not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= max_payload:
                 raise SandboxError(
@@ -224,6 +249,33 @@ def typed(value: Any, kind: type, *, optional: bool = False, int_ok: bool = Fals
     if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
         raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+async def _read_header(reader: asyncio.StreamReader, max_header: int) -> dict[str, Any]:
+    (size,) = struct.unpack(">I", await reader.readexactly(4))
+    if size > max_header:
+        raise SandboxError(f"guest daemon reply header of {size} bytes is over the {max_header} cap")
+    try:
+        reply = json.loads(await reader.readexactly(size))
+    except ValueError:
+        raise SandboxError("guest daemon sent a reply that is not JSON") from None
+    if not isinstance(reply, dict):
+        raise SandboxError("guest daemon sent a reply that is not a JSON object")
+    return reply
+
+
+def _shell_result(reply: dict[str, Any]) -> ShellResult:
+    try:
+        return ShellResult(
+            exit_code=typed(reply.get("exit_code"), int, optional=True),
+            output=typed(reply["output"], str),
+            timed_out=typed(reply["timed_out"], bool),
+            truncated=typed(reply["truncated"], bool),
+            cwd=typed(reply["cwd"], str),
+            shell_restarted=typed(reply.get("shell_restarted", False), bool),
+        )
+    except (KeyError, TypeError) as exc:
+        raise SandboxError(f"malformed shell reply from the guest daemon: {exc}") from None
 
 
 def _entry(raw: Any) -> FileEntry:

@@ -24,7 +24,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.connect import channel_socket_types
 
-from sandbox._kernel_cell import DISPLAY_LIMIT, KERNEL_DIED, Cell, broke_the_caps, died
+from sandbox._kernel_cell import DISPLAY_LIMIT, KERNEL_DIED, Cell, OutputSink, broke_the_caps, died
 from sandbox._kernel_relay import KernelRelay
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
 from sandbox.base import PythonResult
@@ -233,14 +233,18 @@ class KernelConnection:
         interrupt: Callable[[], Awaitable[None]],
         is_alive: Callable[[], Awaitable[bool]],
         output_limit: int,
+        on_output: OutputSink | None = None,
     ) -> PythonResult:
         """Run one cell; a timeout interrupts it (the kernel keeps its state), a dead kernel is reported.
+
+        `on_output`, when given, sees the cell's stream text and displays as they come.
 
         A "timeout" result carries the output that arrived and, when the interrupt landed, the cell's
         KeyboardInterrupt as `error`; if the kernel died meanwhile, `error` is the KernelDied error instead.
         """
         async with self._busy:
-            return await self._execute(code, timeout_s, Cell(output_limit), _Probes(interrupt, is_alive))
+            cell = Cell(output_limit, on_output)
+            return await self._execute(code, timeout_s, cell, _Probes(interrupt, is_alive))
 
     async def _execute(self, code: str, timeout_s: float, cell: Cell, probes: _Probes) -> PythonResult:
         if self._dead:

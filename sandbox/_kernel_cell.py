@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from sandbox._output import CappedOutput, cap_text
 from sandbox.base import Display, PythonError, PythonResult
 
-__all__ = ["DISPLAY_LIMIT", "KERNEL_DIED", "Cell", "broke_the_caps", "died"]
+__all__ = ["DISPLAY_LIMIT", "KERNEL_DIED", "Cell", "OutputSink", "broke_the_caps", "died"]
+
+OutputSink = Callable[[str, Any], None]
+"""Sees a cell's output as it comes: ("stdout" or "stderr", text) and ("display", Display)."""
 
 DISPLAY_LIMIT = 8 * 1024 * 1024  # total bytes of rich display data kept per cell
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -24,8 +28,9 @@ KERNEL_DIED = PythonError(
 class Cell:
     """What one execute_request has produced so far."""
 
-    def __init__(self, output_limit: int) -> None:
+    def __init__(self, output_limit: int, on_output: OutputSink | None = None) -> None:
         self.limit = output_limit
+        self.on_output = on_output
         self.stdout = CappedOutput(max(1, output_limit))
         self.stderr = CappedOutput(max(1, output_limit))
         self.result: str | None = None
@@ -39,9 +44,11 @@ class Cell:
     def on_iopub(self, msg_type: str, content: dict[str, Any]) -> None:
         """Take one iopub message of this cell: output, a result, a display, an error or the idle status."""
         if msg_type == "stream":
-            (self.stderr if content.get("name") == "stderr" else self.stdout).add_text(
-                content.get("text", "")
-            )
+            name = "stderr" if content.get("name") == "stderr" else "stdout"
+            text = str(content.get("text", ""))
+            (self.stderr if name == "stderr" else self.stdout).add_text(text)
+            if self.on_output is not None:
+                self.on_output(name, text)
         elif msg_type == "execute_result":
             data = dict(content.get("data", {}))
             text = data.pop("text/plain", None)
@@ -76,6 +83,8 @@ class Cell:
                 continue
             self.display_bytes += len(text)
             self.display.append(Display(mime=mime, data=text))
+            if self.on_output is not None:
+                self.on_output("display", self.display[-1])
 
     def finish(self, status: Literal["ok", "error", "timeout"]) -> PythonResult:
         """The cell's result; an error or aborted reply turns an "ok" into "error"."""

@@ -23,6 +23,7 @@ from sandbox._guest_processes import GuestProcesses
 from sandbox._ids import new_session_id
 from sandbox._inputs import check_code_size, checked_timeout
 from sandbox._kernel import KernelConnection, message_cap, write_connection_files
+from sandbox._kernel_cell import OutputSink
 from sandbox._meta import info_from_container, write_meta
 from sandbox._paths import workspace_relative
 from sandbox._runtime_dir import prepare_runtime_dir
@@ -84,7 +85,30 @@ class DockerSandbox(Sandbox):
         self.last_used = time.time()
         return await self._guest.shell(command, timeout_s, self._config.output_limit)
 
+    async def shell_streaming(self, command: str, timeout_s: float, on_output: OutputSink) -> ShellResult:
+        """`shell`, with its output's text given to `on_output("stdout", text)` as it comes."""
+        check_code_size(command, "command", self._config.max_code_bytes)
+        timeout_s = checked_timeout(timeout_s)
+        self.last_used = time.time()
+        return await self._guest.shell_stream(
+            command, timeout_s, lambda text: on_output("stdout", text), self._config.output_limit
+        )
+
+    async def python_streaming(self, code: str, timeout_s: float, on_output: OutputSink) -> PythonResult:
+        """`python`, with stream text and displays given to `on_output` as they come."""
+        return await self._python(code, timeout_s, on_output)
+
+    async def interrupt(self, kind: str) -> None:
+        """Interrupt what the shell (`kind` "shell") or the kernel ("python") runs now."""
+        if kind == "shell":
+            await self._guest.shell_interrupt()
+        else:
+            await self._interrupt_kernel()
+
     async def python(self, code: str, timeout_s: float = 30.0) -> PythonResult:
+        return await self._python(code, timeout_s, None)
+
+    async def _python(self, code: str, timeout_s: float, on_output: OutputSink | None) -> PythonResult:
         check_code_size(code, "code", self._config.max_code_bytes)
         timeout_s = checked_timeout(timeout_s)
         self.last_used = time.time()
@@ -96,6 +120,7 @@ class DockerSandbox(Sandbox):
                 interrupt=self._interrupt_kernel,
                 is_alive=self._kernel_alive,
                 output_limit=self._config.output_limit,
+                on_output=on_output,
             )
             if kernel.breach is not None or (result.error is not None and result.error.ename == "KernelDied"):
                 self._kernel_dead = True  # the next call gets a fresh kernel

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from foundation.errors import UserError
 from sandbox._manager_processes import ManagerProcesses
+from sandbox._manager_streams import ManagerStreams
 from sandbox.base import (
     FileEntry,
     PythonResult,
@@ -35,7 +36,7 @@ ExpiredCallback = Callable[[str], Awaitable[None]]
 Result = TypeVar("Result")
 
 
-class SandboxManager(SessionOps, ManagerProcesses):
+class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams):
     """Owns one Docker engine's sandboxes; every session operation on this node goes through it.
 
     Besides `SessionOps` it has the session lifecycle (create, get, destroy, sessions, stats): together they

@@ -23,6 +23,7 @@ from sbxd_egress import EgressForwarder
 from sbxd_memory import MemoryWatch
 from sbxd_output import DEFAULT_OUTPUT_LIMIT
 from sbxd_shell import Shell
+from sbxd_stream import StreamTap
 from sbxd_supervisor import Kernel
 from sbxd_wire import RequestError, error_reply, number, recv_header, send_frame
 from sbxd_workspace import Workspace
@@ -49,7 +50,8 @@ class Daemon:
         self.processes = Processes(self.workspace.root)
         self.ops = {
             "ping": lambda h, s: self.ping(),
-            "shell": lambda h, s: self.run_shell(h),
+            "shell": self.run_shell,
+            "shell_interrupt": lambda h, s: self.shell.interrupt(),
             "write": self.workspace.write,
             "read": self.workspace.read,
             "list": lambda h, s: self.workspace.list(h),
@@ -75,14 +77,18 @@ class Daemon:
             "kernel_alive": self.kernel.alive,
         }
 
-    def run_shell(self, header: dict) -> dict:
-        """Run the request's command in the shell, within its timeout and output limit."""
+    def run_shell(self, header: dict, conn: socket.socket) -> dict:
+        """Run the request's command in the shell, within its timeout and output limit.
+
+        With `stream` set, output chunks go to the host as they come (frames with a `chunk`) before the reply.
+        """
         command = header.get("command")
         if not isinstance(command, str):
             raise RequestError("bad_request", "'command' must be a string")
         timeout = number(header, "timeout", 30.0, MAX_TIMEOUT_S, float)
         limit = number(header, "limit", DEFAULT_OUTPUT_LIMIT, MAX_OUTPUT_LIMIT)
-        return self.shell.run(command, timeout, int(limit))
+        tap = StreamTap(conn, int(limit)) if header.get("stream") is True else None
+        return self.shell.run(command, timeout, int(limit), tap)
 
     def serve_connection(self, conn: socket.socket) -> None:
         """Read one request from `conn`, answer it, close it; failures become typed error replies."""

@@ -78,6 +78,12 @@ class Shell:
     def __init__(self, workspace: str) -> None:
         self.workspace = workspace
         self.lock = threading.Lock()
+        self.tap: Callable[[bytes], None] | None = None  # sees every byte read while a streamed command runs
+        self.cut_r, self.cut_w = (
+            os.pipe()
+        )  # a byte here ends the running command's wait, as its timeout would
+        for fd in (self.cut_r, self.cut_w):
+            os.set_blocking(fd, False)
         self.scripts = scratch_dir()
         self._start()
 
@@ -101,6 +107,7 @@ class Shell:
         self.selector = selectors.DefaultSelector()
         self.selector.register(master, selectors.EVENT_READ)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.selector.register(self.cut_r, selectors.EVENT_READ)
         self.pending = bytearray()
         nonce = secrets.token_hex(8)
         self._send(f"{_SHELL_SETUP}; {sentinel_command(nonce)}\n")
@@ -145,6 +152,8 @@ class Shell:
             raise
         if not data:
             raise ShellExited
+        if self.tap is not None:
+            self.tap(data)
         return data
 
     def _pump(self, deadline: float, target: str, strip: tuple[str, ...], out: CappedOutput) -> tuple | None:
@@ -172,6 +181,10 @@ class Shell:
                 for key, _ in self.selector.select(remaining):
                     if key.fd == self.wake_r:
                         raise ShellExited
+                    if key.fd == self.cut_r:
+                        if self._take_cut():
+                            return None
+                        continue
                     self.pending += self._read()
             except ShellExited:
                 self._drain_after_exit()
@@ -218,15 +231,41 @@ class Shell:
         except OSError:
             pass
 
-    def run(self, command: str, timeout: float, limit: int) -> dict:
-        """Run `command` within `timeout` seconds; the reply has the capped output, exit code and cwd."""
+    def run(
+        self, command: str, timeout: float, limit: int, tap: Callable[[bytes], None] | None = None
+    ) -> dict:
+        """Run `command` within `timeout` seconds; the reply has the capped output, exit code and cwd.
+
+        `tap`, when given, sees the pty's raw bytes as they come (sentinels included: see sbxd_stream.py).
+        """
         deadline = time.monotonic() + timeout
         if not self.lock.acquire(timeout=max(timeout, 0.001)):
             raise RequestError("internal", "the shell is still busy with another command")
         try:
+            self._take_cut()  # an interrupt that came between two commands is not for this one
+            self.tap = tap
             return self._run_locked(command, deadline, limit)
         finally:
+            self.tap = None
             self.lock.release()
+
+    def interrupt(self) -> dict:
+        """End the running command as its timeout would (SIGINT, then SIGKILL); a no-op when none runs."""
+        if self.lock.locked():
+            try:
+                os.write(self.cut_w, b"x")
+            except BlockingIOError:
+                pass
+        return {"ok": True}
+
+    def _take_cut(self) -> bool:
+        """Empty the cut pipe; whether a command was running to be cut."""
+        try:
+            while os.read(self.cut_r, 64):
+                pass
+        except BlockingIOError:
+            pass
+        return self.lock.locked()
 
     def _run_locked(self, command: str, deadline: float, limit: int) -> dict:
         out = CappedOutput(limit)

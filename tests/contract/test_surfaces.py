@@ -15,6 +15,7 @@ from sandbox.docker import DockerSandbox
 from sandbox.fake import FakeSandbox
 from sandbox.manager import SandboxManager
 from sandbox.processes import SessionProcesses
+from sandbox.streams import SessionStreams
 from toolserver.nodes.base import NodeClient
 from toolserver.nodes.ray_actors import RayNodeClient, SandboxNodeActor
 from toolserver.service.session_sandbox import SessionSandbox
@@ -55,7 +56,7 @@ NODE_METHODS = sorted(NodeClient.__abstractmethods__)
 def test_a_node_client_is_session_ops_processes_and_the_lifecycle() -> None:
     assert set(NODE_METHODS) == set(SessionOps.__abstractmethods__) | set(
         SessionProcesses.__abstractmethods__
-    ) | {
+    ) | set(SessionStreams.__abstractmethods__) | {
         "create",
         "get",
         "destroy",

@@ -157,6 +157,92 @@ def test_the_sandbox_still_has_no_network(a, session) -> None:
     assert text.strip().endswith("unreachable")
 
 
+def streamed(
+    a: httpx.Client, session: str, route: str, body: dict, on_event: object = None, stop_after: int = 0
+) -> list[tuple[str, dict]]:
+    """The events of a streamed call; `on_event(name, data)` sees each; `stop_after` > 0 hangs up after that many."""
+    events: list[tuple[str, dict]] = []
+    with a.stream(
+        "POST", f"/v1/sessions/{session}/{route}", json={**body, "stream": True}, timeout=120
+    ) as reply:
+        assert reply.status_code == 200, reply.read()
+        name = None
+        for line in reply.iter_lines():
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: ") and name:
+                events.append((name, json.loads(line[len("data: ") :])))
+                if callable(on_event):
+                    on_event(*events[-1])
+                if stop_after and len(events) >= stop_after:
+                    break
+    return events
+
+
+def test_a_streamed_command_shows_output_before_it_ends(a, session) -> None:
+    def on_event(name: str, data: dict) -> None:
+        if name == "stdout" and "1" in data["data"]:  # the command waits for this file: streaming is proven
+            assert a.put(f"/v1/sessions/{session}/files/go", content=b"").status_code == 200
+
+    command = "rm -f go; echo 1; until [ -e go ]; do sleep 0.1; done; echo 2"
+    events = streamed(a, session, "shell", {"command": command, "timeout_s": 60}, on_event)
+    names = [n for n, _ in events]
+    assert names[-1] == "result" and set(names[:-1]) == {"stdout"}
+    assert "".join(d["data"] for n, d in events if n == "stdout") == "1\n2\n"
+    result = events[-1][1]
+    assert result["exit_code"] == 0 and result["output"] == "1\n2\n" and result["timed_out"] is False
+
+
+def test_a_streamed_cell_shows_prints_and_displays_as_they_come(a, session) -> None:
+    def on_event(name: str, data: dict) -> None:
+        if name == "stdout" and "first" in data["data"]:
+            assert a.put(f"/v1/sessions/{session}/files/go-cell", content=b"").status_code == 200
+
+    code = (
+        "import os, time\nfrom IPython.display import HTML, display\n"
+        "print('first', flush=True)\n"
+        "while not os.path.exists('go-cell'): time.sleep(0.05)\n"
+        "display(HTML('<b>hi</b>'))\nprint('second')\n6 * 7"
+    )
+    events = streamed(a, session, "python", {"code": code, "timeout_s": 60}, on_event)
+    names = [n for n, _ in events]
+    assert names[-1] == "result" and "display" in names
+    assert names.index("stdout") < names.index("display")
+    result = events[-1][1]
+    assert result["status"] == "ok" and result["result"] == "42" and result["stdout"] == "first\nsecond\n"
+    assert {"mime": "text/html", "data": "<b>hi</b>"} in [d for n, d in events if n == "display"]
+
+
+def test_the_output_cap_holds_over_the_stream(a, session) -> None:
+    events = streamed(a, session, "shell", {"command": "head -c 300000 /dev/zero | tr '\\0' x"})
+    text = "".join(d["data"] for n, d in events if n == "stdout")
+    assert len(text.encode()) <= 64 * 1024 and "truncated" in [n for n, _ in events]
+    assert events[-1][0] == "result" and events[-1][1]["truncated"] is True
+
+
+def test_a_disconnect_leaves_the_command_running_unless_asked(a, session) -> None:
+    a.post(f"/v1/sessions/{session}/shell", json={"command": "rm -f go2 finished.txt"})
+    command = "echo begun; until [ -e go2 ]; do sleep 0.1; done; echo done > finished.txt"
+    assert (
+        streamed(a, session, "shell", {"command": command, "timeout_s": 120}, stop_after=1)[0][0] == "stdout"
+    )
+    assert a.put(f"/v1/sessions/{session}/files/go2", content=b"").status_code == 200
+    after = a.post(f"/v1/sessions/{session}/shell", json={"command": "cat finished.txt", "timeout_s": 60})
+    assert after.json()["output"] == "done\n"  # it ran on to its end after the client went
+    body = {"command": "echo begun; sleep 600", "timeout_s": 900, "cancel_on_disconnect": True}
+    assert streamed(a, session, "shell", body, stop_after=1)[0][0] == "stdout"
+    again = a.post(f"/v1/sessions/{session}/shell", json={"command": "echo free", "timeout_s": 120})
+    assert again.json()["output"] == "free\n"  # the sleep was interrupted: the shell is free again
+
+
+def test_another_tenant_cannot_stream_in_the_session(server, keys, session) -> None:
+    with http(server, keys["b"]) as b:
+        reply = b.post(f"/v1/sessions/{session}/shell", json={"command": "id", "stream": True})
+        assert reply.status_code == 404
+        reply = b.post(f"/v1/sessions/{session}/python", json={"code": "1", "stream": True})
+        assert reply.status_code == 404
+
+
 def test_processes_survive_a_server_restart(server, keys, a, session) -> None:
     proc = start(a, session, "for i in $(seq 1 40); do echo tick $i; sleep 0.5; done")
     seen = a.get(f"/v1/sessions/{session}/processes/{proc['pid']}/output", params={"wait_s": 10}).json()

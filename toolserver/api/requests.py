@@ -72,6 +72,10 @@ class ShellRequest(_Body):
 
     command: str
     timeout_s: float = Field(30.0, gt=0, le=3600)
+    stream: bool = Field(False, description="answer with server-sent events as the output comes")
+    cancel_on_disconnect: bool = Field(
+        False, description="a streamed command is interrupted when the client goes"
+    )
 
 
 class PythonRequest(_Body):
@@ -79,6 +83,10 @@ class PythonRequest(_Body):
 
     code: str
     timeout_s: float = Field(30.0, gt=0, le=3600)
+    stream: bool = Field(False, description="answer with server-sent events as the output comes")
+    cancel_on_disconnect: bool = Field(
+        False, description="a streamed cell is interrupted when the client goes"
+    )
 
 
 class ToolCreate(_Body):

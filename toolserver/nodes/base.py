@@ -9,11 +9,12 @@ from typing import Any, Protocol
 from foundation.errors import Unavailable
 from sandbox.base import SandboxInfo, SandboxSpec, SessionOps
 from sandbox.processes import SessionProcesses
+from sandbox.streams import SessionStreams
 
 __all__ = ["NodeClient", "NodeDirectory"]
 
 
-class NodeClient(SessionOps, SessionProcesses, Protocol):
+class NodeClient(SessionOps, SessionProcesses, SessionStreams, Protocol):
     """One node's sandbox manager, as the service sees it: `SessionOps`, background processes, the lifecycle.
 
     Implemented by `sandbox.manager.SandboxManager` (in-process, `LocalNodes`) and by

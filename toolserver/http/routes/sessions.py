@@ -20,6 +20,7 @@ from toolserver.api import (
 from toolserver.api.requests import PythonRequest, SessionCreate, ShellRequest
 from toolserver.http.routes.deps import caller, services
 from toolserver.http.routes.router import ApiRouter, content_of
+from toolserver.http.routes.streams import STREAM_RESPONSES, streamed
 from toolserver.service.principal import Principal
 
 router = ApiRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -54,20 +55,36 @@ async def delete_session(
     return Response(status_code=204)
 
 
-@router.post("/{session_id}/shell", response_model=ShellResult)
+@router.post("/{session_id}/shell", response_model=ShellResult, responses=STREAM_RESPONSES)
 async def shell(
-    session_id: str, body: ShellRequest, who: Principal = Depends(caller), svc: Any = Depends(services)
+    request: Request,
+    session_id: str,
+    body: ShellRequest,
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
 ) -> Any:
     """Run a command in the session's persistent bash; a timeout kills the command, not the session."""
+    if body.stream:
+        return await streamed(
+            request, who, svc, session_id, "shell", body.command, body.timeout_s, body.cancel_on_disconnect
+        )
     result = await svc.sessions.shell(who, session_id, body.command, body.timeout_s)
     return {k: v for k, v in asdict(result).items()}
 
 
-@router.post("/{session_id}/python", response_model=PythonResult)
+@router.post("/{session_id}/python", response_model=PythonResult, responses=STREAM_RESPONSES)
 async def python(
-    session_id: str, body: PythonRequest, who: Principal = Depends(caller), svc: Any = Depends(services)
+    request: Request,
+    session_id: str,
+    body: PythonRequest,
+    who: Principal = Depends(caller),
+    svc: Any = Depends(services),
 ) -> Any:
     """Run a cell in the session's persistent kernel; a timeout interrupts it and the state stays."""
+    if body.stream:
+        return await streamed(
+            request, who, svc, session_id, "python", body.code, body.timeout_s, body.cancel_on_disconnect
+        )
     return asdict(await svc.sessions.python(who, session_id, body.code, body.timeout_s))
 
 
