@@ -94,10 +94,10 @@ class SandboxConfig:
             raise UserError("network must be 'none', 'bridge' or {\"egress\": [...]}", field="network")
         if spec.network == "egress":
             self._check_egress(spec)
-        if spec.network != "none" and self.runtime_of(spec) == "runsc":
+        if spec.network == "bridge" and self.runtime_of(spec) == "runsc":
             raise LimitsExceeded(
-                "runsc sandboxes have no network here (the engine runs gVisor with --network=none); ask for"
-                " runtime 'runc' to open the network",
+                "runsc sandboxes have no open network here (the engine runs gVisor with --network=none); ask"
+                " for runtime 'runc', or for an egress allow-list, which runsc sandboxes may have",
                 field="network",
             )
         if spec.network == "bridge" and not self.allow_network:

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from foundation.errors import UserError
-from sandbox.base import Limits, SandboxSpec
+from sandbox.base import Limits, Runtime, SandboxSpec
 from sandbox.config import SandboxConfig
 from sandbox.docker import DockerBackend, DockerSandbox
 from sandbox.egress import EgressLimits
@@ -36,9 +36,10 @@ def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield where
 
 
-def _backend(image: str, operator_allow: str, **limits: object) -> DockerBackend:
+def _backend(image: str, operator_allow: str, runtime: Runtime = "runc", **limits: object) -> DockerBackend:
     config = SandboxConfig(
         image=image,
+        runtime=runtime,
         instance_id=f"egress-{secrets.token_hex(4)}",
         node_id="n1",
         ready_timeout_s=40,
@@ -48,8 +49,10 @@ def _backend(image: str, operator_allow: str, **limits: object) -> DockerBackend
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def egress_sandbox(sandbox_image: str, package_index: str) -> AsyncIterator[DockerSandbox]:
-    backend = _backend(sandbox_image, package_index, max_connections=8)
+async def egress_sandbox(
+    sandbox_image: str, package_index: str, sandbox_runtime: Runtime
+) -> AsyncIterator[DockerSandbox]:
+    backend = _backend(sandbox_image, package_index, sandbox_runtime, max_connections=8)
     try:
         sandbox = await backend.create(
             SandboxSpec(limits=LIMITS, network="egress", owner="tenant-a", egress=(package_index, "pypi.org"))
@@ -132,10 +135,12 @@ print(" ".join(out))
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_an_allowed_name_that_resolves_inward_is_refused(
-    sandbox_image: str, package_index: str
+    sandbox_image: str, package_index: str, sandbox_runtime: Runtime
 ) -> None:
     _, port = package_index.split(":")
-    backend = _backend(sandbox_image, "")  # the operator opened nothing: loopback is never public
+    backend = _backend(
+        sandbox_image, "", sandbox_runtime
+    )  # the operator opened nothing: loopback is never public
     try:
         sandbox = await backend.create(
             SandboxSpec(limits=LIMITS, network="egress", owner="tenant-a", egress=(f"localhost:{port}",))
@@ -182,9 +187,9 @@ def test_the_allow_list_is_checked_at_create() -> None:
     with pytest.raises(UserError) as empty:
         config.check_spec(SandboxSpec(network="egress"))
     assert "TOOLSERVER_SANDBOX_EGRESS_DEFAULT" in empty.value.message
-    with pytest.raises(LimitsExceeded):
-        SandboxConfig(allowed_runtimes=("runsc",)).check_spec(
-            SandboxSpec(network="egress", egress=("pypi.org",), runtime="runsc")
-        )
+    runsc = SandboxConfig(allowed_runtimes=("runsc",), allow_network=True)
+    runsc.check_spec(SandboxSpec(network="egress", egress=("pypi.org",), runtime="runsc"))
+    with pytest.raises(LimitsExceeded):  # gVisor runs with --network=none: no open network
+        runsc.check_spec(SandboxSpec(network="bridge", runtime="runsc"))
     defaulted = SandboxConfig(egress=EgressLimits(default=("pypi.org",)))
     assert [str(r) for r in defaulted.egress_rules(SandboxSpec(network="egress"))] == ["pypi.org"]

@@ -79,10 +79,8 @@ class Pair:
 
 
 @pytest.fixture(scope="module", params=["none", "egress"])
-def attacked_network(request: pytest.FixtureRequest, sandbox_runtime: Runtime) -> str:
-    """A's network: none, or an egress allow-list (the proxy's socket in its private directory; runc only)."""
-    if request.param == "egress" and sandbox_runtime == "runsc":
-        pytest.skip("runsc sandboxes have no egress (see docs/security.md, boundary 5)")
+def attacked_network(request: pytest.FixtureRequest) -> str:
+    """A's network: none, or an egress allow-list (the proxy's socket in its private directory)."""
     return str(request.param)
 
 
