@@ -23,6 +23,10 @@ if ! python3 -c "import gradio" >/dev/null 2>&1; then
   say "the console's extra (pip install -e .[ui]: gradio)"
   python3 -m pip install -q --disable-pip-version-check -e ".[ui]"
 fi
+if ! python3 -c "import e2b, e2b_code_interpreter" >/dev/null 2>&1; then
+  say "the E2B front's extra (pip install -e .[e2b]: the e2b and e2b-code-interpreter SDKs)"
+  python3 -m pip install -q --disable-pip-version-check -e ".[e2b]"
+fi
 if ! command -v chromium >/dev/null 2>&1; then
   say "installing Chromium (the console's browser tests drive it headless; no browser download)"
   apt_install chromium

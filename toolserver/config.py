@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     sandbox_egress_bytes_per_s: int = Field(
         25 * 1024 * 1024, gt=0, description="bytes per second one session's egress proxy carries, both ways"
     )
+    e2b_templates: str = Field(
+        "",
+        description="E2B template names for the E2B front, name=image comma-separated (each image allowed);"
+        " base and code-interpreter-v1 mean the sandbox image",
+    )
     llm_key_envs: str = Field(
         "",
         description="NAME=ENDPOINT entries: a server environment variable agents may name as llm.api_key_env,"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from toolserver.e2b import mount_e2b
 from toolserver.http.body_limit import BodyLimit
 from toolserver.http.errors import install_error_handlers
 from toolserver.http.mcp_endpoint import mount_mcp
@@ -27,6 +28,7 @@ def create_app(services: Services) -> FastAPI:
     for module in (system, sessions, processes, tools, agents, memory, environments, mcp_import):
         app.include_router(module.router)
     mount_mcp(app, services)
+    mount_e2b(app)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_mb * 1024 * 1024)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     return app

@@ -1,0 +1,160 @@
+"""The real `e2b` and `e2b-code-interpreter` SDKs against `toolserver up` (Ray Serve, real Docker).
+
+One server serves the module; the SDKs find it only through E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.integration.serverproc import ServerProcess
+from toolserver.client import Client
+from toolserver.e2b._keys import as_e2b_key
+
+e2b = pytest.importorskip("e2b", reason="needs the e2b extra (pip install -e '.[e2b]')")
+code_interpreter = pytest.importorskip("e2b_code_interpreter")
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
+
+PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sandbox_image) -> Iterator[ServerProcess]:
+    env = {"TOOLSERVER_POOL_SIZE": "1", "TOOLSERVER_SANDBOX_IMAGE": sandbox_image}
+    proc = ServerProcess(tmp_path_factory.mktemp("tshome"), env=env)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(server) -> dict[str, str]:
+    with Client(server.url, server.admin_key) as admin:
+        return {name: admin.keys.create(f"team-{name}", name).key for name in ("a", "b")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def e2b_env(server, keys) -> Iterator[None]:
+    """What the README tells a user to set: both URLs at /e2b, the key in its e2b_ form."""
+    saved = {name: os.environ.get(name) for name in ("E2B_API_URL", "E2B_SANDBOX_URL", "E2B_API_KEY")}
+    os.environ["E2B_API_URL"] = os.environ["E2B_SANDBOX_URL"] = f"{server.url}/e2b"
+    os.environ["E2B_API_KEY"] = as_e2b_key(keys["a"])
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def sbx(e2b_env) -> Iterator[code_interpreter.Sandbox]:
+    sandbox = code_interpreter.Sandbox.create(metadata={"team": "a"}, envs={"GREETING": "hello"}, timeout=600)
+    yield sandbox
+    sandbox.kill()
+
+
+def test_create_info_list_and_timeout(sbx) -> None:
+    assert sbx.sandbox_id.startswith("ses")
+    info = sbx.get_info()
+    assert info.sandbox_id == sbx.sandbox_id and info.metadata == {"team": "a"}
+    assert info.template_id == "code-interpreter-v1" and info.state.value == "running"
+    listed = e2b.Sandbox.list(query=e2b.SandboxQuery(metadata={"team": "a"})).next_items()
+    assert sbx.sandbox_id in [s.sandbox_id for s in listed]
+    assert e2b.Sandbox.list(query=e2b.SandboxQuery(metadata={"team": "z"})).next_items() == []
+    sbx.set_timeout(300)
+    with pytest.raises(e2b.SandboxException, match="idle TTL"):
+        sbx.set_timeout(7200)
+    again = e2b.Sandbox.connect(sbx.sandbox_id)
+    assert again.commands.run("echo $GREETING").stdout == "hello\n"
+
+
+def test_run_code_keeps_state_streams_and_errors(sbx) -> None:
+    assert sbx.run_code("x = 1").error is None
+    assert sbx.run_code("x + 1").text == "2"
+    lines: list[str] = []
+    execution = sbx.run_code(
+        "import time\nfor i in range(3):\n    print(i, flush=True)\n", on_stdout=lines.append
+    )
+    assert "".join(str(m) for m in lines) == "0\n1\n2\n" == "".join(execution.logs.stdout)
+    failed = sbx.run_code("1 / 0")
+    assert failed.error is not None and failed.error.name == "ZeroDivisionError"
+    assert "ZeroDivisionError" in failed.error.traceback
+    assert sbx.run_code("import os; os.environ['GREETING']").text == "'hello'"
+
+
+def test_display_image_comes_back_as_png(sbx) -> None:
+    code = f"from IPython.display import Image, display\ndisplay(Image(data=__import__('base64').b64decode('{PNG_1PX}')))"
+    execution = sbx.run_code(code)
+    pngs = [r.png for r in execution.results if r.png]
+    assert pngs and base64.b64decode(pngs[0]).startswith(b"\x89PNG")
+
+
+def test_commands_foreground_and_background(sbx) -> None:
+    result = sbx.commands.run("echo hi")
+    assert (result.stdout, result.exit_code) == ("hi\n", 0)
+    seen: list[str] = []
+    sbx.commands.run("for i in 1 2 3; do echo $i; sleep 0.2; done", on_stdout=seen.append)
+    assert "".join(seen) == "1\n2\n3\n"
+    with pytest.raises(e2b.CommandExitException) as failed:
+        sbx.commands.run("echo oops >&2; exit 3")
+    assert failed.value.exit_code == 3 and failed.value.stderr == "oops\n"
+    done = sbx.commands.run("sleep 0.5; echo done", background=True)
+    assert done.wait().stdout == "done\n"
+    sleeper = sbx.commands.run("sleep 600", background=True)
+    assert sleeper.pid in [p.pid for p in sbx.commands.list()]
+    assert sleeper.kill() is True
+    with pytest.raises(e2b.CommandExitException):
+        sleeper.wait()
+    assert sleeper.pid not in [p.pid for p in sbx.commands.list()]
+
+
+def test_files(sbx) -> None:
+    info = sbx.files.write("notes/a.txt", "alpha")
+    assert info.path == "/workspace/notes/a.txt"
+    assert sbx.files.read("/workspace/notes/a.txt") == "alpha"
+    assert sbx.files.read("notes/a.txt", format="bytes") == bytearray(b"alpha")
+    assert [e.name for e in sbx.files.list("notes")] == ["a.txt"]
+    assert sbx.files.exists("notes/a.txt") and not sbx.files.exists("notes/b.txt")
+    assert sbx.files.get_info("notes/a.txt").size == 5
+    assert sbx.files.make_dir("made/deep") is True and sbx.files.make_dir("made/deep") is False
+    assert sbx.commands.run("cat notes/a.txt").stdout == "alpha"
+    sbx.files.remove("notes/a.txt")
+    assert not sbx.files.exists("notes/a.txt")
+    with pytest.raises(e2b.NotFoundException):
+        sbx.files.read("notes/a.txt")
+    with pytest.raises(e2b.InvalidArgumentException, match="outside the workspace"):
+        sbx.files.read("/etc/passwd")
+
+
+def test_another_tenant_and_a_bad_key_are_refused(sbx, keys) -> None:
+    other = as_e2b_key(keys["b"])
+    with pytest.raises(e2b.SandboxNotFoundException):
+        e2b.Sandbox.connect(sbx.sandbox_id, api_key=other)
+    assert sbx.sandbox_id not in [s.sandbox_id for s in e2b.Sandbox.list(api_key=other).next_items()]
+    with pytest.raises(e2b.AuthenticationException):
+        e2b.Sandbox.create(api_key="e2b_" + "00" * 20)
+    with pytest.raises(e2b.AuthenticationException):
+        e2b.Sandbox.list(api_key="e2b_0123").next_items()
+
+
+def test_kill_removes_the_container(keys) -> None:
+    sandbox = e2b.Sandbox.create()
+    assert sandbox.commands.run("true").exit_code == 0
+    engine = docker.from_env()
+    labelled = lambda: [c for c in engine.containers.list(all=True) if sandbox.sandbox_id in str(c.labels)]  # noqa: E731
+    assert labelled()
+    assert sandbox.kill() is True
+    deadline = time.monotonic() + 60
+    while labelled() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not labelled()
+    assert not sandbox.is_running()
+    assert e2b.Sandbox.kill(sandbox.sandbox_id) is False
