@@ -15,6 +15,7 @@ by name again, in case whoever found it dead started a new one).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "named_actor_names",
     "singleton_options",
     "start_named_actor",
+    "was_restarted",
 ]
 
 RETRY_S = 45.0
@@ -86,6 +88,24 @@ def singleton_options(resource: str = "") -> dict[str, Any]:
         here = ray.get_runtime_context().get_node_id()
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=here, soft=True)
     return options
+
+
+def was_restarted() -> bool:
+    """Inside an actor: True when Ray restarted it (after its node or process was lost).
+
+    A GCS query; when it fails the actor is taken as new (and says so in its log).
+    """
+    import warnings
+
+    import ray
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Ray's own use of a deprecated id
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception as exc:
+        logging.getLogger(__name__).warning("could not tell whether this actor was restarted: %r", exc)
+        return False
 
 
 def find_actor(name: str, namespace: str) -> Any | None:

@@ -13,7 +13,14 @@ from typing import Any
 
 import ray
 
-from foundation.actors import RETRY_S, ActorClient, kill_named_actor, singleton_options, start_named_actor
+from foundation.actors import (
+    RETRY_S,
+    ActorClient,
+    kill_named_actor,
+    singleton_options,
+    start_named_actor,
+    was_restarted,
+)
 from toolserver.config import Settings
 
 __all__ = ["SCHEDULER_NAME", "RunSchedulerActor", "scheduler_client", "scheduler_settings", "start_scheduler"]
@@ -44,7 +51,7 @@ class RunSchedulerActor:
         )
         self.scheduler = RunScheduler(db, services.tools, services.memory, self.settings.llm_policy())
         self._recovered: asyncio.Task[dict[str, int]] | None = None
-        if ray.get_runtime_context().was_current_actor_reconstructed:
+        if was_restarted():
             # Restarted after its node was lost: nobody calls `recover`, so it resumes on its own.
             # (An async actor's __init__ runs in its event loop.)
             self._recovered = asyncio.get_event_loop().create_task(self._recover_after_restart())

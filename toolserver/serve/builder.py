@@ -26,7 +26,13 @@ import ray
 from ray.serve import Application
 from sqlalchemy.engine import make_url
 
-from foundation.actors import find_actor, kill_named_actor, singleton_options, start_named_actor
+from foundation.actors import (
+    find_actor,
+    kill_named_actor,
+    singleton_options,
+    start_named_actor,
+    was_restarted,
+)
 from foundation.errors import UserError
 from registry import Database, KeyStore, SessionStore
 from registry.models import SessionRecord
@@ -180,7 +186,7 @@ class NodeWatcher:
         self.instance_id = instance_id
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
-        if ray.get_runtime_context().was_current_actor_reconstructed:  # restarted after its node was lost
+        if was_restarted():  # restarted after its node was lost
             self._task = asyncio.get_event_loop().create_task(self._watch())
 
     async def start(self) -> None:

@@ -4,22 +4,33 @@ Every ingress replica talks to it through `center_client`; the Serve app starts 
 stops it (`stop_center`). It wires its own services over the Ray node directory, so sandboxed agents'
 tool calls run like any other call.
 
-It survives the loss of its node: Ray restarts it on a living node (`singleton_options`) and its clients
-retry meanwhile. The environments it held are gone with it (their hubs lived on its node), as after a
-server restart: their history stays readable once they are created again under the same name.
+It survives the loss of its node: Ray restarts it on a living node (`singleton_options`), its clients
+retry meanwhile, and it creates its environments again from their specs (kept in Ray's GCS,
+`EnvironmentSpecs`): new hubs and agents (sandboxed agents get new sessions), the history kept in the
+database; messages not yet delivered when the node died are lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import ray
 
-from foundation.actors import RETRY_S, ActorClient, find_actor, singleton_options, start_named_actor
+from foundation.actors import (
+    RETRY_S,
+    ActorClient,
+    find_actor,
+    singleton_options,
+    start_named_actor,
+    was_restarted,
+)
 from foundation.errors import Unavailable
 from registry import Database
 from toolserver.config import Settings
 from toolserver.nodes.ray_actors import RayNodes
+from toolserver.service.environment_specs import EnvironmentSpecs
 from toolserver.service.environment_tools import EnvironmentTools
 from toolserver.service.environments import EnvironmentManager
 from toolserver.service.wiring import build_services
@@ -28,6 +39,8 @@ from toolserver.tools.deployment import DeploymentToolRunner
 __all__ = ["CENTER_NAME", "EnvironmentCenterActor", "center_client", "start_center", "stop_center"]
 
 CENTER_NAME = "environment-center"
+
+log = logging.getLogger(__name__)
 
 
 class EnvironmentCenterActor:
@@ -52,9 +65,48 @@ class EnvironmentCenterActor:
         )
         self.manager = EnvironmentManager.from_settings(parsed, use_ray=True, tools=tools)
 
+        self.specs = EnvironmentSpecs()
+        self._restoring: asyncio.Task[None] | None = None
+        if was_restarted():
+            # Restarted after its node was lost: build its environments again (an async actor's
+            # __init__ runs in its event loop; calls wait for this).
+            self._restoring = asyncio.get_event_loop().create_task(self._restore())
+        else:
+            for namespace, name, _, _ in self.specs.saved():  # a previous server's, not ours
+                self.specs.drop(namespace, name)
+
     async def call(self, method: str, *args: Any) -> Any:
-        """Run one `EnvironmentManager` method."""
-        return await getattr(self.manager, method)(*args)
+        """Run one `EnvironmentManager` method (after the restore, when restarted)."""
+        if self._restoring is not None:
+            await asyncio.shield(self._restoring)
+        if method == "create":
+            return await self._create(*args)
+        result = await getattr(self.manager, method)(*args)
+        if method == "delete":
+            await asyncio.to_thread(self.specs.drop, args[0], args[1])
+        elif method == "shutdown":
+            for namespace, name, _, _ in await asyncio.to_thread(self.specs.saved):
+                await asyncio.to_thread(self.specs.drop, namespace, name)
+        return result
+
+    async def _restore(self) -> None:
+        """Create every environment of the lost center again from its spec; its agents' old sessions go."""
+        for namespace, name, spec, sessions in await asyncio.to_thread(self.specs.saved):
+            try:
+                if sessions and self.manager.tools is not None:
+                    await self.manager.tools.release(namespace, sessions)
+                await self._create(namespace, spec)
+                log.warning("environment %s/%s restored on a restarted center", namespace, name)
+            except Exception:
+                log.exception("could not restore environment %s/%s", namespace, name)
+                await asyncio.to_thread(self.specs.drop, namespace, name)
+
+    async def _create(self, namespace: str, spec: dict[str, Any]) -> Any:
+        """Create an environment and save its spec (with its agents' sessions) for a restarted center."""
+        view = await self.manager.create(namespace, spec)
+        sessions = self.manager.held_sessions(namespace, spec["name"])
+        await asyncio.to_thread(self.specs.save, namespace, spec["name"], spec, sessions)
+        return view
 
 
 class _NotHere:

@@ -192,6 +192,10 @@ class EnvironmentManager:
         except KeyError:
             raise NotFound(f"no environment {name!r}", environment=name) from None
 
+    def held_sessions(self, namespace: str, name: str) -> list[str]:
+        """The session ids of the environment's sandboxed agents."""
+        return list(self._get(namespace, name).sessions.values())
+
     async def names(self, namespace: str) -> list[str]:
         """The names of a namespace's environments."""
         return sorted(name for ns, name in self._envs if ns == namespace)
