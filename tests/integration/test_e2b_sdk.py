@@ -114,6 +114,9 @@ def test_commands_foreground_and_background(sbx) -> None:
     with pytest.raises(e2b.CommandExitException):
         sleeper.wait()
     assert sleeper.pid not in [p.pid for p in sbx.commands.list()]
+    reader = sbx.commands.run("read line; echo got $line", background=True, stdin=True)
+    sbx.commands.send_stdin(reader.pid, "typed\n")
+    assert reader.wait().stdout == "got typed\n"
 
 
 def test_files(sbx) -> None:
@@ -126,12 +129,22 @@ def test_files(sbx) -> None:
     assert sbx.files.get_info("notes/a.txt").size == 5
     assert sbx.files.make_dir("made/deep") is True and sbx.files.make_dir("made/deep") is False
     assert sbx.commands.run("cat notes/a.txt").stdout == "alpha"
+    moved = sbx.files.rename("notes/a.txt", "notes/b.txt")
+    assert moved.path == "/workspace/notes/b.txt" and sbx.files.read("notes/b.txt") == "alpha"
+    sbx.files.rename("notes/b.txt", "notes/a.txt")
     sbx.files.remove("notes/a.txt")
     assert not sbx.files.exists("notes/a.txt")
     with pytest.raises(e2b.NotFoundException):
         sbx.files.read("notes/a.txt")
     with pytest.raises(e2b.InvalidArgumentException, match="outside the workspace"):
         sbx.files.read("/etc/passwd")
+
+
+async def test_async_sandbox_runs_code(sbx) -> None:
+    same = await code_interpreter.AsyncSandbox.connect(sbx.sandbox_id)
+    execution = await same.run_code("x * 10")
+    assert execution.text == "10"
+    assert (await same.commands.run("echo async")).stdout == "async\n"
 
 
 def test_another_tenant_and_a_bad_key_are_refused(sbx, keys) -> None:
@@ -149,7 +162,11 @@ def test_kill_removes_the_container(keys) -> None:
     sandbox = e2b.Sandbox.create()
     assert sandbox.commands.run("true").exit_code == 0
     engine = docker.from_env()
-    labelled = lambda: [c for c in engine.containers.list(all=True) if sandbox.sandbox_id in str(c.labels)]  # noqa: E731
+
+    def labelled() -> list[object]:
+        # filtered by the engine: other tests' containers coming and going cannot race the listing
+        return engine.containers.list(all=True, filters={"label": f"toolserver.session={sandbox.sandbox_id}"})
+
     assert labelled()
     assert sandbox.kill() is True
     deadline = time.monotonic() + 60
