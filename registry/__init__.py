@@ -36,6 +36,7 @@ from registry.secretbox import SecretBox, SecretUnreadable
 from registry.sessions import LIVE_SESSION_STATUSES, SessionStatus, SessionStore
 from registry.tool_secrets import SecretStore
 from registry.tools import ToolStore
+from registry.volumes import VolumeStore
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -69,6 +70,7 @@ __all__ = [
     "SessionRecord",
     "SessionStatus",
     "SessionStore",
+    "VolumeStore",
     "StepRecord",
     "Tool",
     "ToolStore",

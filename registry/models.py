@@ -135,6 +135,21 @@ class SessionRecord(SQLModel, table=True):
     expires_at: float | None = Field(default=None, index=True)
     runtime: str | None = None  # the container runtime (runc, runsc); None on rows from before revision 0002
     egress: list[str] | None = _json(nullable=True)  # network "egress": the allow-list (revision 0003)
+    volumes: list[dict[str, Any]] | None = _json(nullable=True)  # [{name, path, read_only}] (revision 0004)
+
+
+class VolumeRecord(SQLModel, table=True):
+    """A namespace's volume: a size-capped filesystem on one node that outlives sessions."""
+
+    __tablename__ = "volumes"
+    __table_args__ = (UniqueConstraint("namespace", "name", name="uq_volumes_namespace_name"),)
+
+    id: str = Field(primary_key=True)  # vol_ and hex: the node's name for it
+    namespace: str = Field(index=True)
+    name: str
+    size_mb: int
+    node_id: str
+    created_at: float = Field(default_factory=time.time)
 
 
 class CallAudit(SQLModel, table=True):
@@ -298,6 +313,7 @@ TABLES: list[Table] = [
         Tool,
         Secret,
         SessionRecord,
+        VolumeRecord,
         CallAudit,
         AgentRecord,
         RunRecord,

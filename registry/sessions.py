@@ -41,6 +41,7 @@ class SessionStore:
         now: float | None = None,
         runtime: str | None = None,
         egress: list[str] | None = None,
+        volumes: list[dict[str, Any]] | None = None,
     ) -> SessionRecord:
         """Record a session; `session_id` is the sandbox's id when it already has one."""
         _check_status(status)
@@ -59,6 +60,7 @@ class SessionStore:
             expires_at=None if ttl_s is None else now + ttl_s,
             runtime=runtime,
             egress=egress,
+            volumes=volumes,
         )
         if session_id is not None:
             record.id = session_id

@@ -56,8 +56,13 @@ class ContainerEngine:
         """The container runtimes this engine has registered."""
         return self._runtimes.names(self.client)
 
-    def run(self, info: SandboxInfo, host_dir: str, pooled: bool) -> Any:
-        """Create and start the container; the image must already be on this engine (never pulled)."""
+    def run(
+        self, info: SandboxInfo, host_dir: str, pooled: bool, binds: dict[str, dict[str, str]] | None = None
+    ) -> Any:
+        """Create and start the container; the image must already be on this engine (never pulled).
+
+        `binds` are its volumes (host directory -> where and how the sandbox sees it), below /workspace.
+        """
         import docker.errors
 
         config, limits = self.config, info.limits
@@ -108,7 +113,7 @@ class ContainerEngine:
                 security_opt=["no-new-privileges"],
                 read_only=True,
                 tmpfs=tmpfs,
-                volumes={_hostdirs.shared_dir(host_dir): {"bind": GUEST_DIR, "mode": "rw"}},
+                volumes={_hostdirs.shared_dir(host_dir): {"bind": GUEST_DIR, "mode": "rw"}, **(binds or {})},
                 nano_cpus=int(limits.cpus * 1e9),
                 init=True,
                 ipc_mode="private",

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from sandbox import _labels
-from sandbox.base import Limits, Network, SandboxInfo
+from sandbox.base import Limits, Network, SandboxInfo, VolumeMount
 
 __all__ = ["info_from_container", "read_meta", "write_meta"]
 
@@ -30,6 +30,7 @@ def write_meta(host_dir: str, info: SandboxInfo) -> None:
         "runtime": info.runtime,
         "network": info.network,
         "egress": list(info.egress),
+        "volumes": [asdict(m) for m in info.volumes],
     }
     tmp = os.path.join(host_dir, _META_FILE + ".tmp")
     with open(tmp, "w") as fh:
@@ -74,7 +75,19 @@ def info_from_container(
         created_at=float(meta.get("created_at", time.time())),
         runtime="runsc" if host_config.get("Runtime") == "runsc" else "runc",  # what the engine runs it under
         egress=tuple(str(e) for e in meta.get("egress") or ()) if network == "egress" else (),
+        volumes=_volumes(meta),
     )
+
+
+def _volumes(meta: dict[str, Any]) -> tuple[VolumeMount, ...]:
+    """The volumes the record says the session mounts (an older record: none)."""
+    try:
+        return tuple(
+            VolumeMount(str(m["volume_id"]), str(m["path"]), bool(m.get("read_only")))
+            for m in meta.get("volumes") or ()
+        )
+    except (KeyError, TypeError):
+        return ()
 
 
 def _network(meta: dict[str, Any], host_config: dict[str, Any]) -> Network:

@@ -16,6 +16,7 @@ __all__ = [
     "RUNTIMES",
     "Runtime",
     "Sandbox",
+    "VolumeMount",
     "SandboxBackend",
     "SandboxInfo",
     "SandboxOps",
@@ -23,6 +24,16 @@ __all__ = [
     "SessionOps",
     "ShellResult",
 ]
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A volume in a session: its id (the node's name for it), where the sandbox sees it, and how."""
+
+    volume_id: str
+    path: str  # absolute, below /workspace
+    read_only: bool = False
+
 
 Network = Literal["none", "bridge", "egress"]
 """`none`: no network; `bridge`: the open network; `egress`: only the names of `egress`, through the node's proxy."""
@@ -62,6 +73,7 @@ class SandboxSpec:
     owner: str = ""  # the tenant namespace that owns the session
     runtime: Runtime | None = None  # None: the backend's default runtime
     egress: tuple[str, ...] = ()  # network "egress": the allowed `host`, `*.domain` or `host:port` entries
+    volumes: tuple[VolumeMount, ...] = ()  # this node's volumes, bound under /workspace
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class SandboxInfo:
     created_at: float
     runtime: Runtime = "runc"
     egress: tuple[str, ...] = ()  # network "egress": what the node's proxy lets it reach
+    volumes: tuple[VolumeMount, ...] = ()  # the volumes bound into it
 
 
 @dataclass(frozen=True)

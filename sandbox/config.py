@@ -13,6 +13,7 @@ from sandbox.egress.base import EgressLimits
 from sandbox.egress.rules import EgressRule, parse_rules, within
 from sandbox.errors import ImageNotAllowed, LimitsExceeded, RuntimeNotAllowed
 from sandbox.processes import ProcessLimits
+from sandbox.volume_paths import check_volume_paths
 
 __all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
 
@@ -56,6 +57,8 @@ class SandboxConfig:
     runtime: Runtime = "runc"  # the container runtime of sessions that name none (TOOLSERVER_SANDBOX_RUNTIME)
     allowed_runtimes: tuple[Runtime, ...] = ()  # besides `runtime`, what sessions may name
     egress: EgressLimits = field(default_factory=EgressLimits)  # sessions with network "egress"
+    volumes_dir: str = field(default_factory=lambda: os.path.expanduser("~/.toolserver/volumes"))
+    max_volume_mb: int = 10240  # the largest volume a tenant may make (TOOLSERVER_MAX_VOLUME_MB)
 
     @property
     def runtimes(self) -> tuple[Runtime, ...]:
@@ -94,6 +97,8 @@ class SandboxConfig:
             raise UserError("network must be 'none', 'bridge' or {\"egress\": [...]}", field="network")
         if spec.network == "egress":
             self._check_egress(spec)
+        if spec.volumes:
+            check_volume_paths(spec.volumes)
         if spec.network == "bridge" and self.runtime_of(spec) == "runsc":
             raise LimitsExceeded(
                 "runsc sandboxes have no open network here (the engine runs gVisor with --network=none); ask"

@@ -18,6 +18,7 @@ from typing import Any
 from foundation.errors import UserError
 from sandbox import _hostdirs, _labels
 from sandbox._container import GUEST_DIR, OPEN_NETWORK, ContainerEngine, container_name, private_dir
+from sandbox._docker_volumes import DockerVolumes
 from sandbox._guest_client import GuestClient
 from sandbox._guest_processes import GuestProcesses
 from sandbox._ids import new_session_id
@@ -40,6 +41,7 @@ from sandbox.config import SandboxConfig
 from sandbox.egress.base import AddressCheck
 from sandbox.egress.gate import DeniedCallback, EgressGate
 from sandbox.errors import SandboxGone, SandboxNotFound, SandboxUnavailable
+from sandbox.volumes import VolumeHost
 
 __all__ = ["OPEN_NETWORK", "DockerBackend", "DockerSandbox", "engine_runtimes"]
 
@@ -196,7 +198,7 @@ def _with_sandbox_uid(config: SandboxConfig) -> SandboxConfig:
     return replace(config, uid=uid)
 
 
-class DockerBackend(SandboxBackend):
+class DockerBackend(SandboxBackend, DockerVolumes):
     """Creates and tracks hardened session containers on the local Docker engine."""
 
     def __init__(
@@ -213,6 +215,7 @@ class DockerBackend(SandboxBackend):
         self.config = _with_sandbox_uid(config)
         self.engine = ContainerEngine(self.config, client)
         self.egress = EgressGate(self.config.egress, egress_check, on_egress_denied)
+        self.volumes = VolumeHost(self.config.volumes_dir, self.config.uid)
         self._sandboxes: dict[str, DockerSandbox] = {}
         # Unix socket paths are short (107 bytes), so the node part of the directory is abbreviated.
         self._root = os.path.join(self.config.runtime_dir, self.config.instance_id, self.config.node_id[:12])
@@ -242,6 +245,7 @@ class DockerBackend(SandboxBackend):
             created_at=time.time(),
             runtime=self.config.runtime_of(spec),
             egress=tuple(str(r) for r in self.config.egress_rules(spec)) if spec.network == "egress" else (),
+            volumes=spec.volumes,
         )
         if info.network == "egress":
             self.egress.require()
@@ -255,7 +259,8 @@ class DockerBackend(SandboxBackend):
             write_meta(host_dir, info)
             if info.network == "egress":
                 await self.egress.open(info, _hostdirs.shared_dir(host_dir))
-            container = await asyncio.to_thread(self.engine.run, info, host_dir, pooled)
+            binds = self.volume_binds(session_id, spec.volumes)
+            container = await asyncio.to_thread(self.engine.run, info, host_dir, pooled, binds)
             info = replace(info, container_id=container.id)
             sandbox = DockerSandbox(info, host_dir, self.config)
             await sandbox.connect()
@@ -319,6 +324,7 @@ class DockerBackend(SandboxBackend):
         `adopt_from` names nodes that no longer exist (a restarted single-node server gets a new Ray
         node id): their containers on this engine are treated as this node's own.
         """
+        await asyncio.to_thread(self.volumes.attach_all)  # volumes outlive the node: mount them again first
         attached: builtins.list[str] = []
         removed: builtins.list[str] = []
         for container in await asyncio.to_thread(self.engine.owned, adopt_from or set()):

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from foundation.errors import UserError
 from sandbox._manager_processes import ManagerProcesses
 from sandbox._manager_streams import ManagerStreams
+from sandbox._manager_volumes import ManagerVolumes
 from sandbox.base import (
     FileEntry,
     PythonResult,
@@ -36,7 +37,7 @@ ExpiredCallback = Callable[[str], Awaitable[None]]
 Result = TypeVar("Result")
 
 
-class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams):
+class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams, ManagerVolumes):
     """Owns one Docker engine's sandboxes; every session operation on this node goes through it.
 
     Besides `SessionOps` it has the session lifecycle (create, get, destroy, sessions, stats): together they

@@ -53,6 +53,7 @@ class SandboxPool:
         config = self.config
         return (
             spec.network == "none"
+            and not spec.volumes
             and spec.image in (None, config.image)
             and spec.limits == config.default_limits
             and config.runtime_of(spec) in self._ready

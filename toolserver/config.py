@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     max_sessions_per_namespace: int = Field(
         32, ge=0, description="live sessions a namespace may hold (0: no cap)"
     )
+    max_volume_mb: int = Field(10240, gt=0, description="the largest volume a tenant may make, MiB")
+    max_volumes_per_namespace: int = Field(16, ge=0, description="volumes a namespace may hold")
     max_environments_per_namespace: int = Field(
         8, ge=0, description="live environments a namespace may hold (0: no cap)"
     )
@@ -222,6 +224,8 @@ class Settings(BaseSettings):
             instance_id=instance_id,
             node_id=node_id,
             allow_network=self.allow_open_network,
+            volumes_dir=str(self.home / "volumes"),
+            max_volume_mb=self.max_volume_mb,
             egress=EgressLimits(
                 operator_allow=self.egress_allow,
                 maximum=tuple(_listed(self.sandbox_egress_max)),

@@ -63,6 +63,9 @@ def test_a_node_client_is_session_ops_processes_and_the_lifecycle() -> None:
         "egress",
         "sessions",
         "stats",
+        "volume_create",
+        "volume_delete",
+        "volume_info",
     }
 
 

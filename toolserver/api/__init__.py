@@ -49,8 +49,12 @@ from toolserver.api.system import (
     SecretList,
 )
 from toolserver.api.tools import Tool, ToolCallResult, ToolList, ToolSearch, ToolsImported, WaitingHuman
+from toolserver.api.volumes import Volume, VolumeList, VolumeMountInfo
 
 __all__ = [
+    "Volume",
+    "VolumeList",
+    "VolumeMountInfo",
     "Agent",
     "AgentList",
     "ApiKey",

@@ -23,6 +23,8 @@ __all__ = [
     "ShellRequest",
     "ToolCall",
     "ToolCreate",
+    "VolumeCreate",
+    "VolumeUse",
 ]
 
 
@@ -52,6 +54,24 @@ class EgressNetwork(_Body):
     )
 
 
+VOLUME_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class VolumeCreate(_Body):
+    """`POST /v1/volumes`: a namespace's volume, by name."""
+
+    name: str = Field(..., pattern=VOLUME_NAME, description="lower case letters, digits, '.', '_' and '-'")
+    size_mb: int = Field(..., gt=0, description="its size cap (at most TOOLSERVER_MAX_VOLUME_MB)")
+
+
+class VolumeUse(_Body):
+    """A volume a new session mounts."""
+
+    name: str = Field(..., pattern=VOLUME_NAME)
+    path: str = Field(..., max_length=256, description="where the sandbox sees it, below /workspace")
+    read_only: bool = False
+
+
 class SessionCreate(_Body):
     """`POST /v1/sessions`."""
 
@@ -62,6 +82,9 @@ class SessionCreate(_Body):
         description='"none" (the default), {"egress": [names]}, or "bridge" (only where the operator opens it)',
     )
     ttl_s: float | None = Field(None, gt=0)
+    volumes: list[VolumeUse] = Field(
+        default_factory=list, max_length=8, description="the namespace's volumes to mount (all on one node)"
+    )
     runtime: Literal["runc", "runsc"] | None = Field(
         None, description="container runtime (within TOOLSERVER_ALLOWED_RUNTIMES); default: the server's"
     )

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from toolserver.api.base import Reply
+from toolserver.api.volumes import VolumeMountInfo
 
 __all__ = [
     "Display",
@@ -76,6 +77,7 @@ class Session(Reply):
     image: str | None = None
     limits: SessionLimits | None = None
     network: str | SessionEgress | None = None
+    volumes: list[VolumeMountInfo] = Field(default_factory=list, description="the volumes it mounts")
     ttl_s: float | None = None
     expires_at: float | None = None
 

@@ -10,11 +10,12 @@ from foundation.errors import Unavailable
 from sandbox.base import SandboxInfo, SandboxSpec, SessionOps
 from sandbox.processes import SessionProcesses
 from sandbox.streams import SessionStreams
+from sandbox.volumes import NodeVolumes
 
 __all__ = ["NodeClient", "NodeDirectory"]
 
 
-class NodeClient(SessionOps, SessionProcesses, SessionStreams, Protocol):
+class NodeClient(SessionOps, SessionProcesses, SessionStreams, NodeVolumes, Protocol):
     """One node's sandbox manager, as the service sees it: `SessionOps`, background processes, the lifecycle.
 
     Implemented by `sandbox.manager.SandboxManager` (in-process, `LocalNodes`) and by

@@ -26,6 +26,7 @@ from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.nodes.egress_audit import egress_audit_callback
 from toolserver.nodes.ray_processes import RayProcessCalls
 from toolserver.nodes.ray_streams import RayStreamCalls
+from toolserver.nodes.ray_volumes import RayVolumeCalls
 from toolserver.nodes.session_expiry import mark_expired_callback
 from toolserver.outbound.egress import EgressPolicy
 
@@ -95,7 +96,7 @@ class SandboxNodeActor(SandboxManager):
             await self._registry_expired(session_id)
 
 
-class RayNodeClient(RayProcessCalls, RayStreamCalls, NodeClient):
+class RayNodeClient(RayProcessCalls, RayStreamCalls, RayVolumeCalls, NodeClient):
     """A node's manager actor as a NodeClient: one typed remote call per method; a lost actor is Unavailable."""
 
     def __init__(self, handle: Any, node_id: str) -> None:

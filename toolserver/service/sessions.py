@@ -6,17 +6,18 @@ import asyncio
 import builtins
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
 from foundation.errors import NotFound, QuotaExceeded, SessionLost, Unavailable
 from registry import SessionStore
-from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult
+from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult, VolumeMount
 from sandbox.errors import SandboxGone, SandboxNotFound
 from toolserver.api.requests import EgressNetwork, SessionCreate
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.service.principal import Principal
 from toolserver.service.session_cache import UseRecorder, VerifiedSessions
+from toolserver.service.volumes import VolumeService
 
 __all__ = ["SessionService", "session_view"]
 
@@ -46,6 +47,10 @@ def session_view(record: Any, runtime: str | None = None) -> dict[str, Any]:
         "ttl_s": record.ttl_s,
         "expires_at": record.expires_at,
         "runtime": record.runtime or runtime,
+        "volumes": [
+            {"name": v["name"], "path": v["path"], "read_only": bool(v.get("read_only"))}
+            for v in record.volumes or ()
+        ],
     }
 
 
@@ -59,8 +64,10 @@ class SessionService:
         default_limits: Limits,
         default_ttl_s: float,
         max_per_namespace: int = 0,
+        volumes: VolumeService | None = None,
     ) -> None:
-        """`max_per_namespace` caps a namespace's live sessions (0: no cap)."""
+        """`max_per_namespace` caps a namespace's live sessions (0: no cap); `volumes` resolves what they mount."""
+        self.volumes = volumes
         self.store = store
         self.nodes = nodes
         self.default_limits = default_limits
@@ -112,7 +119,9 @@ class SessionService:
             runtime=body.runtime,
             egress=tuple(egress.egress) if egress is not None else (),
         )
-        node_id = await self.nodes.choose(self._placing)
+        at, mounts, kept = await self._volume_mounts(principal, body)
+        spec = replace(spec, volumes=mounts)
+        node_id = at or await self.nodes.choose(self._placing)
         self._placing[node_id] += 1  # no await since choose(): the next create sees this one
         try:
             node = await self.nodes.node(node_id)
@@ -133,8 +142,19 @@ class SessionService:
             ttl_s=ttl_s,
             runtime=info.runtime,
             egress=list(info.egress) if info.network == "egress" else None,
+            volumes=kept or None,
         )
         return session_view(record)
+
+    async def _volume_mounts(
+        self, principal: Principal, body: SessionCreate
+    ) -> tuple[str | None, tuple[VolumeMount, ...], builtins.list[dict[str, Any]]]:
+        """The node the session's volumes pin it to, their mounts, and what its record keeps of them."""
+        if not body.volumes:
+            return None, (), []
+        if self.volumes is None:
+            raise Unavailable("this server keeps no volumes")
+        return await self.volumes.mounts(principal, body.volumes)
 
     async def list(self, principal: Principal) -> builtins.list[dict[str, Any]]:
         """The caller's live sessions."""

@@ -19,6 +19,7 @@ from registry import (
     SecretStore,
     SessionStore,
     ToolStore,
+    VolumeStore,
 )
 from toolserver import __version__
 from toolserver.config import Settings
@@ -31,6 +32,7 @@ from toolserver.service.environment_tools import EnvironmentTools
 from toolserver.service.environments import EnvironmentManager
 from toolserver.service.sessions import SessionService
 from toolserver.service.tools import ToolService
+from toolserver.service.volumes import VolumeService
 from toolserver.tools.base import ToolRunner
 from toolserver.tools.http import HttpToolRunner
 from toolserver.tools.mcp import McpToolRunner
@@ -55,6 +57,7 @@ class Services:
     agents: AgentService
     memory: AsyncMemory
     environments: Any
+    volumes: VolumeService | None = None
     metrics: Metrics = field(default_factory=Metrics)
     version: str = __version__
 
@@ -75,12 +78,16 @@ def build_services(
     keys, secrets, audit = KeyStore(db), SecretStore(db, secrets_box(settings)), AuditStore(db)
     egress, llm_policy = settings.egress_policy(), settings.llm_policy()
     outbound_cap = settings.max_outbound_body_mb * 1024 * 1024
+    volume_service = VolumeService(
+        VolumeStore(db), nodes, settings.max_volume_mb, settings.max_volumes_per_namespace
+    )
     session_service = SessionService(
         SessionStore(db),
         nodes,
         settings.sandbox_config(instance_id="", node_id="").default_limits,
         settings.session_ttl_s,
         settings.max_sessions_per_namespace,
+        volumes=volume_service,
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),
@@ -103,6 +110,7 @@ def build_services(
         audit=audit,
         auth=Authenticator(keys),
         sessions=session_service,
+        volumes=volume_service,
         tools=tool_service,
         agents=agent_service,
         memory=memory_service,
