@@ -175,3 +175,26 @@ def test_kill_removes_the_container(keys) -> None:
     assert not labelled()
     assert not sandbox.is_running()
     assert e2b.Sandbox.kill(sandbox.sandbox_id) is False
+
+
+def test_smolagents_e2b_executor_runs_a_code_step() -> None:
+    """smolagents' CodeAgent with executor_type="e2b" and a scripted model: one code step, its final answer."""
+    smolagents = pytest.importorskip("smolagents")
+    from smolagents.models import ChatMessage, Model
+
+    class Scripted(Model):
+        def generate(
+            self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kw
+        ):
+            code = "import math\nprint('computing')\nfinal_answer(math.prod([6, 7]))"
+            return ChatMessage(role="assistant", content=f"Thought: multiply.\n<code>\n{code}\n</code>")
+
+    agent = smolagents.CodeAgent(
+        tools=[], model=Scripted(), executor_type="e2b", max_steps=2, verbosity_level=0
+    )
+    try:
+        assert agent.run("What is 6 times 7?") == 42
+        step = agent.memory.steps[-1]
+        assert "computing" in (step.observations or "")
+    finally:
+        agent.cleanup()
