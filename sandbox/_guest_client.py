@@ -13,12 +13,14 @@ import asyncio
 import builtins
 import json
 import os
+import socket
 import stat
 import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
+from foundation.errors import ToolServerError
 from sandbox._output import DEFAULT_OUTPUT_LIMIT
 from sandbox._paths import workspace_relative
 from sandbox.base import FileEntry, ShellResult
@@ -30,6 +32,7 @@ from sandbox.errors import (
     SandboxUnavailable,
     WorkspaceFileNotFound,
 )
+from sandbox.ports import PortClosed, PortLimit
 from sandbox.processes import ProcessLimit, ProcessNotFound
 
 __all__ = ["GuestClient", "typed"]
@@ -38,13 +41,15 @@ MAX_REPLY_HEADER = 64 << 20
 SHELL_MARGIN_S = 15.0  # the daemon's own recovery after a timeout: grace, kill, fresh sentinel, restart
 KERNEL_OPS = ("start", "restart", "interrupt", "status")
 
-_ERRORS: dict[str, type[Exception]] = {
+_ERRORS: dict[str, type[ToolServerError]] = {
     "invalid_path": InvalidPath,
     "not_found": WorkspaceFileNotFound,
     "too_large": FileTooLarge,
     "is_directory": InvalidPath,
     "no_process": ProcessNotFound,
     "process_limit": ProcessLimit,
+    "port_closed": PortClosed,
+    "port_limit": PortLimit,
 }
 
 
@@ -229,6 +234,41 @@ class GuestClient:
         finally:
             writer.close()
 
+    def connect_port(self, port: int, timeout_s: float = 10.0) -> socket.socket:
+        """A blocking socket spliced by the daemon onto 127.0.0.1:`port` inside the sandbox (call in a thread).
+
+        PortClosed when nothing answers there; the socket is the caller's to close.
+        """
+        fd = self._open_socket()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout_s)
+            sock.connect(f"/proc/self/fd/{fd}")
+            data = json.dumps({"op": "port_connect", "port": port}).encode("utf-8")
+            sock.sendall(struct.pack(">I", len(data)) + data)
+            (size,) = struct.unpack(">I", _recv_exact(sock, 4))
+            if size > 1 << 16:
+                raise SandboxError("guest daemon port reply is too large")
+            reply = json.loads(_recv_exact(sock, size))
+            if not isinstance(reply, dict) or reply.get("ok") is not True:
+                error = reply.get("error") if isinstance(reply, dict) else None
+                error = error if isinstance(error, dict) else {}
+                kind, message = str(error.get("type", "internal")), str(error.get("message", ""))[:2000]
+                raise _ERRORS.get(kind, SandboxError)(message, port=port)
+            sock.settimeout(None)
+            return sock
+        except (ConnectionError, FileNotFoundError) as exc:
+            sock.close()
+            raise SandboxGone(f"guest daemon connection lost: {exc}", socket=self.socket_path) from None
+        except (OSError, ValueError) as exc:
+            sock.close()
+            raise SandboxUnavailable(f"guest daemon unreachable: {exc}", socket=self.socket_path) from None
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            os.close(fd)
+
     def _open_socket(self) -> int:
         """A descriptor of the socket file itself (a symlink is opened as a link, and refused)."""
         try:
@@ -249,6 +289,16 @@ def typed(value: Any, kind: type, *, optional: bool = False, int_ok: bool = Fals
     if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
         raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            raise ConnectionResetError("the guest daemon closed the connection")
+        buf += chunk
+    return bytes(buf)
 
 
 async def _read_header(reader: asyncio.StreamReader, max_header: int) -> dict[str, Any]:

@@ -66,6 +66,11 @@ class DockerSandbox(Sandbox):
     def info(self) -> SandboxInfo:
         return self._info
 
+    @property
+    def guest_socket(self) -> str:
+        """The host path of the guest daemon's socket (what a port proxy on this node connects to)."""
+        return self._guest.socket_path
+
     def set_owner(self, owner: str) -> None:
         """Hand a pooled sandbox to its tenant (labels are immutable; the directory records it)."""
         self._info = replace(self._info, owner=owner)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from foundation.errors import UserError
+from sandbox._manager_ports import ManagerPorts
 from sandbox._manager_processes import ManagerProcesses
 from sandbox._manager_streams import ManagerStreams
 from sandbox._manager_volumes import ManagerVolumes
@@ -37,7 +38,7 @@ ExpiredCallback = Callable[[str], Awaitable[None]]
 Result = TypeVar("Result")
 
 
-class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams, ManagerVolumes):
+class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams, ManagerPorts, ManagerVolumes):
     """Owns one Docker engine's sandboxes; every session operation on this node goes through it.
 
     Besides `SessionOps` it has the session lifecycle (create, get, destroy, sessions, stats): together they

@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     process_output_kb: int = Field(
         1024, ge=64, le=65536, description="output kept per background process (a ring buffer), KiB"
     )
+    port_sharing: bool = Field(True, description="may sessions share a port by a preview URL without the key")
+    port_max_connections: int = Field(
+        32, gt=0, description="open connections to one session's ports, per ingress replica"
+    )
+    port_bytes_per_s: int = Field(
+        25 * 1024 * 1024,
+        gt=0,
+        description="bytes per second through one session's ports, per ingress replica",
+    )
     max_sessions_per_namespace: int = Field(
         32, ge=0, description="live sessions a namespace may hold (0: no cap)"
     )

@@ -22,6 +22,7 @@ from sbxd_background import Processes
 from sbxd_egress import EgressForwarder
 from sbxd_memory import MemoryWatch
 from sbxd_output import DEFAULT_OUTPUT_LIMIT
+from sbxd_ports import Ports
 from sbxd_shell import Shell
 from sbxd_stream import StreamTap
 from sbxd_supervisor import Kernel
@@ -48,6 +49,7 @@ class Daemon:
         self.shell = Shell(self.workspace.root)
         self.kernel = Kernel(os.path.join(directory, KERNEL_FILE), self.workspace.root)
         self.processes = Processes(self.workspace.root)
+        self.ports = Ports()
         self.ops = {
             "ping": lambda h, s: self.ping(),
             "shell": self.run_shell,
@@ -65,6 +67,7 @@ class Daemon:
             "proc_output": self.processes.output,
             "proc_stdin": self.processes.stdin,
             "proc_signal": lambda h, s: self.processes.signal(h),
+            "port_connect": self.ports.connect,
         }
 
     def ping(self) -> dict:

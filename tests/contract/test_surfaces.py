@@ -14,6 +14,7 @@ from sandbox.base import SandboxOps, SessionOps
 from sandbox.docker import DockerSandbox
 from sandbox.fake import FakeSandbox
 from sandbox.manager import SandboxManager
+from sandbox.ports import SessionPorts
 from sandbox.processes import SessionProcesses
 from sandbox.streams import SessionStreams
 from toolserver.nodes.base import NodeClient
@@ -56,7 +57,7 @@ NODE_METHODS = sorted(NodeClient.__abstractmethods__)
 def test_a_node_client_is_session_ops_processes_and_the_lifecycle() -> None:
     assert set(NODE_METHODS) == set(SessionOps.__abstractmethods__) | set(
         SessionProcesses.__abstractmethods__
-    ) | set(SessionStreams.__abstractmethods__) | {
+    ) | set(SessionStreams.__abstractmethods__) | set(SessionPorts.__abstractmethods__) | {
         "create",
         "get",
         "destroy",

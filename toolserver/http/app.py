@@ -9,7 +9,7 @@ from toolserver.http.body_limit import BodyLimit
 from toolserver.http.errors import install_error_handlers
 from toolserver.http.mcp_endpoint import mount_mcp
 from toolserver.http.metrics import MetricsMiddleware
-from toolserver.http.routes import agents, environments, memory, processes, sessions, system, tools
+from toolserver.http.routes import agents, environments, memory, ports, processes, sessions, system, tools
 from toolserver.http.routes import mcp_imports as mcp_import
 from toolserver.http.routes import volumes as volume_routes
 from toolserver.service.wiring import Services, build_services
@@ -26,7 +26,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (system, sessions, processes, tools, agents, memory, environments, mcp_import):
+    for module in (system, sessions, processes, ports, tools, agents, memory, environments, mcp_import):
         app.include_router(module.router)
     app.include_router(volume_routes.router)
     mount_mcp(app, services)

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from foundation.errors import Unavailable
 from sandbox.base import SandboxInfo, SandboxSpec, SessionOps
+from sandbox.ports import SessionPorts
 from sandbox.processes import SessionProcesses
 from sandbox.streams import SessionStreams
 from sandbox.volumes import NodeVolumes
@@ -15,7 +16,7 @@ from sandbox.volumes import NodeVolumes
 __all__ = ["NodeClient", "NodeDirectory"]
 
 
-class NodeClient(SessionOps, SessionProcesses, SessionStreams, NodeVolumes, Protocol):
+class NodeClient(SessionOps, SessionProcesses, SessionStreams, SessionPorts, NodeVolumes, Protocol):
     """One node's sandbox manager, as the service sees it: `SessionOps`, background processes, the lifecycle.
 
     Implemented by `sandbox.manager.SandboxManager` (in-process, `LocalNodes`) and by

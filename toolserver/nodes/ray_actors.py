@@ -24,6 +24,7 @@ from sandbox.manager import ExpiredCallback, SandboxManager
 from toolserver.config import Settings
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.nodes.egress_audit import egress_audit_callback
+from toolserver.nodes.ray_ports import RayPortCalls
 from toolserver.nodes.ray_processes import RayProcessCalls
 from toolserver.nodes.ray_streams import RayStreamCalls
 from toolserver.nodes.ray_volumes import RayVolumeCalls
@@ -96,7 +97,7 @@ class SandboxNodeActor(SandboxManager):
             await self._registry_expired(session_id)
 
 
-class RayNodeClient(RayProcessCalls, RayStreamCalls, RayVolumeCalls, NodeClient):
+class RayNodeClient(RayProcessCalls, RayStreamCalls, RayPortCalls, RayVolumeCalls, NodeClient):
     """A node's manager actor as a NodeClient: one typed remote call per method; a lost actor is Unavailable."""
 
     def __init__(self, handle: Any, node_id: str) -> None:
