@@ -90,6 +90,13 @@ def test_run_code_keeps_state_streams_and_errors(sbx) -> None:
     assert sbx.run_code("import os; os.environ['GREETING']").text == "'hello'"
 
 
+def test_a_client_that_gives_up_interrupts_the_cell(sbx) -> None:
+    with pytest.raises(e2b.TimeoutException):
+        sbx.run_code("import time\ntime.sleep(30)\nfinished = True", timeout=2)
+    # had the cell run on, this one would wait for it and see `finished`
+    assert sbx.run_code("'finished' in dir()").text == "False"
+
+
 def test_display_image_comes_back_as_png(sbx) -> None:
     code = f"from IPython.display import Image, display\ndisplay(Image(data=__import__('base64').b64decode('{PNG_1PX}')))"
     execution = sbx.run_code(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import httpx
@@ -15,6 +16,7 @@ from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
 from toolserver.config import Settings
 from toolserver.e2b import mount_e2b
+from toolserver.e2b._interpreter import _end_lines, _event_lines
 from toolserver.e2b._keys import as_e2b_key, from_e2b_key
 from toolserver.e2b._paths import absolute, relative
 from toolserver.e2b._views import TemplateMap
@@ -70,6 +72,36 @@ def test_paths_stay_in_the_workspace() -> None:
     assert relative("/workspace") == "" and absolute("a") == "/workspace/a"
     with pytest.raises(InvalidPath, match="outside the workspace"):
         relative("/home/user/a.txt")
+
+
+def test_kernel_events_become_code_interpreter_lines() -> None:
+    def parsed(lines: list[bytes]) -> list[dict]:
+        return [json.loads(line) for line in lines]
+
+    assert parsed(_event_lines("stdout", "hi\n"))[0] | {"timestamp": 0} == {
+        "type": "stdout",
+        "text": "hi\n",
+        "timestamp": 0,
+    }
+    png = parsed(_event_lines("display", {"mime": "image/png", "data": "iVBOR"}))[0]
+    assert png == {"type": "result", "png": "iVBOR", "is_main_result": False}
+    other = parsed(_event_lines("display", {"mime": "application/x-thing", "data": "x"}))[0]
+    assert other["extra"] == {"application/x-thing": "x"}
+    ok = parsed(_end_lines({"status": "ok", "result": "2"}, None))
+    assert (
+        ok[0] == {"type": "result", "text": "2", "is_main_result": True}
+        and ok[-1]["type"] == "end_of_execution"
+    )
+    err = {"ename": "ValueError", "evalue": "bad", "traceback": ["line 1", "ValueError: bad"]}
+    failed = parsed(_end_lines({"status": "error", "error": err}, None))[0]
+    assert failed == {
+        "type": "error",
+        "name": "ValueError",
+        "value": "bad",
+        "traceback": "line 1\nValueError: bad",
+    }
+    gone = parsed(_end_lines(None, {"type": "sandbox_gone", "message": "it died"}))[0]
+    assert gone["type"] == "error" and gone["value"] == "it died"
 
 
 async def test_control_api_lifecycle_and_tenancy(front) -> None:

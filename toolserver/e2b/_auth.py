@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 
 from foundation.errors import Unauthorized, UserError
 from toolserver.e2b._keys import from_e2b_key
 from toolserver.service.principal import Principal
 
-__all__ = ["control_principal", "sandbox_caller"]
+__all__ = ["KeyCheck", "control_principal", "sandbox_caller", "sandbox_secret"]
 
 _SANDBOX_TOKENS = ("x-access-token", "e2b-traffic-access-token")
 
@@ -44,11 +45,33 @@ async def sandbox_caller(auth: object, headers: Mapping[str, str]) -> tuple[Prin
         raise UserError(
             "no E2b-Sandbox-Id header: point E2B_SANDBOX_URL at this server (the SDK then names the sandbox)"
         )
-    secret = next((headers[h].strip() for h in _SANDBOX_TOKENS if headers.get(h, "").strip()), "")
-    if not secret:
-        secret = headers.get("x-api-key", "").strip()
+    secret = sandbox_secret(headers)
     if not secret:
         raise Unauthorized(
             "missing sandbox access token (X-Access-Token): create or connect the sandbox first"
         )
     return await _principal(auth, secret), sandbox_id
+
+
+def sandbox_secret(headers: Mapping[str, str]) -> str:
+    """The key a sandbox daemon request carries (its access token, else `X-API-KEY`); empty without one."""
+    secret = next((headers[h].strip() for h in _SANDBOX_TOKENS if headers.get(h, "").strip()), "")
+    return secret or headers.get("x-api-key", "").strip()
+
+
+class KeyCheck:
+    """Re-checks a stream's key every `every_s` seconds: a revoked key's streams end within that."""
+
+    def __init__(self, auth: object, secret: str, every_s: float = 5.0) -> None:
+        self.auth, self.secret, self.every_s = auth, secret, every_s
+        self._checked = time.monotonic()
+
+    async def valid(self) -> bool:
+        if time.monotonic() - self._checked < self.every_s:
+            return True
+        try:
+            await _principal(self.auth, self.secret)
+        except Unauthorized:
+            return False
+        self._checked = time.monotonic()
+        return True

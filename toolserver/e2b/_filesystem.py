@@ -30,6 +30,7 @@ from toolserver.service.processes import ProcessService
 __all__ = ["EnvdFilesystem", "files_routes"]
 
 MAX_ENTRIES = 10_000
+_LIST_CONCURRENCY = 8
 _RUN_WAIT_S = 10.0
 
 
@@ -95,7 +96,10 @@ class EnvdFilesystem:
             out: list[pb.EntryInfo] = []
             level = [relative(request.path)]
             for _ in range(depth):
-                found = await asyncio.gather(*(self._listing(who, sid, d) for d in level))
+                found = []
+                for at in range(0, len(level), _LIST_CONCURRENCY):  # a bounded fan-out per request
+                    batch = level[at : at + _LIST_CONCURRENCY]
+                    found += await asyncio.gather(*(self._listing(who, sid, d) for d in batch))
                 level = []
                 for entries in found:
                     for e in entries:

@@ -7,6 +7,8 @@ that one kernel: `/contexts` answers it, restarting a context restarts the kerne
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from foundation.errors import ToolServerError, UserError
-from toolserver.e2b._auth import sandbox_caller
+from toolserver.e2b._auth import KeyCheck, sandbox_caller, sandbox_secret
 from toolserver.e2b._control import _Body, _parse
 from toolserver.e2b._limits import stream_limits_of
 from toolserver.service.streams import StreamService
@@ -93,7 +95,8 @@ class Interpreter:
         if envs:
             setup = f"import os as _e2b_os\n_e2b_os.environ.update({json.dumps(envs)})\ndel _e2b_os"
             await self.svc.sessions.python(who, sandbox_id, setup, 30.0)
-        hold = stream_limits_of(self.state).hold(who.namespace)
+        limits = stream_limits_of(self.state)
+        hold = limits.hold(who.namespace)
         hold.__enter__()  # 429 over the namespace's open streams, before the cell starts
         streams = StreamService(self.svc.sessions)
         try:
@@ -101,24 +104,37 @@ class Interpreter:
         except BaseException:
             hold.__exit__(None, None, None)
             raise
+        key = KeyCheck(self.svc.auth, sandbox_secret(request.headers))
 
         async def lines() -> AsyncIterator[bytes]:
-            offset = 0
+            offset, done = 0, False
+            deadline = time.monotonic() + limits.max_stream_s
             try:
                 while True:
+                    if time.monotonic() > deadline or not await key.valid():
+                        why = "the stream's key was revoked" if time.monotonic() <= deadline else "too long"
+                        yield _line(
+                            "error", name="StreamEnded", value=f"execution stopped: {why}", traceback=""
+                        )
+                        return
                     read = await streams.read(who, sandbox_id, run_id, offset, READ_WAIT_S)
                     for event in read.events:
                         for line in _event_lines(event.event, event.data):
                             yield line
                     offset = read.next_offset
                     if read.done:
+                        done = True
                         for line in _end_lines(read.result, read.error):
                             yield line
                         return
             except ToolServerError as exc:
+                done = True
                 yield _line("error", name=type(exc).__name__, value=exc.message, traceback="")
             finally:
                 hold.__exit__(None, None, None)
+                if not done:  # the client went away (or the stream's time is up): the cell is interrupted
+                    with contextlib.suppress(ToolServerError):
+                        await asyncio.shield(streams.cancel(who, sandbox_id, run_id))
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 

@@ -17,6 +17,7 @@ from connectrpc.errors import ConnectError
 from e2b.envd.process import process_pb as pb
 from protobuf import Oneof
 
+from toolserver.e2b._auth import KeyCheck, sandbox_secret
 from toolserver.e2b._limits import stream_limits_of
 from toolserver.e2b._rpc import rpc_caller, rpc_error
 from toolserver.service.processes import ProcessService
@@ -37,6 +38,10 @@ def _command(config: pb.ProcessConfig | None) -> str:
     if config.cmd in _SHELLS and len(args) >= 2 and args[-2] == "-c":
         return args[-1]
     return shlex.join([config.cmd, *args])
+
+
+def _secret(ctx: Any) -> str:
+    return sandbox_secret({str(k).lower(): str(v) for k, v in ctx.request_headers.items()})
 
 
 def _pid(selector: pb.ProcessSelector | None) -> int:
@@ -98,7 +103,7 @@ class EnvdProcess:
         except Exception as exc:
             raise rpc_error(exc) from None
         yield pb.StartResponse(event=_event("start", pb.ProcessEvent.StartEvent(pid=info.pid)))
-        async for event in self._follow(who, sandbox_id, info.pid, 0):
+        async for event in self._follow(who, sandbox_id, info.pid, 0, _secret(ctx)):
             yield pb.StartResponse(event=event)
 
     async def connect(self, request: pb.ConnectRequest, ctx: Any) -> AsyncIterator[pb.ConnectResponse]:
@@ -109,18 +114,21 @@ class EnvdProcess:
         except Exception as exc:
             raise rpc_error(exc) from None
         yield pb.ConnectResponse(event=_event("start", pb.ProcessEvent.StartEvent(pid=pid)))
-        async for event in self._follow(who, sandbox_id, pid, info.output_end):
+        async for event in self._follow(who, sandbox_id, pid, info.output_end, _secret(ctx)):
             yield pb.ConnectResponse(event=event)
 
     async def _follow(
-        self, who: Any, sandbox_id: str, pid: int, offset: int
+        self, who: Any, sandbox_id: str, pid: int, offset: int, secret: str
     ) -> AsyncIterator[pb.ProcessEvent]:
         """Output events from `offset` until the process ends (or the stream's lifetime is over)."""
         limits = stream_limits_of(self.state)
+        key = KeyCheck(self.svc.auth, secret)
         try:
             with limits.hold(who.namespace):
                 deadline = time.monotonic() + limits.max_stream_s
                 while time.monotonic() < deadline:
+                    if not await key.valid():
+                        raise ConnectError(Code.UNAUTHENTICATED, "the stream's API key was revoked")
                     out = await self.processes.output(who, sandbox_id, pid, offset, WAIT_S)
                     for chunk in out.chunks:
                         data = pb.ProcessEvent.DataEvent(output=Oneof(chunk.stream, chunk.data.encode()))  # type: ignore[arg-type]
