@@ -72,8 +72,7 @@ class EnvironmentCenterActor:
             # __init__ runs in its event loop; calls wait for this).
             self._restoring = asyncio.get_event_loop().create_task(self._restore())
         else:
-            for namespace, name, _, _ in self.specs.saved():  # a previous server's, not ours
-                self.specs.drop(namespace, name)
+            self.specs.clear()  # a previous server's, not ours
 
     async def call(self, method: str, *args: Any) -> Any:
         """Run one `EnvironmentManager` method (after the restore, when restarted)."""
@@ -85,13 +84,17 @@ class EnvironmentCenterActor:
         if method == "delete":
             await asyncio.to_thread(self.specs.drop, args[0], args[1])
         elif method == "shutdown":
-            for namespace, name, _, _ in await asyncio.to_thread(self.specs.saved):
-                await asyncio.to_thread(self.specs.drop, namespace, name)
+            await asyncio.to_thread(self.specs.clear)
         return result
 
     async def _restore(self) -> None:
         """Create every environment of the lost center again from its spec; its agents' old sessions go."""
-        for namespace, name, spec, sessions in await asyncio.to_thread(self.specs.saved):
+        try:
+            saved = await asyncio.to_thread(self.specs.saved)
+        except Exception:  # the center serves on without them
+            log.exception("could not read the specs of the lost center's environments")
+            return
+        for namespace, name, spec, sessions in saved:
             try:
                 if sessions and self.manager.tools is not None:
                     await self.manager.tools.release(namespace, sessions)
@@ -105,7 +108,10 @@ class EnvironmentCenterActor:
         """Create an environment and save its spec (with its agents' sessions) for a restarted center."""
         view = await self.manager.create(namespace, spec)
         sessions = self.manager.held_sessions(namespace, spec["name"])
-        await asyncio.to_thread(self.specs.save, namespace, spec["name"], spec, sessions)
+        try:
+            await asyncio.to_thread(self.specs.save, namespace, spec["name"], spec, sessions)
+        except Exception:  # the environment serves; only a restarted center would not rebuild it
+            log.exception("could not save the spec of environment %s/%s", namespace, spec["name"])
         return view
 
 

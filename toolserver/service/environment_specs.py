@@ -9,11 +9,14 @@ the cluster does, and no longer.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 __all__ = ["EnvironmentSpecs"]
 
 _KV_NAMESPACE = "toolserver-environments"
+
+log = logging.getLogger(__name__)
 
 
 class EnvironmentSpecs:
@@ -33,9 +36,13 @@ class EnvironmentSpecs:
         internal_kv._internal_kv_put(self._key(namespace, name), value, overwrite=True, namespace=self._ns)
 
     def drop(self, namespace: str, name: str) -> None:
+        """Forget one spec; a failure is logged, not raised (a stale spec only makes a restore try more)."""
         from ray.experimental import internal_kv
 
-        internal_kv._internal_kv_del(self._key(namespace, name), namespace=self._ns)
+        try:
+            internal_kv._internal_kv_del(self._key(namespace, name), namespace=self._ns)
+        except Exception:
+            log.exception("could not forget the spec of environment %s/%s", namespace, name)
 
     def saved(self) -> list[tuple[str, str, dict[str, Any], list[str]]]:
         """Every saved environment: (namespace, name, spec, its agents' session ids)."""
@@ -50,3 +57,11 @@ class EnvironmentSpecs:
             entry = json.loads(raw)
             found.append((namespace, name, entry["spec"], list(entry.get("sessions") or [])))
         return found
+
+    def clear(self) -> None:
+        """Forget every saved spec (a new server starts with none); a failure is logged, not raised."""
+        try:
+            for namespace, name, _, _ in self.saved():
+                self.drop(namespace, name)
+        except Exception:
+            log.exception("could not clear the saved environment specs")
