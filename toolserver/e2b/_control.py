@@ -206,4 +206,5 @@ def control_routes(api: ControlAPI) -> list[Route]:
         Route(one + "/resume", api.unsupported, methods=["POST"]),
         Route(one + "/fork", api.unsupported, methods=["POST"]),
         Route(one + "/snapshots", api.unsupported, methods=["POST"]),
+        Route(one + "/network", api.unsupported, methods=["PUT"]),
     ]

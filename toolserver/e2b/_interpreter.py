@@ -60,6 +60,10 @@ def _line(kind: str, **fields: Any) -> bytes:
     return (json.dumps({"type": kind, **fields}) + "\n").encode()
 
 
+def _stopped(why: str) -> bytes:
+    return _line("error", name="StreamEnded", value=f"execution stopped: {why}", traceback="")
+
+
 def _result(mime: str, data: Any, main: bool = False) -> bytes:
     key = _MIMES.get(mime)
     if key == "json" and isinstance(data, str):
@@ -96,43 +100,39 @@ class Interpreter:
             setup = f"import os as _e2b_os\n_e2b_os.environ.update({json.dumps(envs)})\ndel _e2b_os"
             await self.svc.sessions.python(who, sandbox_id, setup, 30.0)
         limits = stream_limits_of(self.state)
-        hold = limits.hold(who.namespace)
-        hold.__enter__()  # 429 over the namespace's open streams, before the cell starts
+        with limits.hold(who.namespace):  # 429 over the namespace's open streams, before the cell starts
+            pass
         streams = StreamService(self.svc.sessions)
-        try:
-            run_id = await streams.start(who, sandbox_id, "python", body.code, EXECUTE_TIMEOUT_S)
-        except BaseException:
-            hold.__exit__(None, None, None)
-            raise
+        run_id = await streams.start(who, sandbox_id, "python", body.code, EXECUTE_TIMEOUT_S)
         key = KeyCheck(self.svc.auth, sandbox_secret(request.headers))
 
         async def lines() -> AsyncIterator[bytes]:
+            # Held while the body is sent: a body that never starts holds nothing.
             offset, done = 0, False
             deadline = time.monotonic() + limits.max_stream_s
             try:
-                while True:
-                    if time.monotonic() > deadline or not await key.valid():
-                        why = "the stream's key was revoked" if time.monotonic() <= deadline else "too long"
-                        yield _line(
-                            "error", name="StreamEnded", value=f"execution stopped: {why}", traceback=""
-                        )
-                        return
-                    read = await streams.read(who, sandbox_id, run_id, offset, READ_WAIT_S)
-                    for event in read.events:
-                        for line in _event_lines(event.event, event.data):
-                            yield line
-                    offset = read.next_offset
-                    if read.done:
-                        done = True
-                        for line in _end_lines(read.result, read.error):
-                            yield line
-                        return
+                with limits.hold(who.namespace):
+                    while True:
+                        if time.monotonic() > deadline:
+                            yield _stopped("it ran past TOOLSERVER_MAX_STREAM_S")
+                            return
+                        if not await key.valid():
+                            yield _stopped("the stream's API key was revoked")
+                            return
+                        read = await streams.read(who, sandbox_id, run_id, offset, READ_WAIT_S)
+                        for event in read.events:
+                            for line in _event_lines(event.event, event.data):
+                                yield line
+                        offset = read.next_offset
+                        if read.done:
+                            done = True
+                            for line in _end_lines(read.result, read.error):
+                                yield line
+                            return
             except ToolServerError as exc:
-                done = True
                 yield _line("error", name=type(exc).__name__, value=exc.message, traceback="")
             finally:
-                hold.__exit__(None, None, None)
-                if not done:  # the client went away (or the stream's time is up): the cell is interrupted
+                if not done:  # the client went away, or the stream ended early: the cell is interrupted
                     with contextlib.suppress(ToolServerError):
                         await asyncio.shield(streams.cancel(who, sandbox_id, run_id))
 
