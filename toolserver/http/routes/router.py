@@ -18,6 +18,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "the key may not do this"),
         (404, "not found, or not the caller's"),
         (409, "conflict with the object's name or state"),
+        (410, "the session was lost with its node (`session_lost`, with the node's id)"),
         (413, "a body, code or file over its cap"),
         (422, "the input does not match the schema; `field` names where"),
         (429, "the namespace holds or runs as much as it may"),
