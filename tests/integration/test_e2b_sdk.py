@@ -6,6 +6,7 @@ One server serves the module; the SDKs find it only through E2B_API_URL, E2B_SAN
 from __future__ import annotations
 
 import base64
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -92,9 +93,20 @@ def test_run_code_keeps_state_streams_and_errors(sbx) -> None:
 
 def test_a_client_that_gives_up_interrupts_the_cell(sbx) -> None:
     with pytest.raises(e2b.TimeoutException):
-        sbx.run_code("import time\ntime.sleep(30)\nfinished = True", timeout=2)
+        sbx.run_code("import time\ntime.sleep(300)\nfinished = True", timeout=2)
     # had the cell run on, this one would wait for it and see `finished`
     assert sbx.run_code("'finished' in dir()").text == "False"
+
+
+def test_code_contexts_are_the_sessions_kernel(sbx) -> None:
+    context = sbx.create_code_context()
+    assert [c.id for c in sbx.list_code_contexts()] == [context.id]
+    sbx.run_code("y = 5", context=context)
+    assert sbx.run_code("y", context=context).text == "5"
+    sbx.restart_code_context(context)
+    assert sbx.run_code("'y' in dir()").text == "False"
+    with pytest.raises(e2b.SandboxException, match="not supported"):
+        sbx.run_code("1", language="r")
 
 
 def test_display_image_comes_back_as_png(sbx) -> None:
@@ -121,6 +133,14 @@ def test_commands_foreground_and_background(sbx) -> None:
     with pytest.raises(e2b.CommandExitException):
         sleeper.wait()
     assert sleeper.pid not in [p.pid for p in sbx.commands.list()]
+    sbx.files.make_dir("sub")
+    assert (
+        sbx.commands.run("pwd; echo $X", cwd="/workspace/sub", envs={"X": "1"}).stdout
+        == "/workspace/sub\n1\n"
+    )
+    later = sbx.commands.run("sleep 1; echo later", background=True)
+    later.disconnect()
+    assert sbx.commands.connect(later.pid).wait().exit_code == 0
     reader = sbx.commands.run("read line; echo got $line", background=True, stdin=True)
     sbx.commands.send_stdin(reader.pid, "typed\n")
     assert reader.wait().stdout == "got typed\n"
@@ -136,6 +156,14 @@ def test_files(sbx) -> None:
     assert sbx.files.get_info("notes/a.txt").size == 5
     assert sbx.files.make_dir("made/deep") is True and sbx.files.make_dir("made/deep") is False
     assert sbx.commands.run("cat notes/a.txt").stdout == "alpha"
+    written = sbx.files.write_files(
+        [{"path": "many/1.txt", "data": "one"}, {"path": "many/2.txt", "data": b"two"}]
+    )
+    assert [w.path for w in written] == ["/workspace/many/1.txt", "/workspace/many/2.txt"]
+    sbx.files.write("many/3.bin", io.BytesIO(b"\x00\x01"))  # a file-like: the octet-stream upload
+    assert sbx.files.read("many/3.bin", format="bytes") == bytearray(b"\x00\x01")
+    assert b"".join(sbx.files.read("many/1.txt", format="stream")) == b"one"
+    assert sorted(e.name for e in sbx.files.list("many")) == ["1.txt", "2.txt", "3.bin"]
     moved = sbx.files.rename("notes/a.txt", "notes/b.txt")
     assert moved.path == "/workspace/notes/b.txt" and sbx.files.read("notes/b.txt") == "alpha"
     sbx.files.rename("notes/b.txt", "notes/a.txt")
@@ -149,8 +177,8 @@ def test_files(sbx) -> None:
 
 async def test_async_sandbox_runs_code(sbx) -> None:
     same = await code_interpreter.AsyncSandbox.connect(sbx.sandbox_id)
-    execution = await same.run_code("x * 10")
-    assert execution.text == "10"
+    await same.run_code("z = 3")
+    assert (await same.run_code("z * 10")).text == "30"
     assert (await same.commands.run("echo async")).stdout == "async\n"
 
 

@@ -28,7 +28,8 @@ from toolserver.service.streams import StreamService
 __all__ = ["Interpreter", "interpreter_routes"]
 
 EXECUTE_TIMEOUT_S = 3600.0  # the SDK's timeout is the client's; the server's bound is the kernel's cap
-READ_WAIT_S = 15.0
+READ_WAIT_S = 5.0
+KEEPALIVE = b'{"type": "keepalive"}\n'  # the SDK skips types it does not know
 CONTEXT_ID = "default"
 _MIMES = {
     "text/plain": "text",
@@ -124,6 +125,8 @@ class Interpreter:
                             for line in _event_lines(event.event, event.data):
                                 yield line
                         offset = read.next_offset
+                        if not read.events and not read.done:
+                            yield KEEPALIVE  # a client that went away is noticed only when a write fails
                         if read.done:
                             done = True
                             for line in _end_lines(read.result, read.error):
