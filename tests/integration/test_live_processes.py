@@ -130,6 +130,9 @@ def test_limits_hold(a, session) -> None:
         a.post(f"/v1/sessions/{session}/processes/{p['pid']}/signal", json={"signal": "KILL"})
     # Output past the ring buffer (64 KiB here) keeps the newest bytes and says how many were dropped.
     noisy = start(a, session, "head -c 300000 /dev/zero | tr '\\0' z; echo END")
+    url = f"/v1/sessions/{session}/processes/{noisy['pid']}/output"
+    while not a.get(url, params={"offset": 1 << 40, "wait_s": 20}).json()["done"]:
+        pass  # waits for the end, reading nothing: what follows sees only what the buffer kept
     events = follow(a, session, noisy["pid"])
     text = "".join(d["data"] for n, d in events if n == "stdout")
     assert text.endswith("zEND\n") and len(text) <= 64 * 1024 + 4
@@ -241,6 +244,77 @@ def test_another_tenant_cannot_stream_in_the_session(server, keys, session) -> N
         assert reply.status_code == 404
         reply = b.post(f"/v1/sessions/{session}/python", json={"code": "1", "stream": True})
         assert reply.status_code == 404
+
+
+def test_the_sdk_streams_and_drives_processes(server, keys, session) -> None:
+    with Client(server.url, keys["a"]) as ts:
+        s = ts.attach(session)
+        seen: list[str] = []
+
+        def on_stdout(text: str) -> None:
+            seen.append(text)
+            if "one" in "".join(seen):
+                s.files.write("go-sdk", b"")  # the command waits for it: on_stdout ran while it was running
+
+        result = s.shell(
+            "rm -f go-sdk; echo one; until [ -e go-sdk ]; do sleep 0.1; done; echo two", 60, on_stdout
+        )
+        assert "".join(seen) == "one\ntwo\n" and result.exit_code == 0 and result.output == "one\ntwo\n"
+        events = list(s.python_events("print('a'); 1 + 1"))
+        assert [e.event for e in events] == ["stdout", "result"] and events[-1].data["result"] == "2"
+        printed: list[str] = []
+        assert s.python("print('p')", on_stdout=printed.append).stdout == "p\n" and printed == ["p\n"]
+        proc = s.processes.start("echo out; echo err >&2; exit 2")
+        got: dict[str, str] = {"out": "", "err": ""}
+        end = proc.wait(
+            on_stdout=lambda t: got.update(out=got["out"] + t),
+            on_stderr=lambda t: got.update(err=got["err"] + t),
+        )
+        assert end.exit_code == 2 and got == {"out": "out\n", "err": "err\n"}
+        assert "".join(c.data for c in proc.output(4).chunks) == "err\n"
+        sleeper = s.processes.start("sleep 600")
+        assert sleeper.pid in [p.pid for p in s.processes.list()]
+        assert sleeper.kill().pid == sleeper.pid
+        assert [e.event for e in sleeper.follow()][-1] == "exit" and sleeper.refresh().signal == "KILL"
+
+
+async def test_the_async_sdk_streams_and_drives_processes(server, keys, session) -> None:
+    from toolserver.client import AsyncClient
+
+    async with AsyncClient(server.url, keys["a"]) as ts:
+        s = await ts.attach(session)
+        seen: list[str] = []
+        result = await s.shell("echo x; echo y", 30, on_stdout=seen.append)
+        assert "".join(seen) == "x\ny\n" and result.exit_code == 0
+        proc = await s.processes.start("cat", stdin=True)
+        assert await proc.send_stdin("fed\n", eof=True) == 4
+        assert (await proc.wait()).exit_code == 0
+        assert "".join(c.data for c in (await proc.output()).chunks) == "fed\n"
+
+
+def test_cli_exec_follow(server, keys, session) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TOOLSERVER_URL": server.url, "TOOLSERVER_API_KEY": keys["a"]}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolserver.cli",
+            "sessions",
+            "exec",
+            session,
+            "echo streamed; exit 3",
+            "--follow",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout == "streamed\n" and done.returncode == 3, done.stderr
 
 
 def test_processes_survive_a_server_restart(server, keys, a, session) -> None:

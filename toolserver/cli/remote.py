@@ -91,6 +91,7 @@ def add_commands(commands: Any) -> None:
     execute.add_argument("session_id")
     execute.add_argument("command")
     execute.add_argument("--timeout", type=float, default=30.0)
+    execute.add_argument("--follow", action="store_true", help="print the output as it comes (streamed)")
     execute.set_defaults(run=_exec)
     python = sessions_cmds.add_parser("python", help="run Python code in a session's kernel")
     python.add_argument("session_id")
@@ -142,10 +143,23 @@ def _create_session(args: argparse.Namespace) -> None:
 
 
 def _exec(args: argparse.Namespace) -> int:
-    result = _client().attach(args.session_id).shell(args.command, args.timeout)
-    sys.stdout.write(result.output)
-    if result.output and not result.output.endswith("\n"):
-        sys.stdout.write("\n")
+    session = _client().attach(args.session_id)
+    if args.follow:
+        written: list[str] = []
+
+        def show(text: str) -> None:
+            written.append(text)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        result = session.shell(args.command, args.timeout, on_stdout=show)
+        if written and not written[-1].endswith("\n"):
+            sys.stdout.write("\n")
+    else:
+        result = session.shell(args.command, args.timeout)
+        sys.stdout.write(result.output)
+        if result.output and not result.output.endswith("\n"):
+            sys.stdout.write("\n")
     if result.timed_out:
         print(f"[timed out after {args.timeout:g} s]", file=sys.stderr)
     return int(result.exit_code or 0) if not result.timed_out else 124

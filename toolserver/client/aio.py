@@ -10,6 +10,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from toolserver import api
+from toolserver.client import aio_live
 from toolserver.client._ops import Ops
 from toolserver.client._request import Request, decode, default_connection, headers_for
 from toolserver.client._retry import RetryPolicy
@@ -23,6 +24,7 @@ from toolserver.client.aio_groups import (
     AsyncSecrets,
     AsyncTools,
 )
+from toolserver.client.live import OutputEvent, TextSink
 
 __all__ = ["AsyncClient", "AsyncSession", "SessionStart"]
 
@@ -178,14 +180,50 @@ class AsyncSession:
         self.id = info.id
         self.keep = keep
         self.files = AsyncFiles(self)
+        self.processes = aio_live.AsyncProcesses(self)
+        self.ports = aio_live.AsyncPorts(self)
 
-    async def shell(self, command: str, timeout_s: float = 30.0) -> api.ShellResult:
-        """Run `command` in the session's bash; `cd` and `export` carry over to the next call."""
-        return await self.client.send(Ops.shell(self.id, command, timeout_s))
+    async def shell(
+        self,
+        command: str,
+        timeout_s: float = 30.0,
+        on_stdout: TextSink | None = None,
+        on_stderr: TextSink | None = None,
+    ) -> api.ShellResult:
+        """Run `command` in the session's bash; `cd` and `export` carry over (streamed to `on_stdout`)."""
+        if on_stdout is None and on_stderr is None:
+            return await self.client.send(Ops.shell(self.id, command, timeout_s))
+        result = await aio_live.adeliver(self.shell_events(command, timeout_s), on_stdout, on_stderr)
+        return api.ShellResult.model_validate(result)
 
-    async def python(self, code: str, timeout_s: float = 30.0) -> api.PythonResult:
-        """Run `code` in the session's IPython kernel; variables carry over."""
-        return await self.client.send(Ops.python(self.id, code, timeout_s))
+    async def shell_events(
+        self, command: str, timeout_s: float = 30.0, cancel_on_disconnect: bool = False
+    ) -> AsyncIterator[OutputEvent]:
+        """`shell` as its stream of events: `stdout` text as it comes, then `result`."""
+        body = {"command": command, "timeout_s": timeout_s, "cancel_on_disconnect": cancel_on_disconnect}
+        async for event in aio_live.astream_call(self, "shell", body):
+            yield event
+
+    async def python(
+        self,
+        code: str,
+        timeout_s: float = 30.0,
+        on_stdout: TextSink | None = None,
+        on_stderr: TextSink | None = None,
+    ) -> api.PythonResult:
+        """Run `code` in the session's IPython kernel; variables carry over (streamed like `shell`)."""
+        if on_stdout is None and on_stderr is None:
+            return await self.client.send(Ops.python(self.id, code, timeout_s))
+        result = await aio_live.adeliver(self.python_events(code, timeout_s), on_stdout, on_stderr)
+        return api.PythonResult.model_validate(result)
+
+    async def python_events(
+        self, code: str, timeout_s: float = 30.0, cancel_on_disconnect: bool = False
+    ) -> AsyncIterator[OutputEvent]:
+        """`python` as its stream: `stdout`, `stderr` and `display` events, then `result`."""
+        body = {"code": code, "timeout_s": timeout_s, "cancel_on_disconnect": cancel_on_disconnect}
+        async for event in aio_live.astream_call(self, "python", body):
+            yield event
 
     async def egress(self) -> api.EgressReport:
         """What the session's egress proxy let through and refused (network "egress": its allow-list)."""

@@ -10,6 +10,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from toolserver import api
+from toolserver.client import live
 from toolserver.client._ops import Ops
 from toolserver.client._request import Request, decode, default_connection, headers_for
 from toolserver.client._retry import RetryPolicy
@@ -146,14 +147,51 @@ class Session:
         self.id = info.id
         self.keep = keep
         self.files = Files(self)
+        self.processes = live.Processes(self)
+        self.ports = live.Ports(self)
 
-    def shell(self, command: str, timeout_s: float = 30.0) -> api.ShellResult:
-        """Run `command` in the session's bash; `cd` and `export` carry over to the next call."""
-        return self.client.send(Ops.shell(self.id, command, timeout_s))
+    def shell(
+        self,
+        command: str,
+        timeout_s: float = 30.0,
+        on_stdout: live.TextSink | None = None,
+        on_stderr: live.TextSink | None = None,
+    ) -> api.ShellResult:
+        """Run `command` in the session's bash; `cd` and `export` carry over to the next call.
 
-    def python(self, code: str, timeout_s: float = 30.0) -> api.PythonResult:
-        """Run `code` in the session's IPython kernel; variables carry over."""
-        return self.client.send(Ops.python(self.id, code, timeout_s))
+        With `on_stdout` (or `on_stderr`) the output is streamed to it as it comes; the answer is the same.
+        """
+        if on_stdout is None and on_stderr is None:
+            return self.client.send(Ops.shell(self.id, command, timeout_s))
+        events = self.shell_events(command, timeout_s)
+        return api.ShellResult.model_validate(live.deliver(events, on_stdout, on_stderr))
+
+    def shell_events(
+        self, command: str, timeout_s: float = 30.0, cancel_on_disconnect: bool = False
+    ) -> Iterator[live.OutputEvent]:
+        """`shell` as its stream of events: `stdout` text as it comes, then `result` (the ShellResult's fields)."""
+        body = {"command": command, "timeout_s": timeout_s, "cancel_on_disconnect": cancel_on_disconnect}
+        return live.stream_call(self, "shell", body)
+
+    def python(
+        self,
+        code: str,
+        timeout_s: float = 30.0,
+        on_stdout: live.TextSink | None = None,
+        on_stderr: live.TextSink | None = None,
+    ) -> api.PythonResult:
+        """Run `code` in the session's IPython kernel; variables carry over (streamed like `shell`)."""
+        if on_stdout is None and on_stderr is None:
+            return self.client.send(Ops.python(self.id, code, timeout_s))
+        events = self.python_events(code, timeout_s)
+        return api.PythonResult.model_validate(live.deliver(events, on_stdout, on_stderr))
+
+    def python_events(
+        self, code: str, timeout_s: float = 30.0, cancel_on_disconnect: bool = False
+    ) -> Iterator[live.OutputEvent]:
+        """`python` as its stream: `stdout`, `stderr` and `display` events, then `result`."""
+        body = {"code": code, "timeout_s": timeout_s, "cancel_on_disconnect": cancel_on_disconnect}
+        return live.stream_call(self, "python", body)
 
     def egress(self) -> api.EgressReport:
         """What the session's egress proxy let through and refused (network "egress": its allow-list)."""
