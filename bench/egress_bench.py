@@ -9,7 +9,7 @@ Rows (p50 of `--runs` downloads, each read whole with Python's urllib):
 - sandbox, loopback inside: a server and the client both inside one sandbox (the sandbox's own cost);
 - sandbox, through our egress proxy: network "egress", the guest forwarder, the node's proxy, with the byte
   cap lifted and at the default cap (TOOLSERVER_SANDBOX_EGRESS_BYTES_PER_S).
-The file is served on 127.0.0.2, which the operator's allow (TOOLSERVER_EGRESS_ALLOW) opens for the proxy.
+The file is served on 127.0.0.2, which the operator's allow (TOOLSERVER_SANDBOX_EGRESS_ALLOW) opens for the proxy.
 """
 
 from __future__ import annotations

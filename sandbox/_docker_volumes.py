@@ -17,12 +17,15 @@ class DockerVolumes:
 
     volumes: VolumeHost
     _sandboxes: Mapping[str, Sandbox]
+    _reserved: dict[str, tuple[VolumeMount, ...]]  # mounts of sessions being created, not yet in _sandboxes
 
     def volume_binds(self, session_id: str, mounts: tuple[VolumeMount, ...]) -> dict[str, dict[str, str]]:
         """The container's binds for `mounts`; Conflict when another session holds one of them read-write.
 
         A volume is either read-write in one session or read-only in any number of them.
         """
+        if not hasattr(self, "_reserved"):
+            self._reserved = {}
         binds: dict[str, dict[str, str]] = {}
         for mount in mounts:
             for other in self._users(mount.volume_id, besides=session_id):
@@ -37,7 +40,13 @@ class DockerVolumes:
                 "bind": mount.path,
                 "mode": "ro" if mount.read_only else "rw",
             }
+        if mounts:  # before any await: a delete or another create sees them from here on
+            self._reserved[session_id] = mounts
         return binds
+
+    def release_volumes(self, session_id: str) -> None:
+        """Forget a create's reservation (it failed, or the sandbox now holds its mounts)."""
+        getattr(self, "_reserved", {}).pop(session_id, None)
 
     async def volume_create(self, volume_id: str, size_mb: int) -> VolumeInfo:
         """Make an empty volume of `size_mb` on this node."""
@@ -58,9 +67,8 @@ class DockerVolumes:
         await asyncio.to_thread(self.volumes.remove, volume_id)
 
     def _users(self, volume_id: str, besides: str = "") -> list[VolumeMount]:
-        found = []
-        for session_id, sandbox in self._sandboxes.items():
-            if session_id == besides:
-                continue
-            found += [m for m in sandbox.info.volumes if m.volume_id == volume_id]
-        return found
+        held = {sid: sandbox.info.volumes for sid, sandbox in self._sandboxes.items()}
+        held.update(getattr(self, "_reserved", {}))
+        return [
+            m for sid, mounts in held.items() if sid != besides for m in mounts if m.volume_id == volume_id
+        ]

@@ -270,10 +270,12 @@ class DockerBackend(SandboxBackend, DockerVolumes):
             sandbox = DockerSandbox(info, host_dir, self.config)
             await sandbox.connect()
         except BaseException:
+            self.release_volumes(session_id)
             await self.egress.close(session_id)
             await self._remove(container_name(session_id), host_dir)
             raise
         self._sandboxes[session_id] = sandbox
+        self.release_volumes(session_id)  # the sandbox holds its mounts now
         return sandbox
 
     async def get(self, session_id: str) -> DockerSandbox:
@@ -341,7 +343,7 @@ class DockerBackend(SandboxBackend, DockerVolumes):
                     attached.append(session_id)
                     continue
                 except Exception:
-                    pass
+                    await self.egress.close(session_id)  # a proxy the failed attach opened
             if session_id in self._sandboxes:
                 continue
             await self._remove(container.id, private_dir(container) or os.path.join(self._root, session_id))

@@ -59,8 +59,12 @@ class VolumeHost:
                 raise SandboxError(f"volume {volume_id} already exists on this node")
             try:
                 with open(image, "xb") as fh:
-                    fh.truncate(size_mb * 1024 * 1024)
-                _run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", f"root_owner={self.uid}:{self.uid}", image)
+                    # Reserved, not sparse: the host's disk cannot be promised twice (ENOSPC here, not later).
+                    os.posix_fallocate(fh.fileno(), 0, size_mb * 1024 * 1024)
+                options = (
+                    f"root_owner={self.uid}:{self.uid},nodiscard"  # discard would punch the reservation out
+                )
+                _run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", options, image)
                 self._mount(volume_id)
             except BaseException:
                 self._remove(volume_id)

@@ -120,8 +120,12 @@ class Settings(BaseSettings):
     max_code_kb: int = 1024
     egress_allow: str = Field(
         "",
-        description="where http/mcp tools, agents' LLM endpoints and sandboxes' egress proxies may connect"
-        " besides public addresses",
+        description="where http/mcp tools and agents' LLM endpoints may connect besides public addresses",
+    )
+    sandbox_egress_allow: str = Field(
+        "",
+        description="where sandboxes' egress proxies may connect besides public addresses (the same forms as"
+        " TOOLSERVER_EGRESS_ALLOW, kept apart: a sandbox gets raw TCP through CONNECT)",
     )
     sandbox_egress_max: str = Field(
         "*",
@@ -148,7 +152,7 @@ class Settings(BaseSettings):
         " and where it may be sent",
     )
 
-    @field_validator("egress_allow")
+    @field_validator("egress_allow", "sandbox_egress_allow")
     @classmethod
     def _egress_entries(cls, value: str) -> str:
         EgressPolicy.parse(value)  # a bad entry stops the server at start, with its name
@@ -236,7 +240,7 @@ class Settings(BaseSettings):
             volumes_dir=str(self.home / "volumes"),
             max_volume_mb=self.max_volume_mb,
             egress=EgressLimits(
-                operator_allow=self.egress_allow,
+                operator_allow=self.sandbox_egress_allow,
                 maximum=tuple(_listed(self.sandbox_egress_max)),
                 default=tuple(_listed(self.sandbox_egress_default)),
                 max_connections=self.sandbox_egress_max_connections,

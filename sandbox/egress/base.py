@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["AddressCheck", "EgressLimits"]
+__all__ = ["AddressCheck", "EgressLimits", "Resolve"]
+
+Resolve = Callable[[str, int], Awaitable[list[Any]]]
+"""Looks a name up as `socket.getaddrinfo(host, port, type=SOCK_STREAM)` answers, without blocking the loop."""
 
 
 class AddressCheck(Protocol):
     """Where the proxy may connect for a name: `toolserver.outbound.egress.EgressPolicy` is one."""
 
-    async def pin(self, host: str, port: int) -> str:
-        """The checked address to connect to for `host` (resolved once); raises when it is not allowed."""
+    async def pin(self, host: str, port: int, resolve: Resolve | None = None) -> str:
+        """The checked address for `host` (looked up once, by `resolve` when given); raises when not allowed."""
 
 
 @dataclass(frozen=True)
 class EgressLimits:
     """The operator's settings for sandboxes with network "egress"."""
 
-    operator_allow: str = ""  # TOOLSERVER_EGRESS_ALLOW: non-public addresses the proxy may still reach
+    operator_allow: str = ""  # TOOLSERVER_SANDBOX_EGRESS_ALLOW: non-public addresses the proxy may still reach
     maximum: tuple[str, ...] = ("*",)  # TOOLSERVER_SANDBOX_EGRESS_MAX: what a session may list
     default: tuple[str, ...] = ()  # the list of a session that asks for an empty one
     max_connections: int = 32  # open at once, per session

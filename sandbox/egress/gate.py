@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
+import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sandbox.base import SandboxInfo
@@ -18,6 +22,7 @@ __all__ = ["GUEST_LISTEN", "SOCKET_NAME", "DeniedCallback", "EgressGate", "proxy
 SOCKET_NAME = "egress.sock"  # in the shared part of the session's private directory
 GUEST_LISTEN = "127.0.0.1:3128"  # where the sandbox's forwarder listens (sandbox/_guest/sbxd_egress.py)
 DeniedCallback = Callable[[SandboxInfo, Attempt], None]
+LOOKUP_THREADS = 8  # the node's name lookups for egress at once; each session may hold two of them
 
 
 def proxy_environment(guest_dir: str) -> dict[str, str]:
@@ -40,6 +45,8 @@ class EgressGate:
         self.check = check
         self.on_denied = on_denied
         self._proxies: dict[str, SessionProxy] = {}
+        # Name lookups run here, never in the loop's default pool that the node's other work shares.
+        self._lookups = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="egress-lookup")
         self.closed_allowed = 0  # counts of proxies already closed, for the node's totals
         self.closed_denied = 0
 
@@ -61,9 +68,16 @@ class EgressGate:
             self.limits,
             os.path.join(shared_dir, SOCKET_NAME),
             on_denied=(lambda attempt: heard(info, attempt)) if heard is not None else None,
+            resolve=self._resolve,
         )
         await proxy.start()
         self._proxies[info.session_id] = proxy
+
+    async def _resolve(self, host: str, port: int) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._lookups, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        )
 
     async def close(self, session_id: str) -> None:
         """Stop the session's proxy (a no-op when it has none)."""

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Attempt", "Journal"]
+__all__ = ["MAX_TEXT", "Attempt", "Journal"]
+
+MAX_TEXT = 256  # of a host or a reason kept: what a sandbox sends is not stored whole
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Journal:
     def denied(self, attempt: Attempt) -> None:
         """Record a refusal, and tell whoever listens."""
         attempt.allowed = False
+        attempt.host, attempt.reason = attempt.host[:MAX_TEXT], attempt.reason[:MAX_TEXT]
         self.denied_count += 1
         self._recent.append(attempt)
         if self._on_denied is not None:

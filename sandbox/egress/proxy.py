@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 
 import h11
 
-from sandbox.egress.base import AddressCheck, EgressLimits
+from sandbox.egress.base import AddressCheck, EgressLimits, Resolve
 from sandbox.egress.journal import Attempt, Journal
 from sandbox.egress.rules import EgressRule, allowed, normalize_host
 from sandbox.egress.sni import NotTLS, read_client_hello
@@ -26,9 +27,14 @@ from sandbox.egress.sni import NotTLS, read_client_hello
 __all__ = ["SessionProxy"]
 
 HEAD_LIMIT = 16 * 1024
-HEAD_TIMEOUT_S = 30.0
+HEAD_TIMEOUT_S = 30.0  # for the request head, and again for a tunnel's first bytes
 CONNECT_TIMEOUT_S = 10.0
+RESOLVE_TIMEOUT_S = 10.0
+LOOKUPS_PER_SESSION = 2  # name lookups in flight; a slot is held until its lookup thread is done
 CHUNK = 64 * 1024
+LOG_EVERY_S = 60.0
+
+log = logging.getLogger(__name__)
 _HOP_BY_HOP = {b"connection", b"proxy-connection", b"proxy-authorization", b"keep-alive", b"te", b"upgrade"}
 
 
@@ -52,7 +58,9 @@ class SessionProxy:
         limits: EgressLimits,
         socket_path: str,
         on_denied: Callable[[Attempt], None] | None = None,
+        resolve: Resolve | None = None,
     ) -> None:
+        """`resolve` looks names up (off the event loop, in a pool of the node's egress); default: the loop's."""
         self.session_id = session_id
         self.rules = rules
         self.check = check
@@ -61,6 +69,10 @@ class SessionProxy:
         self.journal = Journal(limits.log_entries, on_denied)
         self._bucket = _Bucket(limits.bytes_per_s)
         self._open = 0
+        self._rejecting = 0
+        self._lookups = asyncio.Semaphore(LOOKUPS_PER_SESSION)
+        self._resolve = resolve
+        self._logged_at = 0.0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -91,6 +103,10 @@ class SessionProxy:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
+        except Exception:  # a bug, not the sandbox's input: logged at most once a minute per session
+            if time.monotonic() - self._logged_at > LOG_EVERY_S:
+                self._logged_at = time.monotonic()
+                log.exception("egress proxy of session %s failed on a connection", self.session_id)
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -98,11 +114,7 @@ class SessionProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         attempt = Attempt(time=time.time(), host="", port=0, method="")
         if self._open >= self.limits.max_connections:
-            attempt.reason = f"over {self.limits.max_connections} open connections"
-            self.journal.denied(attempt)
-            with contextlib.suppress(Refused, TimeoutError, asyncio.IncompleteReadError):
-                await asyncio.wait_for(_read_head(reader), 2.0)  # read what was sent, so the answer is seen
-            await _answer(writer, 429, attempt.reason)
+            await self._reject(reader, writer, attempt)
             return
         self._open += 1
         started = time.monotonic()
@@ -118,28 +130,48 @@ class SessionProxy:
             if attempt.allowed:
                 attempt.duration_s = round(time.monotonic() - started, 3)
 
+    async def _reject(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, attempt: Attempt
+    ) -> None:
+        """Past the cap: a 429 for as many more again (read briefly, so it is seen), then closed unanswered."""
+        attempt.reason = f"over {self.limits.max_connections} open connections"
+        self.journal.denied(attempt)
+        if self._rejecting >= self.limits.max_connections:
+            return  # closed at once: a flood holds no descriptor of the node
+        self._rejecting += 1
+        try:
+            await _answer(writer, 429, attempt.reason)
+            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                if writer.can_write_eof():
+                    writer.write_eof()
+                await asyncio.wait_for(reader.read(CHUNK), 0.5)
+        finally:
+            self._rejecting -= 1
+
     async def _route(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, attempt: Attempt
     ) -> None:
         request, rest = await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT_S)
-        attempt.method = request.method.decode("ascii", "replace")
-        if request.method == b"CONNECT":
-            host, port = _authority(request.target.decode("ascii", "replace"), None)
-        else:
-            host, port = self._plain_target(request)
+        attempt.method = request.method.decode("ascii", "replace")[:16]
+        try:
+            if request.method == b"CONNECT":
+                host, port = _authority(request.target.decode("ascii", "replace"), None)
+            else:
+                host, port = self._plain_target(request)
+        except (ValueError, UnicodeError) as exc:
+            raise Refused(400, f"bad request target: {exc}") from None
         attempt.host, attempt.port = host, port
         if not allowed(self.rules, host, port):
             raise Refused(403, f"{host}:{port} is not on this sandbox's egress allow-list")
-        try:
-            address = await self.check.pin(host, port)
-        except Exception as exc:  # the policy's refusal or a name that does not resolve
-            raise Refused(403, getattr(exc, "message", None) or str(exc) or type(exc).__name__) from None
+        address = await self._pin(host, port)
         if request.method == b"CONNECT":
             # The client sends its first bytes only after the 200; the server name they carry is checked
             # before anything is opened upstream, so a refused tunnel never reaches its target.
             writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             await writer.drain()
-            first = await self._tls_hello(_Prefixed(rest, reader), host, port)
+            first = await asyncio.wait_for(
+                self._tls_hello(_Prefixed(rest, reader), host, port), HEAD_TIMEOUT_S
+            )
             tunnel = True
         else:
             first, tunnel = _origin_form(request, host, port) + rest, False
@@ -155,6 +187,23 @@ class SessionProxy:
             await self._splice(first, reader, writer, up_reader, up_writer, attempt)
         finally:
             up_writer.close()
+
+    async def _pin(self, host: str, port: int) -> str:
+        """The checked address for `host`, within RESOLVE_TIMEOUT_S (a free lookup slot included)."""
+        try:
+            return await asyncio.wait_for(self._pin_in_slot(host, port), RESOLVE_TIMEOUT_S)
+        except TimeoutError:
+            raise Refused(504, f"looking {host} up took over {RESOLVE_TIMEOUT_S:g} s") from None
+        except Refused:
+            raise
+        except Exception as exc:  # the policy's refusal or a name that does not resolve
+            raise Refused(403, getattr(exc, "message", None) or str(exc) or type(exc).__name__) from None
+
+    async def _pin_in_slot(self, host: str, port: int) -> str:
+        await self._lookups.acquire()
+        lookup = asyncio.ensure_future(self.check.pin(host, port, resolve=self._resolve))
+        lookup.add_done_callback(lambda _: self._lookups.release())  # held until the lookup is really over
+        return await asyncio.shield(lookup)
 
     def _plain_target(self, request: h11.Request) -> tuple[str, int]:
         url = urlsplit(request.target.decode("ascii", "replace"))
@@ -173,15 +222,15 @@ class SessionProxy:
         try:
             seen, name = await read_client_hello(reader)  # type: ignore[arg-type]
         except NotTLS as exc:
-            return bytes(exc.args[0])
+            return bytes(exc.args[0]) + reader.rest()
         except ValueError as exc:
             raise Refused(0, f"malformed TLS ClientHello: {exc}") from None
         if name is not None:
             wanted = normalize_host(name)
             by_name = not _is_address(host)
             if (by_name and wanted != host) or (not by_name and not allowed(self.rules, wanted, port)):
-                raise Refused(0, f"TLS server name {wanted!r} does not match the CONNECT target {host}")
-        return seen
+                raise Refused(0, f"TLS server name {wanted[:64]!r} does not match the CONNECT target {host}")
+        return seen + reader.rest()
 
     async def _splice(
         self,
@@ -224,6 +273,11 @@ class _Prefixed:
         if len(taken) < n:
             taken += await self._reader.readexactly(n - len(taken))
         return taken
+
+    def rest(self) -> bytes:
+        """What is left of the prefix (sent along with the head, past what was read)."""
+        rest, self._prefix = self._prefix, b""
+        return rest
 
 
 class _Bucket:
@@ -315,7 +369,13 @@ def _is_address(host: str) -> bool:
 async def _answer(writer: asyncio.StreamWriter, status: int, reason: str) -> None:
     """The proxy's own answer: a short text body saying why."""
     body = f"toolserver egress proxy: {reason}\n".encode()
-    phrase = {400: "Bad Request", 403: "Forbidden", 429: "Too Many Requests", 502: "Bad Gateway"}[status]
+    phrase = {
+        400: "Bad Request",
+        403: "Forbidden",
+        429: "Too Many Requests",
+        502: "Bad Gateway",
+        504: "Gateway Timeout",
+    }[status]
     head = f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
     writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
     with contextlib.suppress(ConnectionError, OSError):

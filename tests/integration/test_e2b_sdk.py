@@ -116,6 +116,18 @@ def test_display_image_comes_back_as_png(sbx) -> None:
     assert pngs and base64.b64decode(pngs[0]).startswith(b"\x89PNG")
 
 
+def test_a_matplotlib_figure_comes_back_as_png(sbx) -> None:
+    code = (
+        "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+        "%matplotlib inline\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()"
+    )
+    execution = sbx.run_code(code)
+    assert execution.error is None, execution.error
+    pngs = [r.png for r in execution.results if r.png]
+    assert pngs, execution.results
+    assert base64.b64decode(pngs[0]).startswith(b"\x89PNG") and len(base64.b64decode(pngs[0])) > 1000
+
+
 def test_commands_foreground_and_background(sbx) -> None:
     result = sbx.commands.run("echo hi")
     assert (result.stdout, result.exit_code) == ("hi\n", 0)

@@ -218,3 +218,69 @@ def test_the_bandwidth_bucket_makes_a_burst_wait_for_its_bytes(monkeypatch: pyte
 
     asyncio.run(main())
     assert slept == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+def test_a_bad_port_or_url_is_a_journaled_400_not_an_unhandled_error() -> None:
+    async def main() -> None:
+        proxy = _proxy(["pypi.org"], "")
+        await proxy.start()
+        big_port = await _ask(proxy, b"GET http://pypi.org:99999/ HTTP/1.1\r\n\r\n")
+        bracket = await _ask(proxy, b"GET http://[/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        long_name = await _ask(proxy, b"CONNECT " + b"a" * 5000 + b":443 HTTP/1.1\r\n\r\n")
+        await proxy.close()
+        assert big_port.startswith(b"HTTP/1.1 400") and bracket.startswith(b"HTTP/1.1 400"), (
+            big_port,
+            bracket,
+        )
+        assert long_name.startswith(b"HTTP/1.1 403")
+        denied = proxy.journal.report()["connections"]
+        assert len(denied) == 3 and all(len(c["host"]) <= 256 and len(c["reason"]) <= 256 for c in denied)
+
+    run(main())
+
+
+def test_a_lookup_that_never_answers_times_out_and_holds_at_most_two_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(proxy_module, "RESOLVE_TIMEOUT_S", 0.3)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def hanging(host: str, port: int) -> list[object]:
+        started.append(host)
+        await release.wait()
+        return []
+
+    async def main() -> None:
+        path = os.path.join(tempfile.mkdtemp(prefix="egp-"), "egress.sock")
+        proxy = SessionProxy(
+            "ses-1",
+            parse_rules(["*.slow.example"]),
+            EgressPolicy.parse(""),
+            EgressLimits(),
+            path,
+            resolve=hanging,
+        )
+        await proxy.start()
+        answers = await asyncio.gather(
+            *(_ask(proxy, f"CONNECT h{i}.slow.example:443 HTTP/1.1\r\n\r\n".encode()) for i in range(6))
+        )
+        assert len(started) == 2  # the other four wait for a slot, and time out waiting
+        release.set()
+        await proxy.close()
+        assert all(a.startswith(b"HTTP/1.1 504") for a in answers), answers
+
+    run(main())
+
+
+def test_bytes_sent_with_the_connect_head_go_on_through_a_plain_tunnel() -> None:
+    async def main() -> None:
+        async with Upstream() as up:
+            proxy = _proxy([f"127.0.0.1:{up.port}"], f"127.0.0.1:{up.port}")
+            await proxy.start()
+            answer = await _ask(proxy, f"CONNECT 127.0.0.1:{up.port} HTTP/1.1\r\n\r\nPING-and-more".encode())
+            await proxy.close()
+        assert answer.startswith(b"HTTP/1.1 200 Connection Established") and answer.endswith(b"hello")
+        assert up.received == [b"PING-and-more"]
+
+    run(main())

@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 __all__ = ["Metrics", "MetricsMiddleware"]
 
+NODES_MAX_AGE_S = 5.0
+
 
 class Metrics:
     """The server's Prometheus counters and histograms."""
@@ -26,12 +28,21 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._nodes_at = -NODES_MAX_AGE_S
         self.egress = Gauge(
             "toolserver_sandbox_egress_connections",
             "connections sandboxes asked their node's egress proxy for since the node started, by verdict",
             ["node", "verdict"],
             registry=self.registry,
         )
+
+    async def refresh_nodes(self, nodes: Any, max_age_s: float = NODES_MAX_AGE_S) -> None:
+        """Ask the nodes for their counts, at most once per `max_age_s` (a scrape is unauthenticated)."""
+        now = time.monotonic()
+        if now - self._nodes_at < max_age_s:
+            return
+        self._nodes_at = now
+        self.observe_nodes(await nodes.stats())
 
     def observe_nodes(self, stats: list[dict[str, Any]]) -> None:
         """Take in what the nodes report (their egress proxies' counts) before a scrape."""

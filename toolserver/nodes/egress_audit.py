@@ -41,6 +41,9 @@ def egress_audit_callback(database: str) -> DeniedCallback:
 
     def on_denied(info: SandboxInfo, attempt: Attempt) -> None:
         minute = int(time.time() // 60)
+        if len(budget) > 1024:  # sessions of past minutes: their budget is spent anyway
+            for session_id in [s for s, (m, _) in budget.items() if m != minute]:
+                del budget[session_id]
         seen_minute, rows = budget[info.session_id]
         rows = rows if seen_minute == minute else 0
         if rows >= PER_MINUTE:

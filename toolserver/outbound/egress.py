@@ -116,8 +116,12 @@ class EgressPolicy:
         if address is not None and not self.allows_address(address, port):
             raise ValidationFailed(_denied_message(host, address, port), field=field)
 
-    async def pin(self, host: str, port: int) -> str:
-        """The checked address to connect to for `host`; EgressDenied if the policy refuses any of its addresses."""
+    async def pin(self, host: str, port: int, resolve: Any = None) -> str:
+        """The checked address to connect to for `host`; EgressDenied if the policy refuses any of its addresses.
+
+        `resolve(host, port)` looks the name up (getaddrinfo's answer) where the caller wants the thread used;
+        default: the event loop's own executor.
+        """
         if self.allows_host(host, port):
             return host
         literal = _literal(host)
@@ -126,7 +130,10 @@ class EgressPolicy:
                 raise EgressDenied(_denied_message(host, literal, port), host=host)
             return host
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            if resolve is not None:
+                infos = await resolve(host, port)
+            else:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError, ValueError) as exc:  # an over-long label fails in the IDNA codec
             raise httpx.ConnectError(f"cannot resolve {host!r}: {exc}") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]

@@ -52,11 +52,7 @@ class VolumeService:
                 setting="TOOLSERVER_MAX_VOLUME_MB",
             )
         if await asyncio.to_thread(self.store.count, principal.namespace) >= self.max_per_namespace:
-            raise QuotaExceeded(
-                f"the namespace has {self.max_per_namespace} volumes, its cap"
-                " (TOOLSERVER_MAX_VOLUMES_PER_NAMESPACE); delete one first",
-                limit=self.max_per_namespace,
-            )
+            raise self._over_quota()
         volume_id = f"vol_{secrets.token_hex(8)}"
         node_id = await self.nodes.choose()
         node = await self.nodes.node(node_id)
@@ -73,7 +69,21 @@ class VolumeService:
         except BaseException:
             await node.volume_delete(volume_id)
             raise
+        # Creates on other replicas (or concurrent ones here) may have raced past the cap: the newest give way.
+        mine = sorted(
+            await asyncio.to_thread(self.store.list, principal.namespace), key=lambda r: (r.created_at, r.id)
+        )
+        if [r.id for r in mine].index(volume_id) >= self.max_per_namespace:
+            await self.delete(principal, body.name)
+            raise self._over_quota()
         return volume_view(record, info)
+
+    def _over_quota(self) -> QuotaExceeded:
+        return QuotaExceeded(
+            f"the namespace has {self.max_per_namespace} volumes, its cap"
+            " (TOOLSERVER_MAX_VOLUMES_PER_NAMESPACE); delete one first",
+            limit=self.max_per_namespace,
+        )
 
     async def list(self, principal: Principal) -> builtins.list[dict[str, Any]]:
         """The namespace's volumes (their records: no node is asked)."""
@@ -96,9 +106,14 @@ class VolumeService:
             principal, await asyncio.to_thread(self.store.get, principal.namespace, name)
         )
         try:
-            await (await self.nodes.node(record.node_id)).volume_delete(record.id)
+            node = await self.nodes.node(record.node_id)
         except Unavailable:
-            pass  # its node is gone, and the volume with it
+            raise Unavailable(
+                f"volume {name!r} is on node {record.node_id[:12]}, which does not answer; its data is kept until"
+                " the node is back, retry then",
+                node_id=record.node_id,
+            ) from None
+        await node.volume_delete(record.id)
         await asyncio.to_thread(self.store.delete, principal.namespace, name)
 
     async def _located(self, principal: Principal, record: Any) -> Any:

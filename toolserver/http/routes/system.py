@@ -38,7 +38,7 @@ async def livez() -> Response:
 )
 async def metrics(svc: Any = Depends(services)) -> Response:
     """Prometheus metrics (with each node's egress counts, asked at the scrape)."""
-    svc.metrics.observe_nodes(await svc.nodes.stats())
+    await svc.metrics.refresh_nodes(svc.nodes)
     return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
