@@ -23,7 +23,7 @@ class AddressCheck(Protocol):
 class EgressLimits:
     """The operator's settings for sandboxes with network "egress"."""
 
-    operator_allow: str = ""  # TOOLSERVER_SANDBOX_EGRESS_ALLOW: non-public addresses the proxy may still reach
+    operator_allow: str = ""  # TOOLSERVER_SANDBOX_EGRESS_ALLOW: non-public addresses it may reach
     maximum: tuple[str, ...] = ("*",)  # TOOLSERVER_SANDBOX_EGRESS_MAX: what a session may list
     default: tuple[str, ...] = ()  # the list of a session that asks for an empty one
     max_connections: int = 32  # open at once, per session
