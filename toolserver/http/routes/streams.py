@@ -8,16 +8,17 @@ away leaves the command running, unless it asked for `cancel_on_disconnect`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from foundation.errors import ToolServerError
+from foundation.errors import QuotaExceeded, ToolServerError, Unauthorized
 from sandbox.streams import StreamKind
 from toolserver.http.sse import KEEP_ALIVE, sse_event, sse_response
-from toolserver.http.stream_limits import StreamSlot, stream_slot
+from toolserver.http.stream_limits import StreamSlot, stream_limits
 from toolserver.service.principal import Principal
 from toolserver.service.streams import StreamService
 
@@ -43,15 +44,26 @@ async def streamed(
     timeout_s: float,
     cancel_on_disconnect: bool,
 ) -> StreamingResponse:
-    """Start the run (errors answer as usual, before any event), then stream it within a stream slot."""
+    """Start the run (errors answer as usual, before any event), then stream it within a stream slot.
+
+    The slot is held while the body is sent, so a body that never starts holds none.
+    """
     streams = StreamService(svc.sessions)
-    slots = cast(AsyncGenerator[StreamSlot, None], stream_slot(request, who))
-    slot = await anext(slots)  # 429 over the namespace's open streams, before anything starts
-    try:
-        run_id = await streams.start(who, session_id, kind, source, timeout_s)
-    except BaseException:
-        await slots.aclose()
-        raise
+    limits = stream_limits(request)
+    with limits.hold(who.namespace):  # 429 over the namespace's open streams, before anything starts
+        pass
+    run_id = await streams.start(who, session_id, kind, source, timeout_s)
+    slot = StreamSlot(time.monotonic() + limits.max_stream_s, limits.max_stream_s, _key_check(request))
+
+    async def held() -> AsyncIterator[bytes]:
+        try:
+            with limits.hold(who.namespace):
+                async for chunk in slot.bounded(body()):
+                    yield chunk
+        except QuotaExceeded as exc:  # others took the last slot in between
+            if cancel_on_disconnect:
+                await asyncio.shield(_cancel(streams, who, session_id, run_id))
+            yield sse_event("error", {**exc.to_dict(), "status": exc.status})
 
     async def body() -> AsyncIterator[bytes]:
         done = False
@@ -80,9 +92,24 @@ async def streamed(
         finally:
             if not done and cancel_on_disconnect:
                 await asyncio.shield(_cancel(streams, who, session_id, run_id))
-            await slots.aclose()
 
-    return sse_response(slot.bounded(body()))
+    return sse_response(held())
+
+
+def _key_check(request: Request) -> Callable[[], Awaitable[bool]]:
+    """Whether the request's key is still valid (an open stream ends soon after its key is revoked)."""
+    auth, header = request.app.state.services.auth, request.headers.get("authorization")
+
+    async def valid() -> bool:
+        if auth.cached(header) is not None:
+            return True
+        try:
+            await asyncio.to_thread(auth.principal, header)
+        except Unauthorized:
+            return False
+        return True
+
+    return valid
 
 
 async def _cancel(streams: StreamService, who: Principal, session_id: str, run_id: str) -> None:
