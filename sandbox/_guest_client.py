@@ -88,7 +88,7 @@ class GuestClient:
         ]  # what the stream may carry, UTF-8 replacements and the marker included
 
         def chunk(text: str) -> None:
-            budget[0] -= len(text)
+            budget[0] -= len(text) + 16  # a chunk costs something even empty: their count is bounded too
             if budget[0] < 0:
                 raise SandboxError("the guest daemon streamed more output than its limit")
             on_chunk(text)
@@ -241,15 +241,18 @@ class GuestClient:
         """
         fd = self._open_socket()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        deadline = (
+            time.monotonic() + timeout_s
+        )  # for the whole handshake: a daemon that trickles holds nothing
         try:
             sock.settimeout(timeout_s)
             sock.connect(f"/proc/self/fd/{fd}")
             data = json.dumps({"op": "port_connect", "port": port}).encode("utf-8")
             sock.sendall(struct.pack(">I", len(data)) + data)
-            (size,) = struct.unpack(">I", _recv_exact(sock, 4))
+            (size,) = struct.unpack(">I", _recv_exact(sock, 4, deadline))
             if size > 1 << 16:
                 raise SandboxError("guest daemon port reply is too large")
-            reply = json.loads(_recv_exact(sock, size))
+            reply = json.loads(_recv_exact(sock, size, deadline))
             if not isinstance(reply, dict) or reply.get("ok") is not True:
                 error = reply.get("error") if isinstance(reply, dict) else None
                 error = error if isinstance(error, dict) else {}
@@ -291,9 +294,14 @@ def typed(value: Any, kind: type, *, optional: bool = False, int_ok: bool = Fals
     return value
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+def _recv_exact(sock: socket.socket, size: int, deadline: float | None = None) -> bytes:
     buf = bytearray()
     while len(buf) < size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the guest daemon did not answer in time")
+            sock.settimeout(left)
         chunk = sock.recv(size - len(buf))
         if not chunk:
             raise ConnectionResetError("the guest daemon closed the connection")

@@ -26,6 +26,7 @@ from sandbox.processes import (
 __all__ = ["GuestProcesses"]
 
 READ_BYTES = 1 << 20  # one output read; a follower reads on
+MAX_CHUNKS = 4096  # per reply: the daemon is the sandbox's, and empty chunks cost objects
 MAX_LISTED = 512
 
 
@@ -76,6 +77,8 @@ class GuestProcesses(Processes):
         )
         try:
             chunks, at = [], 0
+            if not isinstance(reply["chunks"], list) or len(reply["chunks"]) > MAX_CHUNKS:
+                raise TypeError(f"more than {MAX_CHUNKS} output chunks in one reply")
             for raw in reply["chunks"]:
                 size = typed(raw["size"], int)
                 stream = typed(raw["stream"], str)

@@ -17,6 +17,7 @@ OutputSink = Callable[[str, Any], None]
 """Sees a cell's output as it comes: ("stdout" or "stderr", text) and ("display", Display)."""
 
 DISPLAY_LIMIT = 8 * 1024 * 1024  # total bytes of rich display data kept per cell
+DISPLAY_ITEM_COST = 256  # charged per display item besides its data
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 KERNEL_DIED = PythonError(
     ename="KernelDied",
@@ -78,10 +79,11 @@ class Cell:
             text = value if isinstance(value, str) else json.dumps(value)
             if mime.startswith("text/") or mime.endswith("json"):
                 text = self._cap(text)
-            if self.display_bytes + len(text) > DISPLAY_LIMIT:
+            cost = len(text) + DISPLAY_ITEM_COST  # an empty item is not free: its count is bounded too
+            if self.display_bytes + cost > DISPLAY_LIMIT:
                 self.truncated = True
                 continue
-            self.display_bytes += len(text)
+            self.display_bytes += cost
             self.display.append(Display(mime=mime, data=text))
             if self.on_output is not None:
                 self.on_output("display", self.display[-1])

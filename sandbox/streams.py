@@ -33,6 +33,8 @@ StreamKind = Literal["shell", "python"]
 MAX_STREAMS_PER_SESSION = 4
 """Streamed commands and cells one session may have under way (they queue on its shell and kernel anyway)."""
 DISPLAY_BYTES = 8 << 20
+MAX_EVENTS = 20_000  # per streamed run, whatever their sizes: the node keeps them until read or expired
+EVENT_OVERHEAD = 64  # what an event costs the display budget besides its data
 MAX_READ_EVENTS = 256
 MAX_WAIT_S = 30.0
 KEEP_S = 300.0  # how long a finished run's events stay for a late reader
@@ -88,18 +90,22 @@ class StreamRun:
 
     def add(self, event: str, data: Any) -> None:
         """Take one piece of output (the sandbox's sink); past the caps only one `truncated` event is kept."""
+        if len(self.events) >= MAX_EVENTS:  # many tiny or empty pieces cost events, whatever their bytes
+            return self._truncated()
         if event == "display":
             data = (
                 dataclasses.asdict(data)
                 if dataclasses.is_dataclass(data) and not isinstance(data, type)
                 else data
             )
-            size = len(str(data.get("data", ""))) if isinstance(data, dict) else 0
+            size = EVENT_OVERHEAD + (len(str(data.get("data", ""))) if isinstance(data, dict) else 0)
             if self.display_bytes + size > DISPLAY_BYTES:
                 return self._truncated()
             self.display_bytes += size
         else:
             text = str(data)
+            if not text:
+                return None  # an empty chunk says nothing: it is not kept
             room = self.limit - self.text_bytes
             raw = text.encode("utf-8", "replace")
             if room <= 0:

@@ -46,7 +46,11 @@ def test_the_docs_have_examples():
     assert len(DOCS) >= 6 and len(README) >= 1
 
 
-@pytest.mark.parametrize("source", DOCS + README, ids=[f"docs-{i}" for i in range(len(DOCS))] + ["readme"])
+@pytest.mark.parametrize(
+    "source",
+    DOCS + README,
+    ids=[f"docs-{i}" for i in range(len(DOCS))] + [f"readme-{i}" for i in range(len(README))],
+)
 def test_an_example_runs_as_written(source, tenant_env, tmp_path):
     script = tmp_path / "example.py"
     script.write_text(source)

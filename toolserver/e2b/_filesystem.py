@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 import shlex
+import time
 from typing import Any
 
 from connectrpc.code import Code
@@ -32,6 +33,8 @@ __all__ = ["EnvdFilesystem", "files_routes"]
 MAX_ENTRIES = 10_000
 _LIST_CONCURRENCY = 8
 _RUN_WAIT_S = 10.0
+_RUN_DEADLINE_S = 60.0  # mkdir, mv and rm of a workspace path
+_RUN_KEEP = 2000
 
 
 def _entry(rel: str, size: int, is_dir: bool, mtime: float) -> pb.EntryInfo:
@@ -73,12 +76,18 @@ class EnvdFilesystem:
         """Run `argv` in the sandbox and wait for it; UserError with its output when it fails."""
         info = await self.processes.start(who, sid, shlex.join(argv))
         offset, text = 0, ""
+        deadline = time.monotonic() + _RUN_DEADLINE_S
         while True:
+            asked = time.monotonic()
             out = await self.processes.output(who, sid, info.pid, offset, _RUN_WAIT_S)
-            text += "".join(c.data for c in out.chunks)
+            text = (text + "".join(c.data for c in out.chunks))[-_RUN_KEEP:]  # a tail is all an error shows
             offset = out.next_offset
             if out.done:
                 break
+            if time.monotonic() > deadline:
+                raise UserError(f"{argv[0]} did not finish within {_RUN_DEADLINE_S:g} s")
+            if not out.chunks and time.monotonic() - asked < 0.05:
+                await asyncio.sleep(0.2)  # an answer that did not wait: pace the loop
         if out.process.exit_code:
             raise UserError(text.strip()[-500:] or f"{argv[0]} failed", exit_code=out.process.exit_code)
 

@@ -7,6 +7,7 @@ follows it again). Processes run under bash as the sandbox's non-root user; PTYs
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import time
 from collections.abc import AsyncIterator, Callable
@@ -129,6 +130,7 @@ class EnvdProcess:
                 while time.monotonic() < deadline:
                     if not await key.valid():
                         raise ConnectError(Code.UNAUTHENTICATED, "the stream's API key was revoked")
+                    asked = time.monotonic()
                     out = await self.processes.output(who, sandbox_id, pid, offset, WAIT_S)
                     for chunk in out.chunks:
                         data = pb.ProcessEvent.DataEvent(output=Oneof(chunk.stream, chunk.data.encode()))  # type: ignore[arg-type]
@@ -139,6 +141,8 @@ class EnvdProcess:
                         return
                     if not out.chunks:
                         yield _event("keepalive", pb.ProcessEvent.KeepAlive())
+                        if time.monotonic() - asked < 0.05:
+                            await asyncio.sleep(0.2)  # an answer that did not wait: pace the loop
         except ConnectError:
             raise
         except Exception as exc:

@@ -13,6 +13,7 @@ import os
 import stat
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpcore
@@ -41,8 +42,16 @@ _HOP = {
     "cookie",
     "content-length",
 }
-MAX_WS_MESSAGE = 16 << 20
+MAX_WS_MESSAGE = 1 << 20
 CONNECT_TIMEOUT_S = 10.0
+# Handshakes with guest daemons run here, never in the loop's default pool that the replica's other work shares.
+_CONNECTS = ThreadPoolExecutor(16, thread_name_prefix="port-connect")
+
+
+async def _connect(guest: GuestClient, port: int) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(
+        _CONNECTS, guest.connect_port, port, CONNECT_TIMEOUT_S
+    )
 
 
 class PortLimits:
@@ -137,7 +146,7 @@ class _ThroughGuest(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
-        sock = await asyncio.to_thread(self._guest.connect_port, self._port, CONNECT_TIMEOUT_S)
+        sock = await _connect(self._guest, self._port)
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
         return _Spliced(reader, writer)
 
@@ -177,9 +186,14 @@ async def proxy_http(
             await limits.spend(session_id, len(chunk))
             yield chunk
 
+    released = False
+
     async def done() -> None:
+        nonlocal released
         await pool.aclose()
-        limits.release(session_id)
+        if not released:  # once, from the background task or from a body that broke off
+            released = True
+            limits.release(session_id)
 
     try:
         answer = await pool.handle_async_request(
@@ -202,9 +216,10 @@ async def proxy_http(
                 yield chunk
         finally:
             await answer.aclose()
+            await done()  # the background task does not run when the body raises
 
     response = StreamingResponse(download(), status_code=answer.status, background=BackgroundTask(done))
-    kept = _HOP - {"content-length", "cookie", "authorization"}
+    kept = _HOP - {"content-length", "cookie", "authorization"} | {"service-worker-allowed"}
     response.raw_headers = [
         (k.lower(), v) for k, v in answer.headers if k.lower().decode("latin-1") not in kept
     ]
@@ -217,7 +232,7 @@ async def proxy_websocket(
     """Accept the client once the sandbox's server took the handshake, then relay messages both ways."""
     limits.take(session_id)
     try:
-        sock = await asyncio.to_thread(guest.connect_port, port, CONNECT_TIMEOUT_S)
+        sock = await _connect(guest, port)
         uri = _target(port, path, ws.url.query).replace("http://", "ws://", 1)
         offered = list(ws.scope.get("subprotocols") or [])
         try:
@@ -226,6 +241,8 @@ async def proxy_websocket(
                 sock=sock,
                 subprotocols=offered or None,
                 max_size=MAX_WS_MESSAGE,
+                max_queue=2,  # what a sandbox can make this replica hold: a few frames, never inflated ones
+                compression=None,
                 open_timeout=CONNECT_TIMEOUT_S,
             )
         except BaseException:

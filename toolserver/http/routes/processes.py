@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
@@ -121,11 +123,16 @@ async def _follow(
             return
         if not out.chunks:
             yield KEEP_ALIVE
+        asked = time.monotonic()
         try:
             out = await procs.output(who, session_id, pid, out.next_offset, FOLLOW_WAIT_S)
         except ToolServerError as exc:
             yield sse_event("error", exc.to_dict())
             return
+        if not out.chunks and not out.done and time.monotonic() - asked < 0.05:
+            await asyncio.sleep(
+                0.2
+            )  # an answer that did not wait (the daemon is the sandbox's): pace the loop
 
 
 @router.post("/{pid}/stdin", response_model=StdinWritten)
