@@ -1,4 +1,4 @@
-"""Add the `runsc` runtime to a Docker daemon config file (merged, other keys kept), or print the entry.
+"""Add the `runsc` runtime and experimental mode to a Docker daemon config (merged, other keys kept), or print them.
 
 python3 scripts/daemon_config.py /etc/docker/daemon.json /usr/bin/runsc
 python3 scripts/daemon_config.py --print /usr/bin/runsc
@@ -20,6 +20,11 @@ def runtime_entry(path: str) -> dict[str, object]:
     return {"runsc": {"path": path, "runtimeArgs": RUNSC_ARGS}}
 
 
+def settings(path: str) -> dict[str, object]:
+    """What the sandboxes need of the engine: runsc, and experimental mode for `docker checkpoint` (pause under runsc)."""
+    return {"runtimes": runtime_entry(path), "experimental": True}
+
+
 def merge(config_path: str, runsc_path: str) -> None:
     """Write `config_path` with the runsc runtime added; the file's other settings are kept."""
     config: dict[str, object] = {}
@@ -29,6 +34,7 @@ def merge(config_path: str, runsc_path: str) -> None:
     runtimes = dict(config.get("runtimes") or {})  # type: ignore[call-overload]
     runtimes.update(runtime_entry(runsc_path))
     config["runtimes"] = runtimes
+    config["experimental"] = True
     os.makedirs(os.path.dirname(config_path) or ".", exist_ok=True)
     tmp = config_path + ".tmp"
     with open(tmp, "w") as f:
@@ -39,6 +45,6 @@ def merge(config_path: str, runsc_path: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--print":
-        print(json.dumps({"runtimes": runtime_entry(sys.argv[2])}, indent=2))
+        print(json.dumps(settings(sys.argv[2]), indent=2))
     else:
         merge(sys.argv[1], sys.argv[2])

@@ -66,14 +66,15 @@ if ! command -v runsc >/dev/null 2>&1; then
   say "installing gVisor (runsc)"
   apt_install runsc
 fi
-if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
+if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' \
+   || [ "$(docker info --format '{{.ExperimentalBuild}}' 2>/dev/null)" != "true" ]; then
   if [ -e /var/run/toolserver-started-dockerd ]; then
-    say "registering runsc with the engine (/etc/docker/daemon.json, then a config reload)"
+    say "registering runsc and experimental mode (docker checkpoint) with the engine (/etc/docker/daemon.json, then a config reload)"
     as_root python3 scripts/daemon_config.py /etc/docker/daemon.json "$(command -v runsc)"
     as_root kill -HUP "$(cat /var/run/docker.pid)"
     for _ in $(seq 1 20); do docker info --format '{{json .Runtimes}}' | grep -q '"runsc"' && break; sleep 0.5; done
   else
-    say "runsc is installed but this Docker engine does not know it; to use TOOLSERVER_SANDBOX_RUNTIME=runsc add"
+    say "this Docker engine lacks runsc or experimental mode; to use TOOLSERVER_SANDBOX_RUNTIME=runsc (and pause with memory) add"
     python3 scripts/daemon_config.py --print "$(command -v runsc)"
     say "to the engine's daemon.json and reload it (kill -HUP the dockerd; running containers are kept)"
   fi
