@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         " watcher) run on; default: they prefer the head node and restart on any node when theirs is lost",
     )
     fast_ingress: bool = Field(False, description="HAProxy in front of the replicas (needs haproxy)")
+    node_lane: bool = Field(
+        True, description="replicas call their own node's sandbox manager over a unix socket, not a Ray call"
+    )
     sandbox_image: str = DEFAULT_IMAGE
     allowed_images: str = Field(
         "", description="images sessions may name, comma-separated; default: the sandbox image alone"

@@ -24,6 +24,7 @@ from sandbox.manager import ExpiredCallback, SandboxManager
 from toolserver.config import Settings
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.nodes.egress_audit import egress_audit_callback
+from toolserver.nodes.lane import LaneClient, LaneHandle, LaneHost, lane_methods, same_node
 from toolserver.nodes.ray_ports import RayPortCalls
 from toolserver.nodes.ray_processes import RayProcessCalls
 from toolserver.nodes.ray_streams import RayStreamCalls
@@ -66,7 +67,7 @@ def node_actor_args(settings: Settings, instance_id: str) -> tuple[dict[str, Any
     return fields, settings.database
 
 
-class SandboxNodeActor(SandboxManager):
+class SandboxNodeActor(LaneHost, SandboxManager):
     """This node's SandboxManager as a Ray actor: each manager method is a remote method of the same name.
 
     Every method is async, so one actor serves many sessions. Built from `node_actor_args`: sandbox config
@@ -83,6 +84,11 @@ class SandboxNodeActor(SandboxManager):
         )
         self._database = database
         self._registry_expired: ExpiredCallback | None = None
+
+    LANE_METHODS = lane_methods(NodeClient)  # what a replica on this node calls over the node lane
+
+    def _lane_node_id(self) -> str:
+        return self.config.node_id
 
     async def start(
         self, live_sessions: dict[str, float] | None = None, adopt_from: set[str] | None = None
@@ -150,6 +156,21 @@ _CLIENT_IS_A_NODE_CLIENT: type[NodeClient] = RayNodeClient
 _ACTOR_IS_A_NODE_CLIENT: type[NodeClient] = SandboxNodeActor
 
 
+async def _over_lane(handle: Any, node_id: str) -> Any:
+    """`handle`, or a LaneHandle when the manager runs on this process's node and its lane answers."""
+    here = ray.get_runtime_context().get_node_id
+    if node_id != here():
+        return handle
+    try:
+        address = await call_actor(handle.lane_address.remote(), f"sandbox node {node_id[:12]}")
+    except Exception:  # a manager without a lane: calls go through Ray
+        return handle
+    if not same_node(address, here):
+        return handle
+    lane = LaneClient(address, f"sandbox node {node_id[:12]}")
+    return LaneHandle(handle, lane, SandboxNodeActor.LANE_METHODS)
+
+
 def _alive_node_ids() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
 
@@ -162,7 +183,9 @@ def manager_node_ids() -> set[str]:
 class RayNodes(NodeDirectory):
     """Finds node actors by name in the `toolserver` Ray namespace."""
 
-    def __init__(self, cache_s: float = 2.0) -> None:
+    def __init__(self, cache_s: float = 2.0, lane: bool = True) -> None:
+        """`lane`: call the manager of this process's own node over its unix socket lane instead of Ray."""
+        self._lane = lane
         self._clients: dict[str, RayNodeClient] = {}
         self._ids: list[str] = []
         self._ids_at = 0.0
@@ -175,6 +198,8 @@ class RayNodes(NodeDirectory):
             handle = find_actor(_PREFIX + node_id, RAY_NAMESPACE)
             if handle is None:
                 raise Unavailable(f"sandbox node {node_id[:12]} is not available", node_id=node_id)
+            if self._lane:
+                handle = await _over_lane(handle, node_id)
             client = self._clients[node_id] = RayNodeClient(handle, node_id)
         return client
 

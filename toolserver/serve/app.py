@@ -46,7 +46,7 @@ def build_asgi_app() -> FastAPI:
     services = build_services(
         settings,
         db,
-        RayNodes(),
+        RayNodes(lane=settings.node_lane),
         {"deployment": DeploymentToolRunner()},
         scheduler=scheduler_client(RAY_NAMESPACE),
         environments=center_client(RAY_NAMESPACE),
