@@ -4,17 +4,22 @@ httpcore speaks HTTP/1.1 over a connection that the guest daemon splices onto th
 opens that connection instead of a TCP one), and `websockets` speaks to a WebSocket server the same way; no
 protocol is parsed here by hand. The caller's API key and cookies never reach the sandbox. Per session and per
 replica: at most `max_connections` open at once (429 past it), and `bytes_per_s` both ways together.
+
+A replica on another node than the sandbox reaches the port through that node's manager instead
+(`toolserver.nodes.port_relay`): a ticket over Ray, then a TCP connection that the manager splices onto the
+port; everything above the connection (HTTP, WebSocket, the limits) is the same either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import stat
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 from fastapi import Request, WebSocket
@@ -25,8 +30,19 @@ from websockets.asyncio.client import connect as ws_connect
 from foundation.errors import Unavailable
 from sandbox._guest_client import GuestClient
 from sandbox.ports import PortLimit
+from toolserver.nodes.port_relay import dial
 
-__all__ = ["PortLimits", "check_local", "port_limits", "proxy_http", "proxy_websocket"]
+__all__ = [
+    "DirectPort",
+    "PortConnector",
+    "PortLimits",
+    "RelayedPort",
+    "check_local",
+    "port_limits",
+    "proxy_http",
+    "proxy_websocket",
+    "reach",
+]
 
 _HOP = {
     "connection",
@@ -48,10 +64,68 @@ CONNECT_TIMEOUT_S = 10.0
 _CONNECTS = ThreadPoolExecutor(16, thread_name_prefix="port-connect")
 
 
-async def _connect(guest: GuestClient, port: int) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(
-        _CONNECTS, guest.connect_port, port, CONNECT_TIMEOUT_S
-    )
+class PortConnector(Protocol):
+    """Opens connections to ports of one session's sandbox."""
+
+    async def connect(self, port: int) -> socket.socket:
+        """A connected socket to 127.0.0.1:`port` inside the sandbox; PortClosed when nothing listens."""
+        ...
+
+
+class DirectPort:
+    """Through the guest daemon's unix socket, on the sandbox's own node."""
+
+    def __init__(self, guest: GuestClient) -> None:
+        self.guest = guest
+
+    async def connect(self, port: int) -> socket.socket:
+        """Spliced by the guest daemon."""
+        return await asyncio.get_running_loop().run_in_executor(
+            _CONNECTS, self.guest.connect_port, port, CONNECT_TIMEOUT_S
+        )
+
+
+class RelayedPort:
+    """Through the manager of the sandbox's node, from a replica on another node (one ticket per connection)."""
+
+    def __init__(self, node: Any, session_id: str) -> None:
+        self.node, self.session_id = node, session_id
+
+    async def connect(self, port: int) -> socket.socket:
+        """A ticket over Ray, then the relay's TCP connection; Unavailable when the relay cannot be reached."""
+        ticket = await self.node.port_relay_open(self.session_id, port)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                _CONNECTS, dial, ticket, CONNECT_TIMEOUT_S
+            )
+        except OSError as exc:
+            raise Unavailable(f"the port relay of the session's node did not answer: {exc}") from None
+
+
+def _connector(guest: GuestClient | PortConnector) -> PortConnector:
+    return DirectPort(guest) if isinstance(guest, GuestClient) else guest
+
+
+async def _connect(guest: GuestClient | PortConnector, port: int) -> Any:
+    return await _connector(guest).connect(port)
+
+
+def _this_ray_node() -> str | None:
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else None
+    except Exception:
+        return None
+
+
+async def reach(node: Any, session_id: str) -> PortConnector:
+    """How this replica reaches the session's ports: its guest daemon when on this node, else a relay."""
+    path = await node.port_endpoint(session_id)  # also: the session is there
+    owner = getattr(node, "node_id", None)
+    if owner is not None and hasattr(node, "port_relay_open") and owner != _this_ray_node():
+        return RelayedPort(node, session_id)
+    return DirectPort(check_local(path))
 
 
 class PortLimits:
@@ -135,7 +209,7 @@ class _Spliced(httpcore.AsyncNetworkStream):
 class _ThroughGuest(httpcore.AsyncNetworkBackend):
     """Every "TCP" connection is one the guest daemon splices onto the port (the URL's host is ignored)."""
 
-    def __init__(self, guest: GuestClient, port: int) -> None:
+    def __init__(self, guest: GuestClient | PortConnector, port: int) -> None:
         self._guest, self._port = guest, port
 
     async def connect_tcp(
@@ -166,7 +240,7 @@ def _target(port: int, path: str, query: str) -> str:
 
 async def proxy_http(
     request: Request,
-    guest: GuestClient,
+    guest: GuestClient | PortConnector,
     port: int,
     path: str,
     limits: PortLimits,
@@ -227,7 +301,12 @@ async def proxy_http(
 
 
 async def proxy_websocket(
-    ws: WebSocket, guest: GuestClient, port: int, path: str, limits: PortLimits, session_id: str
+    ws: WebSocket,
+    guest: GuestClient | PortConnector,
+    port: int,
+    path: str,
+    limits: PortLimits,
+    session_id: str,
 ) -> None:
     """Accept the client once the sandbox's server took the handshake, then relay messages both ways."""
     limits.take(session_id)

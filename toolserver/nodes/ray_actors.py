@@ -25,6 +25,8 @@ from toolserver.config import Settings
 from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.nodes.egress_audit import egress_audit_callback
 from toolserver.nodes.lane import LaneClient, LaneHandle, LaneHost, lane_methods, same_node
+from toolserver.nodes.port_relay import RelayHost
+from toolserver.nodes.ray_pause import RayPauseCalls  # pause: remote calls
 from toolserver.nodes.ray_ports import RayPortCalls
 from toolserver.nodes.ray_processes import RayProcessCalls
 from toolserver.nodes.ray_streams import RayStreamCalls
@@ -67,7 +69,7 @@ def node_actor_args(settings: Settings, instance_id: str) -> tuple[dict[str, Any
     return fields, settings.database
 
 
-class SandboxNodeActor(LaneHost, SandboxManager):
+class SandboxNodeActor(LaneHost, RelayHost, SandboxManager):
     """This node's SandboxManager as a Ray actor: each manager method is a remote method of the same name.
 
     Every method is async, so one actor serves many sessions. Built from `node_actor_args`: sandbox config

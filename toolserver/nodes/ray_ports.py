@@ -6,6 +6,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from sandbox.ports import SessionPorts, Share
+from toolserver.nodes.port_relay import RelayTicket
 
 __all__ = ["RayPortCalls"]
 
@@ -14,6 +15,12 @@ class RayPortCalls(SessionPorts):
     """Mixed into `RayNodeClient`."""
 
     _handle: Any
+    _node_id: str
+
+    @property
+    def node_id(self) -> str:
+        """The Ray node the manager runs on."""
+        return self._node_id
 
     async def _call(self, ref: Awaitable[Any]) -> Any:
         raise NotImplementedError
@@ -29,3 +36,7 @@ class RayPortCalls(SessionPorts):
 
     async def port_share_revoke(self, session_id: str, share_id: str) -> None:
         await self._call(self._handle.port_share_revoke.remote(session_id, share_id))
+
+    async def port_relay_open(self, session_id: str, port: int) -> RelayTicket:
+        """A ticket for one connection to `port`, relayed by the node's manager (for a replica elsewhere)."""
+        return await self._call(self._handle.port_relay_open.remote(session_id, port))

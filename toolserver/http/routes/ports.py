@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from foundation.errors import Forbidden, NotFound, ToolServerError, Unauthorized
 from toolserver.api import ErrorReply
 from toolserver.api.ports import PortShare, PortShareCreate
-from toolserver.http.port_proxy import check_local, port_limits, proxy_http, proxy_websocket
+from toolserver.http.port_proxy import PortConnector, port_limits, proxy_http, proxy_websocket, reach
 from toolserver.http.routes.deps import caller, services
 from toolserver.http.routes.router import ApiRouter
 from toolserver.service.principal import Principal
@@ -37,9 +37,11 @@ PROXIED: dict[int | str, dict[str, Any]] = {
 _BASE = "/v1/sessions/{session_id}/ports/{port}"
 
 
-async def _socket_of(svc: Any, who: Principal, session_id: str) -> str:
-    path: str = await svc.sessions._on_node(who, session_id, lambda node: node.port_endpoint(session_id))
-    return path
+async def _reach(svc: Any, who: Principal, session_id: str) -> PortConnector:
+    connector: PortConnector = await svc.sessions._on_node(
+        who, session_id, lambda node: reach(node, session_id)
+    )
+    return connector
 
 
 @router.post(_BASE + "/share", status_code=201, response_model=PortShare)
@@ -86,7 +88,7 @@ async def proxy(
     svc: Any = Depends(services),
 ) -> Response:
     """HTTP to 127.0.0.1:port inside the sandbox (the API key is not passed on); 502 when nothing listens."""
-    guest = check_local(await _socket_of(svc, who, session_id))
+    guest = await _reach(svc, who, session_id)
     prefix = f"/v1/sessions/{session_id}/ports/{port}"
     return await proxy_http(request, guest, port, path, port_limits(request.app.state), session_id, prefix)
 
@@ -94,7 +96,7 @@ async def proxy(
 async def preview(request: Request, token: str, path: str, svc: Any = Depends(services)) -> Response:
     """A shared port, without the API key: 404 once the share expired or was revoked."""
     who, session_id, port = await _opened(svc, token)
-    guest = check_local(await _socket_of(svc, who, session_id))
+    guest = await _reach(svc, who, session_id)
     return await proxy_http(
         request, guest, port, path, port_limits(request.app.state), session_id, f"/p/{token}"
     )
@@ -127,7 +129,7 @@ async def proxy_ws(ws: WebSocket, session_id: str, port: int, path: str) -> None
         if not 1 <= port <= 65535:
             raise NotFound("no such port")
         who = await asyncio.to_thread(svc.auth.principal, ws.headers.get("authorization"))
-        guest = check_local(await _socket_of(svc, who, session_id))
+        guest = await _reach(svc, who, session_id)
     except (ToolServerError, Unauthorized):
         await ws.close(code=1008)
         return
@@ -140,7 +142,7 @@ async def preview_ws(ws: WebSocket, token: str, path: str) -> None:
     svc = ws.app.state.services
     try:
         who, session_id, port = await _opened(svc, token)
-        guest = check_local(await _socket_of(svc, who, session_id))
+        guest = await _reach(svc, who, session_id)
     except ToolServerError:
         await ws.close(code=1008)
         return
