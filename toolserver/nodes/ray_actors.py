@@ -26,7 +26,6 @@ from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.nodes.egress_audit import egress_audit_callback
 from toolserver.nodes.lane import LaneClient, LaneHandle, LaneHost, lane_methods, same_node
 from toolserver.nodes.port_relay import RelayHost
-from toolserver.nodes.ray_pause import RayPauseCalls  # pause: remote calls
 from toolserver.nodes.ray_ports import RayPortCalls
 from toolserver.nodes.ray_processes import RayProcessCalls
 from toolserver.nodes.ray_streams import RayStreamCalls
