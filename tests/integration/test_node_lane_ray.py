@@ -41,7 +41,12 @@ def one_node() -> Iterator[None]:
     os.environ["RAY_TMPDIR"] = ray_tmp
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
-        ray.init(address=cluster.address, namespace=RAY_NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(
+            address=cluster.address,
+            namespace=RAY_NAMESPACE,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
         yield
     finally:
         try:

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from foundation.errors import NotFound, Unavailable
-from toolserver.nodes.lane import LaneAddress, LaneClient, LaneHandle, LaneServer, lane_methods
 from toolserver.nodes.base import NodeClient
+from toolserver.nodes.lane import LaneAddress, LaneClient, LaneHandle, LaneServer, lane_methods
 
 
 class Target:
@@ -84,7 +84,7 @@ async def test_our_errors_come_back_as_themselves(lane) -> None:
 
 
 async def test_only_the_named_methods_are_served(lane) -> None:
-    target, _, _, client = lane
+    _, _, _, client = lane
     with pytest.raises(RuntimeError, match="serves no method 'secret'"):
         await client.call("secret", ())
     with pytest.raises(RuntimeError, match="serves no method '__init__'"):
@@ -110,7 +110,7 @@ async def test_a_server_gone_mid_call_is_the_node_lost(lane) -> None:
 
 
 async def test_the_handle_falls_back_to_the_actor_when_the_lane_is_down(lane) -> None:
-    _, server, address, client = lane
+    _, server, _, client = lane
     handle = LaneHandle(Actor(), client, METHODS)
     assert await handle.shell.remote("s1", "up") == {"session": "s1", "out": "UP"}
     assert await handle.stats.remote() == "ray:stats()"  # not a lane method: straight to the actor

@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from foundation.errors import ToolServerError, Unavailable
+from foundation.errors import Unavailable
 
 __all__ = ["LaneAddress", "LaneClient", "LaneHandle", "LaneHost", "LaneServer", "lane_methods", "same_node"]
 
@@ -160,8 +160,8 @@ class LaneClient:
             writer.write(_frame((method, args)))
             await writer.drain()
             ok, value = await _read_frame(reader)
-        except BaseException as exc:  # lost mid-call, or the caller gave up: the connection's state is unknown
-            writer.close()
+        except BaseException as exc:
+            writer.close()  # lost mid-call, or the caller gave up: the connection's state is unknown
             if isinstance(exc, (ConnectionError, asyncio.IncompleteReadError, OSError)):
                 raise Unavailable(
                     f"{self._what} is lost: its lane closed during {method}", node_id=self.address.node_id
