@@ -136,6 +136,7 @@ class SessionRecord(SQLModel, table=True):
     runtime: str | None = None  # the container runtime (runc, runsc); None on rows from before revision 0002
     egress: list[str] | None = _json(nullable=True)  # network "egress": the allow-list (revision 0003)
     volumes: list[dict[str, Any]] | None = _json(nullable=True)  # [{name, path, read_only}] (revision 0004)
+    pause: dict[str, Any] | None = _json(nullable=True)  # {paused_at, kept, resumed} (revision 0005)
 
 
 class VolumeRecord(SQLModel, table=True):

@@ -16,8 +16,9 @@ from registry.models import SessionRecord
 
 __all__ = ["LIVE_SESSION_STATUSES", "SessionStatus", "SessionStore"]
 
-SessionStatus = Literal["creating", "running", "lost", "deleted", "expired"]
-LIVE_SESSION_STATUSES: tuple[SessionStatus, ...] = ("creating", "running")
+SessionStatus = Literal["creating", "running", "paused", "lost", "deleted", "expired"]
+# paused: kept on its node without a running container
+LIVE_SESSION_STATUSES: tuple[SessionStatus, ...] = ("creating", "running", "paused")
 
 
 class SessionStore:
@@ -110,6 +111,20 @@ class SessionStore:
                 record.container_id = container_id
             if node_id is not None:
                 record.node_id = node_id
+            session.add(record)
+        return record
+
+    def set_pause_state(
+        self, session_id: str, status: SessionStatus, pause: dict[str, Any]
+    ) -> SessionRecord | None:
+        """Record a live session's pause or resume (any namespace: its node reports it); None when it is not live."""
+        _check_status(status)
+        with self._db.session() as session:
+            record = session.get(SessionRecord, session_id)
+            if record is None or record.status not in LIVE_SESSION_STATUSES:
+                return None
+            record.status = status
+            record.pause = {**(record.pause or {}), **pause}
             session.add(record)
         return record
 

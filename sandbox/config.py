@@ -59,6 +59,11 @@ class SandboxConfig:
     egress: EgressLimits = field(default_factory=EgressLimits)  # sessions with network "egress"
     volumes_dir: str = field(default_factory=lambda: os.path.expanduser("~/.toolserver/volumes"))
     max_volume_mb: int = 10240  # the largest volume a tenant may make (TOOLSERVER_MAX_VOLUME_MB)
+    # pause: idle seconds before a session pauses (0: never; TOOLSERVER_SESSION_PAUSE_AFTER_S), where paused
+    # sessions keep their files, and the cap of one pause's archive (TOOLSERVER_MAX_PAUSE_ARCHIVE_MB)
+    pause_after_s: float = 0.0
+    paused_dir: str = field(default_factory=lambda: os.path.expanduser("~/.toolserver/paused"))
+    max_pause_archive_mb: int = 1024
 
     @property
     def runtimes(self) -> tuple[Runtime, ...]:

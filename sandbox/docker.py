@@ -18,6 +18,7 @@ from typing import Any
 from foundation.errors import UserError
 from sandbox import _hostdirs, _labels
 from sandbox._container import GUEST_DIR, OPEN_NETWORK, ContainerEngine, container_name, private_dir
+from sandbox._docker_pause import DockerPause  # pause: the mixin
 from sandbox._docker_volumes import DockerVolumes
 from sandbox._guest_client import GuestClient
 from sandbox._guest_processes import GuestProcesses
@@ -203,7 +204,7 @@ def _with_sandbox_uid(config: SandboxConfig) -> SandboxConfig:
     return replace(config, uid=uid)
 
 
-class DockerBackend(SandboxBackend, DockerVolumes):
+class DockerBackend(SandboxBackend, DockerVolumes, DockerPause):
     """Creates and tracks hardened session containers on the local Docker engine."""
 
     def __init__(

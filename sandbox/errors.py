@@ -11,6 +11,7 @@ __all__ = [
     "ImageBuildError",
     "InvalidPath",
     "LimitsExceeded",
+    "PauseTooLarge",
     "RuntimeDirUnsafe",
     "RuntimeNotAllowed",
     "RuntimeUnavailable",
@@ -107,3 +108,10 @@ class FakeCannotRun(SandboxError):
     """The fake sandbox was asked to run code it has no scripted answer for: it runs nothing, and never pretends."""
 
     type = "fake_cannot_run"
+
+
+class PauseTooLarge(PayloadTooLarge):
+    """A pause or snapshot whose workspace archive would pass its cap (507: the node will not store it)."""
+
+    status = 507
+    type = "pause_too_large"

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from foundation.errors import UserError
+from sandbox._manager_pause import ManagerPause  # pause: the mixin
 from sandbox._manager_ports import ManagerPorts
 from sandbox._manager_processes import ManagerProcesses
 from sandbox._manager_streams import ManagerStreams
@@ -38,7 +39,9 @@ ExpiredCallback = Callable[[str], Awaitable[None]]
 Result = TypeVar("Result")
 
 
-class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams, ManagerPorts, ManagerVolumes):
+class SandboxManager(
+    SessionOps, ManagerProcesses, ManagerStreams, ManagerPorts, ManagerVolumes, ManagerPause
+):
     """Owns one Docker engine's sandboxes; every session operation on this node goes through it.
 
     Besides `SessionOps` it has the session lifecycle (create, get, destroy, sessions, stats): together they
@@ -92,6 +95,7 @@ class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams, ManagerPorts,
         for session_id in report["attached"]:
             self._ttl[session_id] = live[session_id]
             self._last_used[session_id] = time.time()
+        report["paused"] = await self._find_paused(live, report["attached"])  # pause: kept on disk
         self.pool.start()
         self._reaper = asyncio.create_task(self._reap_forever(), name="sandbox-reaper")
         return report
@@ -143,6 +147,7 @@ class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams, ManagerPorts,
         """Remove the session's sandbox (a no-op when it is gone)."""
         self._ttl.pop(session_id, None)
         self._last_used.pop(session_id, None)
+        await self._drop_paused(session_id)  # pause: what a paused session kept goes too
         await self.backend.destroy(session_id)
 
     async def sessions(self) -> builtins.list[SandboxInfo]:
@@ -155,6 +160,7 @@ class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams, ManagerPorts,
         return {
             "node_id": self.config.node_id,
             "sandboxes_running": len(await self.sessions()),
+            "sandboxes_paused": self.paused_count(),  # pause: not among the running
             "pool_ready": self.pool.ready,
             "pool_size": self.pool.size,
             "runtimes": await self.runtimes(),
@@ -195,23 +201,31 @@ class SandboxManager(SessionOps, ManagerProcesses, ManagerStreams, ManagerPorts,
         expired = []
         for info in await self.sessions():
             ttl = self._ttl.get(info.session_id, self.config.default_ttl_s)
-            if now - self._last_used.get(info.session_id, info.created_at) > ttl:
+            idle_s = now - self._last_used.get(info.session_id, info.created_at)
+            if idle_s > ttl:
                 expired.append(info.session_id)
+            elif 0 < self.config.pause_after_s < idle_s:  # pause: idle sessions pause before their TTL
+                idle.append(info.session_id)
+        expired += self._paused_past_ttl(now)  # pause: a paused session still ends at its TTL
         for session_id in expired:
             await self.destroy(session_id)
             if self._on_expired is not None:
                 await self._on_expired(session_id)
+        await self._pause_idle(now, idle)  # pause: after the expiries
         return expired
 
     async def _session(self, session_id: str) -> Sandbox:
         if session_id in self.pool.pooled_ids():  # handed out to nobody yet
             raise SandboxNotFound(f"no sandbox for session {session_id}", session_id=session_id)
+        await self._resume_if_paused(session_id)  # pause: any call resumes it first
         sandbox = await self.backend.get(session_id)
         self._last_used[session_id] = time.time()
         return sandbox
 
     async def _guarded(self, session_id: str, op: Awaitable[Result]) -> Result:
         """Run a session operation; a dead container becomes a clear SandboxGone."""
+        busy = self._busy()  # pause: a session with a call running is not idle
+        busy[session_id] += 1
         try:
             return await op
         except SandboxUnavailable:

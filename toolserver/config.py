@@ -103,6 +103,17 @@ class Settings(BaseSettings):
         32, ge=0, description="live sessions a namespace may hold (0: no cap)"
     )
     max_volume_mb: int = Field(10240, gt=0, description="the largest volume a tenant may make, MiB")
+    session_pause_after_s: float = Field(  # pause: idle sessions pause, then end at their TTL
+        0.0,
+        ge=0,
+        description="idle seconds after which a session pauses instead of holding its container (0: never)",
+    )
+    max_paused_sessions_per_namespace: int = Field(
+        128, ge=0, description="paused sessions a namespace may hold, besides its live ones (0: no cap)"
+    )
+    max_pause_archive_mb: int = Field(
+        1024, gt=0, description="the largest /workspace and /tmp a pause (or snapshot) keeps, MiB"
+    )
     max_volumes_per_namespace: int = Field(16, ge=0, description="volumes a namespace may hold")
     max_environments_per_namespace: int = Field(
         8, ge=0, description="live environments a namespace may hold (0: no cap)"
@@ -242,6 +253,9 @@ class Settings(BaseSettings):
             allow_network=self.allow_open_network,
             volumes_dir=str(self.home / "volumes"),
             max_volume_mb=self.max_volume_mb,
+            pause_after_s=self.session_pause_after_s,  # pause: its settings
+            paused_dir=str(self.home / "paused"),
+            max_pause_archive_mb=self.max_pause_archive_mb,
             egress=EgressLimits(
                 operator_allow=self.sandbox_egress_allow,
                 maximum=tuple(_listed(self.sandbox_egress_max)),

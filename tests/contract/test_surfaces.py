@@ -67,6 +67,8 @@ def test_a_node_client_is_session_ops_processes_and_the_lifecycle() -> None:
         "volume_create",
         "volume_delete",
         "volume_info",
+        "pause",  # pause: a node pauses and resumes its sessions
+        "resume",
     }
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from toolserver.api.base import Reply
+from toolserver.api.pause import PauseKept, SessionResumed  # pause: its models
 from toolserver.api.volumes import VolumeMountInfo
 
 __all__ = [
@@ -67,7 +68,7 @@ class EgressReport(Reply):
 
 
 class Session(Reply):
-    """A sandbox session: `status` is `running`, `stopped`, `expired`, `lost` or `failed`."""
+    """A sandbox session: `status` is `running`, `paused`, `stopped`, `expired`, `lost` or `failed`."""
 
     id: str
     node_id: str | None = None
@@ -80,6 +81,9 @@ class Session(Reply):
     volumes: list[VolumeMountInfo] = Field(default_factory=list, description="the volumes it mounts")
     ttl_s: float | None = None
     expires_at: float | None = None
+    paused_at: float | None = Field(None, description="when it was paused (pause: status `paused`)")
+    kept: PauseKept | None = Field(None, description="what its last pause kept")
+    resumed: SessionResumed | None = Field(None, description="what its last resume restored")
 
 
 class SessionList(Reply):

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from foundation.errors import Unavailable
 from sandbox.base import SandboxInfo, SandboxSpec, SessionOps
+from sandbox.checkpoints import NodePausing  # pause: the node's half
 from sandbox.ports import SessionPorts
 from sandbox.processes import SessionProcesses
 from sandbox.streams import SessionStreams
@@ -16,7 +17,9 @@ from sandbox.volumes import NodeVolumes
 __all__ = ["NodeClient", "NodeDirectory"]
 
 
-class NodeClient(SessionOps, SessionProcesses, SessionStreams, SessionPorts, NodeVolumes, Protocol):
+class NodeClient(
+    SessionOps, SessionProcesses, SessionStreams, SessionPorts, NodeVolumes, NodePausing, Protocol
+):
     """One node's sandbox manager, as the service sees it: `SessionOps`, background processes, the lifecycle.
 
     Implemented by `sandbox.manager.SandboxManager` (in-process, `LocalNodes`) and by

@@ -26,11 +26,13 @@ from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.nodes.egress_audit import egress_audit_callback
 from toolserver.nodes.lane import LaneClient, LaneHandle, LaneHost, lane_methods, same_node
 from toolserver.nodes.port_relay import RelayHost
+from toolserver.nodes.ray_pause import RayPauseCalls  # pause: remote calls
 from toolserver.nodes.ray_ports import RayPortCalls
 from toolserver.nodes.ray_processes import RayProcessCalls
 from toolserver.nodes.ray_streams import RayStreamCalls
 from toolserver.nodes.ray_volumes import RayVolumeCalls
 from toolserver.nodes.session_expiry import mark_expired_callback
+from toolserver.nodes.session_pause import pause_state_callback  # pause: registry in step
 from toolserver.outbound.egress import EgressPolicy
 
 __all__ = [
@@ -84,6 +86,7 @@ class SandboxNodeActor(LaneHost, RelayHost, SandboxManager):
             on_egress_denied=egress_audit_callback(database),
         )
         self._database = database
+        self.pause_listener = pause_state_callback(database)  # pause: idle pauses and auto-resumes recorded
         self._registry_expired: ExpiredCallback | None = None
 
     LANE_METHODS = lane_methods(NodeClient)  # what a replica on this node calls over the node lane
@@ -104,7 +107,7 @@ class SandboxNodeActor(LaneHost, RelayHost, SandboxManager):
             await self._registry_expired(session_id)
 
 
-class RayNodeClient(RayProcessCalls, RayStreamCalls, RayPortCalls, RayVolumeCalls, NodeClient):
+class RayNodeClient(RayProcessCalls, RayStreamCalls, RayPortCalls, RayVolumeCalls, RayPauseCalls, NodeClient):
     """A node's manager actor as a NodeClient: one typed remote call per method; a lost actor is Unavailable."""
 
     def __init__(self, handle: Any, node_id: str) -> None:
@@ -268,9 +271,13 @@ def reattach_sessions(
     }
     reports = start_node_actors(settings, instance_id, live, adopt, only)
     attached = {sid: node_id for node_id, report in reports.items() for sid in report["attached"]}
+    paused = {sid: node_id for node_id, report in reports.items() for sid in report.get("paused", [])}
     for records in placed.values():
         for record in records:
-            if record.id not in attached:
+            if record.id in paused:  # pause: kept on its node's disk, still paused
+                if paused[record.id] != record.node_id:
+                    store.update_status(record.namespace, record.id, "paused", node_id=paused[record.id])
+            elif record.id not in attached:
                 store.update_status(record.namespace, record.id, "lost")
             elif attached[record.id] != record.node_id:
                 store.update_status(record.namespace, record.id, "running", node_id=attached[record.id])

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from registry import Database
+from registry import LIVE_SESSION_STATUSES, Database
 from registry.models import SessionRecord
 from toolserver.config import Settings
 
@@ -20,7 +20,7 @@ def mark_expired_callback(settings: Settings) -> Callable[[str], Coroutine[Any, 
     def mark(session_id: str) -> None:
         with db.session() as session:
             record = session.get(SessionRecord, session_id)
-            if record is not None and record.status in ("creating", "running"):
+            if record is not None and record.status in LIVE_SESSION_STATUSES:  # pause: a paused one ends too
                 record.status = "expired"
                 session.add(record)
 

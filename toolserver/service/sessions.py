@@ -15,13 +15,14 @@ from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSp
 from sandbox.errors import SandboxGone, SandboxNotFound
 from toolserver.api.requests import EgressNetwork, SessionCreate
 from toolserver.nodes.base import NodeClient, NodeDirectory
+from toolserver.service.pause import SessionPauses  # pause: the mixin
 from toolserver.service.principal import Principal
 from toolserver.service.session_cache import UseRecorder, VerifiedSessions
 from toolserver.service.volumes import VolumeService
 
 __all__ = ["SessionService", "session_view"]
 
-_LIVE = ("running",)
+_LIVE = ("running", "paused")  # pause: a paused session is still the tenant's
 Result = TypeVar("Result")
 
 
@@ -51,10 +52,17 @@ def session_view(record: Any, runtime: str | None = None) -> dict[str, Any]:
             {"name": v["name"], "path": v["path"], "read_only": bool(v.get("read_only"))}
             for v in record.volumes or ()
         ],
+        **_pause_view(record),
     }
 
 
-class SessionService:
+def _pause_view(record: Any) -> dict[str, Any]:
+    """pause: when it was paused, what its last pause kept and its last resume restored."""
+    pause = getattr(record, "pause", None) or {}
+    return {"paused_at": pause.get("paused_at"), "kept": pause.get("kept"), "resumed": pause.get("resumed")}
+
+
+class SessionService(SessionPauses):
     """Sessions for tenants: a registry record plus a sandbox on the node that owns it, every call tenant-checked."""
 
     def __init__(
@@ -65,6 +73,7 @@ class SessionService:
         default_ttl_s: float,
         max_per_namespace: int = 0,
         volumes: VolumeService | None = None,
+        max_paused_per_namespace: int = 0,
     ) -> None:
         """`max_per_namespace` caps a namespace's live sessions (0: no cap); `volumes` resolves what they mount."""
         self.volumes = volumes
@@ -73,6 +82,7 @@ class SessionService:
         self.default_limits = default_limits
         self.default_ttl_s = default_ttl_s
         self.max_per_namespace = max_per_namespace
+        self.max_paused_per_namespace = max_paused_per_namespace  # pause: its own, larger cap
         self._creating: Counter[str] = Counter()  # per namespace, in this process
         # Creates under way per node: a burst must not all pick the node that looked emptiest.
         self._placing: Counter[str] = Counter()
@@ -100,7 +110,8 @@ class SessionService:
         return view
 
     async def _live(self, namespace: str) -> builtins.list[Any]:
-        return [r for r in await asyncio.to_thread(self.store.list, namespace) if r.status in _LIVE]
+        records = await asyncio.to_thread(self.store.list, namespace)
+        return [r for r in records if r.status == "running"]  # pause: paused ones have their own cap
 
     def _over_quota(self) -> QuotaExceeded:
         return QuotaExceeded(
@@ -237,6 +248,9 @@ class SessionService:
             raise NotFound(f"session {session_id} is {record.status}", session_id=session_id)
         return record
 
+    def _view(self, record: Any) -> dict[str, Any]:
+        return session_view(record)  # pause: the mixin's answers
+
     def _forget(self, principal: Principal, session_id: str) -> None:
         self.verified.forget(principal.namespace, session_id)
         self.uses.forget(principal.namespace, session_id)
@@ -258,6 +272,7 @@ class SessionService:
             if record.status == "lost":  # told apart from a session that never was, or was deleted
                 raise _lost(session_id, record.node_id) from None
             raise
+        record = await self._resumed_if_paused(principal, record)  # pause: auto-resume
         try:
             return record, await self.nodes.node(record.node_id)
         except Unavailable:

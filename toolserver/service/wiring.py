@@ -88,6 +88,7 @@ def build_services(
         settings.session_ttl_s,
         settings.max_sessions_per_namespace,
         volumes=volume_service,
+        max_paused_per_namespace=settings.max_paused_sessions_per_namespace,  # pause
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),

@@ -135,3 +135,20 @@ async def list_files(
 async def egress(session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)) -> Any:
     """The session's egress allow-list and its proxy's recent connections (allowed and denied), oldest first."""
     return await svc.sessions.egress(who, session_id)
+
+
+# pause: pause and resume
+@router.post("/{session_id}/pause", response_model=Session)
+async def pause_session(
+    session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    """Stop the session's container, keeping its files (and, under runsc, its memory); any call resumes it."""
+    return await svc.sessions.pause(who, session_id)
+
+
+@router.post("/{session_id}/resume", response_model=Session)
+async def resume_session(
+    session_id: str, who: Principal = Depends(caller), svc: Any = Depends(services)
+) -> Any:
+    """Bring a paused session back; `resumed.kernel` says whether the kernel is fresh or restored."""
+    return await svc.sessions.resume(who, session_id)

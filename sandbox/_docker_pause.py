@@ -1,0 +1,167 @@
+"""The Docker backend's pause and resume: archive the workspace, checkpoint under runsc, a new container after.
+
+runc: the workspace and /tmp are archived, then the container is removed; resuming makes a new hardened
+container for the same session (same image, limits, network, volumes) and unpacks the archive into it, with a
+fresh shell and kernel. runsc: the same archive, then `docker checkpoint create` stops the container with its
+memory; resuming starts it from the checkpoint (shell, kernel and background processes come back), and falls
+back to the archive when the checkpoint cannot be made or restored, saying so in what it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import replace
+from typing import Any
+
+from sandbox import _hostdirs
+from sandbox._container import container_name
+from sandbox._meta import write_meta
+from sandbox.base import Sandbox, SandboxInfo, SandboxSpec, VolumeMount
+from sandbox.checkpoints import (
+    ARCHIVE_FILE,
+    archive_workspace,
+    checkpoint_container,
+    restore_workspace,
+    start_from_checkpoint,
+)
+from sandbox.config import SandboxConfig
+
+__all__ = ["DockerPause"]
+
+log = logging.getLogger(__name__)
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+class DockerPause:
+    """Mixed into `DockerBackend`, which gives the engine, the egress gate, its sandboxes and create/remove."""
+
+    config: SandboxConfig
+    client: Any
+    egress: Any
+    _sandboxes: dict[str, Any]
+    _reserved: dict[str, tuple[VolumeMount, ...]]
+
+    async def create(self, spec: SandboxSpec, session_id: str | None = None, *, pooled: bool = False) -> Any:
+        raise NotImplementedError
+
+    async def _remove(self, container: str, host_dir: str) -> None:
+        raise NotImplementedError
+
+    async def destroy(self, session_id: str) -> None:
+        raise NotImplementedError
+
+    async def pause_sandbox(
+        self, session_id: str, directory: str, cap_bytes: int
+    ) -> tuple[SandboxInfo, dict[str, Any]]:
+        """Keep the session's files (and memory under runsc) in `directory`, then stop its container.
+
+        Returns what the session was and what was kept; PauseTooLarge leaves the sandbox running.
+        """
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is None:
+            from sandbox.errors import SandboxNotFound
+
+            raise SandboxNotFound(f"no sandbox for session {session_id}", session_id=session_id)
+        info: SandboxInfo = sandbox.info
+        archive = os.path.join(directory, ARCHIVE_FILE)
+        size = await asyncio.to_thread(
+            archive_workspace, self.client, info.container_id, archive, info.volumes, cap_bytes
+        )
+        kept: dict[str, Any] = {"filesystem": True, "memory": False, "archive_bytes": size}
+        if info.runtime == "runsc":
+            try:
+                await asyncio.to_thread(checkpoint_container, self.client, info.container_id)
+                kept["memory"] = True
+            except Exception as exc:
+                kept["note"] = f"the memory checkpoint failed ({_short(exc)}); only the filesystem was kept"
+        else:
+            kept["note"] = (
+                "runc keeps the filesystem only: the shell, kernel and processes start fresh on resume"
+            )
+        self._sandboxes.pop(session_id, None)
+        if info.volumes:  # still the session's while it is paused: no other session takes them read-write
+            self._hold_volumes(session_id, info.volumes)
+        await sandbox.close()
+        await self.egress.close(session_id)
+        if kept["memory"]:
+            self._paused_types()[session_id] = type(sandbox), sandbox.host_dir
+        else:
+            await self._remove(container_name(session_id), sandbox.host_dir)
+        return info, kept
+
+    async def resume_sandbox(self, info: SandboxInfo, directory: str) -> tuple[Sandbox, dict[str, Any]]:
+        """The session's sandbox again: from its checkpoint where there is one, else new with its files."""
+        note = ""
+        held = self._paused_types().pop(info.session_id, None)
+        if held is not None:
+            sandbox_type, host_dir = held
+            try:
+                sandbox = await self._start_checkpointed(sandbox_type, info, host_dir)
+                return sandbox, {"kernel": "restored", "memory": True}
+            except Exception as exc:
+                log.warning("session %s: restoring its checkpoint failed: %s", info.session_id, exc)
+                note = f"restoring the memory checkpoint failed ({_short(exc)}); the files were restored"
+                await self.egress.close(info.session_id)
+                await self._remove(container_name(info.session_id), host_dir)
+        self._release_held(info.session_id)
+        spec = SandboxSpec(
+            image=info.image,
+            limits=info.limits,
+            network=info.network,
+            owner=info.owner,
+            runtime=info.runtime,
+            egress=info.egress,
+            volumes=info.volumes,
+        )
+        sandbox = await self.create(spec, info.session_id)
+        try:
+            await asyncio.to_thread(
+                restore_workspace,
+                self.client,
+                sandbox.info.container_id,
+                os.path.join(directory, ARCHIVE_FILE),
+            )
+        except BaseException:
+            await self.destroy(info.session_id)
+            raise
+        sandbox._info = replace(sandbox.info, created_at=info.created_at)
+        await asyncio.to_thread(write_meta, sandbox.host_dir, sandbox.info)
+        resumed: dict[str, Any] = {"kernel": "fresh", "memory": False}
+        if note:
+            resumed["note"] = note
+        return sandbox, resumed
+
+    async def drop_paused(self, session_id: str) -> None:
+        """Forget a paused session's stopped container (if any) and the volumes it held."""
+        held = self._paused_types().pop(session_id, None)
+        self._release_held(session_id)
+        if held is not None:
+            await self._remove(container_name(session_id), held[1])
+
+    async def _start_checkpointed(self, sandbox_type: type, info: SandboxInfo, host_dir: str) -> Sandbox:
+        self._release_held(info.session_id)
+        if info.network == "egress":
+            await self.egress.open(info, _hostdirs.shared_dir(host_dir))
+        await asyncio.to_thread(start_from_checkpoint, self.client, info.container_id)
+        sandbox = sandbox_type(info, host_dir, self.config)
+        await sandbox.connect()
+        self._sandboxes[info.session_id] = sandbox
+        return sandbox  # type: ignore[no-any-return]
+
+    def _paused_types(self) -> dict[str, tuple[type, str]]:
+        if not hasattr(self, "_checkpointed"):
+            self._checkpointed: dict[str, tuple[type, str]] = {}
+        return self._checkpointed
+
+    def _hold_volumes(self, session_id: str, mounts: tuple[VolumeMount, ...]) -> None:
+        if not hasattr(self, "_reserved"):
+            self._reserved = {}
+        self._reserved[session_id] = mounts
+
+    def _release_held(self, session_id: str) -> None:
+        getattr(self, "_reserved", {}).pop(session_id, None)

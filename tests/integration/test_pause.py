@@ -1,0 +1,224 @@
+"""Pause and resume through the real API: `toolserver up`, real HTTP, real Docker.
+
+One server serves the module (idle sessions pause after a few seconds); the last test restarts it to show
+that a paused session outlives it. The memory case runs under runsc where the engine can checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.serverproc import ServerProcess
+from toolserver.client import Client
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
+
+PAUSE_AFTER_S = 6
+
+
+@pytest.fixture(scope="module")
+def runtimes(docker_engine: Any) -> dict[str, bool]:
+    """Which runtimes the engine has, and whether it can checkpoint (`docker checkpoint`: experimental mode)."""
+    offered = docker_engine.info().get("Runtimes") or {}
+    ping = docker_engine.api._get(docker_engine.api._url("/_ping"))
+    return {
+        "runsc": "runsc" in offered,
+        "checkpoint": ping.headers.get("Docker-Experimental") == "true",
+    }
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_image: str, runtimes: dict[str, bool]
+) -> Iterator[ServerProcess]:
+    env = {
+        "TOOLSERVER_POOL_SIZE": "0",
+        "TOOLSERVER_SANDBOX_IMAGE": sandbox_image,
+        "TOOLSERVER_SESSION_PAUSE_AFTER_S": str(PAUSE_AFTER_S),
+        "TOOLSERVER_MAX_PAUSED_SESSIONS_PER_NAMESPACE": "2",
+        "TOOLSERVER_MAX_PAUSE_ARCHIVE_MB": "8",
+    }
+    if runtimes["runsc"]:
+        env["TOOLSERVER_ALLOWED_RUNTIMES"] = "runsc"
+    proc = ServerProcess(tmp_path_factory.mktemp("tshome"), env=env)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(server: ServerProcess) -> dict[str, str]:
+    with Client(server.url, server.admin_key) as admin:
+        return {name: admin.keys.create(f"team-{name}", name).key for name in ("a", "b", "c")}
+
+
+def _http(server: ServerProcess, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def a(server: ServerProcess, keys: dict[str, str]) -> Iterator[httpx.Client]:
+    with _http(server, keys["a"]) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def b(server: ServerProcess, keys: dict[str, str]) -> Iterator[httpx.Client]:
+    with _http(server, keys["b"]) as client:
+        yield client
+
+
+def _session(client: httpx.Client, **body: Any) -> str:
+    reply = client.post("/v1/sessions", json=body)
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["id"])
+
+
+def _shell(client: httpx.Client, session: str, command: str) -> tuple[int | None, str]:
+    reply = client.post(f"/v1/sessions/{session}/shell", json={"command": command, "timeout_s": 120})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["exit_code"], reply.json()["output"]
+
+
+def _python(client: httpx.Client, session: str, code: str) -> dict[str, Any]:
+    reply = client.post(f"/v1/sessions/{session}/python", json={"code": code, "timeout_s": 120})
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json())
+
+
+def _container_running(docker_engine: Any, session: str) -> bool:
+    return bool(docker_engine.containers.list(filters={"name": f"tsbx-{session}"}))
+
+
+def _until(check: Callable[[], bool], timeout_s: float = 90.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(1.0)
+    return check()
+
+
+def _prepare(client: httpx.Client, session: str) -> int:
+    """x = 41 in the kernel, a file in the workspace and one in /tmp, a background process; its pid."""
+    assert _python(client, session, "x = 41")["status"] == "ok"
+    assert _shell(client, session, "echo kept > /workspace/note.txt && echo t > /tmp/t.txt")[0] == 0
+    started = client.post(f"/v1/sessions/{session}/processes", json={"command": "sleep 600"})
+    assert started.status_code == 201, started.text
+    return int(started.json()["pid"])
+
+
+def test_pause_under_runc_keeps_the_files_and_says_the_kernel_is_fresh(
+    a: httpx.Client, docker_engine: Any
+) -> None:
+    session = _session(a, runtime="runc")
+    _prepare(a, session)
+    paused = a.post(f"/v1/sessions/{session}/pause")
+    assert paused.status_code == 200, paused.text
+    body = paused.json()
+    assert body["status"] == "paused" and body["paused_at"]
+    assert body["kept"]["filesystem"] is True and body["kept"]["memory"] is False
+    assert not _container_running(docker_engine, session)
+    assert a.get(f"/v1/sessions/{session}").json()["status"] == "paused"
+    assert session in {s["id"] for s in a.get("/v1/sessions").json()["sessions"]}
+    # Any call resumes it first: the files are back, the kernel and the process are new.
+    assert _shell(a, session, "cat /workspace/note.txt /tmp/t.txt") == (0, "kept\nt\n")
+    assert _container_running(docker_engine, session)
+    view = a.get(f"/v1/sessions/{session}").json()
+    assert view["status"] == "running"
+    assert view["resumed"]["kernel"] == "fresh" and view["resumed"]["memory"] is False
+    assert _python(a, session, "x + 1")["error"]["ename"] == "NameError"
+    assert _shell(a, session, "pgrep -x sleep || echo none")[1].strip() == "none"
+    assert a.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_pause_under_runsc_keeps_the_memory(
+    a: httpx.Client, docker_engine: Any, runtimes: dict[str, bool]
+) -> None:
+    if not runtimes["runsc"]:
+        pytest.skip("the Docker engine has no runsc runtime: scripts/setup.sh registers it")
+    session = _session(a, runtime="runsc")
+    pid = _prepare(a, session)
+    paused = a.post(f"/v1/sessions/{session}/pause")
+    assert paused.status_code == 200, paused.text
+    assert not _container_running(docker_engine, session)
+    kept = paused.json()["kept"]
+    if not runtimes["checkpoint"]:
+        # The engine cannot checkpoint: the pause says so and keeps the files, as under runc.
+        assert kept["memory"] is False and "checkpoint" in kept["note"]
+        assert _shell(a, session, "cat /workspace/note.txt") == (0, "kept\n")
+        assert a.delete(f"/v1/sessions/{session}").status_code == 204
+        pytest.skip("the Docker engine was started without experimental mode: docker checkpoint is off")
+    assert kept["memory"] is True, kept
+    assert _python(a, session, "x + 1")["result"] == "42"
+    process = a.get(f"/v1/sessions/{session}/processes/{pid}")
+    assert process.status_code == 200 and process.json()["status"] == "running", process.text
+    assert _shell(a, session, "cat /workspace/note.txt") == (0, "kept\n")
+    assert a.get(f"/v1/sessions/{session}").json()["resumed"]["kernel"] == "restored"
+    assert a.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_resume_explicitly_and_other_tenants_see_nothing(a: httpx.Client, b: httpx.Client) -> None:
+    session = _session(a)
+    for path in ("pause", "resume"):
+        assert b.post(f"/v1/sessions/{session}/{path}").status_code == 404
+    assert a.post(f"/v1/sessions/{session}/pause").json()["status"] == "paused"
+    assert a.post(f"/v1/sessions/{session}/pause").json()["status"] == "paused"  # idempotent
+    assert b.post(f"/v1/sessions/{session}/shell", json={"command": "true"}).status_code == 404
+    resumed = a.post(f"/v1/sessions/{session}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "running" and resumed.json()["resumed"]["kernel"] == "fresh"
+    assert a.post(f"/v1/sessions/{session}/resume").json()["status"] == "running"
+    assert a.post("/v1/sessions/ses_nosuch/pause").status_code == 404
+    assert a.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_a_pause_too_large_is_refused_and_the_session_keeps_running(a: httpx.Client) -> None:
+    session = _session(a)
+    assert _shell(a, session, "head -c 12000000 /dev/urandom > /workspace/big.bin")[0] == 0
+    refused = a.post(f"/v1/sessions/{session}/pause")
+    assert refused.status_code == 507, refused.text
+    assert "TOOLSERVER_MAX_PAUSE_ARCHIVE_MB" in refused.json()["error"]["message"]
+    assert a.get(f"/v1/sessions/{session}").json()["status"] == "running"
+    assert _shell(a, session, "stat -c %s /workspace/big.bin") == (0, "12000000\n")
+    assert a.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_paused_sessions_have_their_own_cap(server: ServerProcess, keys: dict[str, str]) -> None:
+    with _http(server, keys["c"]) as c:
+        sessions = [_session(c) for _ in range(3)]
+        for session in sessions[:2]:
+            assert c.post(f"/v1/sessions/{session}/pause").status_code == 200
+        over = c.post(f"/v1/sessions/{sessions[2]}/pause")
+        assert over.status_code == 429, over.text
+        assert "TOOLSERVER_MAX_PAUSED_SESSIONS_PER_NAMESPACE" in over.json()["error"]["message"]
+        for session in sessions:
+            assert c.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_an_idle_session_pauses_then_ends_at_its_ttl(a: httpx.Client, docker_engine: Any) -> None:
+    session = _session(a, ttl_s=25)
+    assert _shell(a, session, "echo idle > /workspace/idle.txt")[0] == 0
+    assert _until(lambda: a.get(f"/v1/sessions/{session}").json()["status"] == "paused")
+    assert not _container_running(docker_engine, session)
+    assert _until(lambda: a.get(f"/v1/sessions/{session}").status_code == 404)
+    assert "expired" in a.get(f"/v1/sessions/{session}").json()["error"]["message"]
+
+
+def test_a_paused_session_outlives_a_server_restart(server: ServerProcess, keys: dict[str, str]) -> None:
+    with _http(server, keys["a"]) as a:
+        session = _session(a)
+        assert _shell(a, session, "echo survived > /workspace/keep.txt")[0] == 0
+        assert a.post(f"/v1/sessions/{session}/pause").status_code == 200
+    server.crash()
+    server.start()
+    with _http(server, keys["a"]) as again:
+        assert again.get(f"/v1/sessions/{session}").json()["status"] == "paused"
+        assert _shell(again, session, "cat /workspace/keep.txt") == (0, "survived\n")
+        assert again.get(f"/v1/sessions/{session}").json()["status"] == "running"
+        assert again.delete(f"/v1/sessions/{session}").status_code == 204
