@@ -198,7 +198,7 @@ class SandboxManager(
     async def expire_idle(self, now: float | None = None) -> builtins.list[str]:
         """Destroy sessions idle for longer than their TTL; returns their ids."""
         now = time.time() if now is None else now
-        expired = []
+        expired, idle = [], []
         for info in await self.sessions():
             ttl = self._ttl.get(info.session_id, self.config.default_ttl_s)
             idle_s = now - self._last_used.get(info.session_id, info.created_at)
@@ -231,6 +231,10 @@ class SandboxManager(
         except SandboxUnavailable:
             await self.backend.check_alive(session_id)
             raise
+        finally:
+            busy[session_id] -= 1
+            if busy[session_id] <= 0:
+                del busy[session_id]
 
     async def _reap_forever(self) -> None:
         while True:
