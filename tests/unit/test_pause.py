@@ -1,0 +1,183 @@
+"""The pure parts of pausing: the paused state on disk, the manager's bookkeeping, the service's caps and records.
+
+`KeepingBackend` is the fake backend with the pause half of the Docker backend: it keeps a sandbox's files in
+the paused directory (as JSON) and gives them to a new fake sandbox on resume, with a fresh kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from foundation.errors import QuotaExceeded
+from registry import Database, SessionStore
+from sandbox.base import Limits, SandboxInfo, SandboxSpec, VolumeMount
+from sandbox.checkpoints import PausedState, load_state, paused_dirs, save_state, state_dir
+from sandbox.config import SandboxConfig
+from sandbox.errors import SandboxUnavailable
+from sandbox.fake import FakeBackend
+from sandbox.manager import SandboxManager
+from toolserver.api.requests import SessionCreate
+from toolserver.nodes.local import LocalNodes
+from toolserver.nodes.session_pause import pause_fields
+from toolserver.service.principal import Principal
+from toolserver.service.sessions import SessionService
+
+TEAM = Principal(namespace="team-p", key_id="key-p")
+
+
+class KeepingBackend(FakeBackend):
+    """A fake that can pause: files to the paused directory, back into a new sandbox on resume."""
+
+    async def pause_sandbox(
+        self, session_id: str, directory: str, cap_bytes: int
+    ) -> tuple[SandboxInfo, dict[str, Any]]:
+        sandbox = await self.get(session_id)
+        files = {k: v.decode() for k, v in sandbox.files.items()}
+        with open(os.path.join(directory, "files.json"), "w") as fh:
+            json.dump(files, fh)
+        await self.destroy(session_id)
+        return sandbox.info, {"filesystem": True, "memory": False, "archive_bytes": len(json.dumps(files))}
+
+    async def resume_sandbox(self, info: SandboxInfo, directory: str) -> tuple[Any, dict[str, Any]]:
+        sandbox = await self.create(SandboxSpec(owner=info.owner), info.session_id)
+        with open(os.path.join(directory, "files.json")) as fh:
+            sandbox.files = {k: v.encode() for k, v in json.load(fh).items()}
+        return sandbox, {"kernel": "fresh", "memory": False}
+
+
+def _manager(tmp_path: Path, backend: Any = None, **config: Any) -> SandboxManager:
+    settings = SandboxConfig(
+        pool_size=0, paused_dir=str(tmp_path / "paused"), runtime_dir=str(tmp_path / "rt")
+    )
+    for name, value in config.items():
+        settings = SandboxConfig(**{**settings.__dict__, name: value})
+    return SandboxManager(settings, backend=backend or KeepingBackend())
+
+
+def test_a_paused_state_survives_its_file(tmp_path: Path) -> None:
+    info = SandboxInfo(
+        session_id="ses_1",
+        container_id="c",
+        owner="team",
+        image="img",
+        node_id="n",
+        network="egress",
+        limits=Limits(memory_mb=256),
+        created_at=1.0,
+        runtime="runsc",
+        egress=("pypi.org",),
+        volumes=(VolumeMount("vol_1", "/workspace/data", True),),
+    )
+    state = PausedState(
+        info=info, paused_at=2.0, last_used=1.5, ttl_s=60.0, kept={"filesystem": True}, checkpointed=True
+    )
+    directory = state_dir(str(tmp_path / "paused"), "ses_1", create=True)
+    save_state(directory, state)
+    assert load_state(directory) == state
+    assert paused_dirs(str(tmp_path / "paused")) == ["ses_1"]
+    assert oct(os.stat(tmp_path / "paused").st_mode & 0o777) == "0o700"
+    (Path(directory) / "state.json").write_text("{not json")
+    assert load_state(directory) is None
+
+
+async def test_pause_keeps_files_and_any_call_resumes(tmp_path: Path) -> None:
+    manager = _manager(tmp_path)
+    info = await manager.create(SandboxSpec(owner="team"), ttl_s=60)
+    await manager.write_file(info.session_id, "note.txt", b"kept")
+    told: list[tuple[str, str]] = []
+
+    async def listen(session_id: str, status: str, what: dict[str, Any]) -> None:
+        told.append((session_id, status))
+
+    manager.pause_listener = listen
+    paused = await manager.pause(info.session_id)
+    assert paused["status"] == "paused" and paused["kept"]["filesystem"] is True
+    assert (await manager.pause(info.session_id))["paused_at"] == paused["paused_at"]  # idempotent
+    stats = await manager.stats()
+    assert (stats["sandboxes_running"], stats["sandboxes_paused"]) == (0, 1)
+    assert await manager.read_file(info.session_id, "note.txt") == b"kept"  # resumed first
+    assert not manager.is_paused(info.session_id)
+    assert told == [(info.session_id, "paused"), (info.session_id, "running")]
+    assert (await manager.resume(info.session_id))["resumed"] is None
+    assert paused_dirs(str(tmp_path / "paused")) == []
+
+
+async def test_a_backend_without_pause_says_so(tmp_path: Path) -> None:
+    manager = _manager(tmp_path, backend=FakeBackend())
+    info = await manager.create(SandboxSpec(owner="team"))
+    with pytest.raises(SandboxUnavailable, match="cannot pause"):
+        await manager.pause(info.session_id)
+    assert await manager.shell(info.session_id, "echo still") is not None
+
+
+async def test_idle_sessions_pause_and_paused_ones_end_at_their_ttl(tmp_path: Path) -> None:
+    manager = _manager(tmp_path, pause_after_s=10.0)
+    idle = await manager.create(SandboxSpec(owner="team"), ttl_s=100)
+    now = time.time()
+    assert await manager.expire_idle(now + 5) == [] and not manager.is_paused(idle.session_id)
+    assert await manager.expire_idle(now + 20) == [] and manager.is_paused(idle.session_id)
+    assert await manager.expire_idle(now + 200) == [idle.session_id]
+    assert not manager.is_paused(idle.session_id) and paused_dirs(str(tmp_path / "paused")) == []
+
+
+async def test_a_restarted_manager_finds_its_paused_sessions(tmp_path: Path) -> None:
+    first = _manager(tmp_path)
+    kept = await first.create(SandboxSpec(owner="team"), ttl_s=60)
+    gone = await first.create(SandboxSpec(owner="team"), ttl_s=60)
+    await first.write_file(kept.session_id, "a.txt", b"a")
+    for info in (kept, gone):
+        await first.pause(info.session_id)
+    second = _manager(tmp_path)
+    report = await second.start({kept.session_id: 60.0})  # the registry no longer holds `gone`
+    await second.shutdown()
+    assert report["paused"] == [kept.session_id]
+    assert paused_dirs(str(tmp_path / "paused")) == [kept.session_id]
+    assert await second.read_file(kept.session_id, "a.txt") == b"a"
+
+
+def test_pause_fields_record_what_the_node_answered() -> None:
+    assert pause_fields("paused", {"paused_at": 3.0, "kept": {"filesystem": True}}) == {
+        "paused_at": 3.0,
+        "kept": {"filesystem": True},
+        "resumed": None,
+    }
+    assert pause_fields("running", {"resumed": {"kernel": "fresh"}}) == {
+        "paused_at": None,
+        "resumed": {"kernel": "fresh"},
+    }
+
+
+async def test_the_service_records_pauses_and_caps_them(tmp_path: Path) -> None:
+    manager = _manager(tmp_path, backend=KeepingBackend(node_id="local"))
+    db = Database(f"sqlite:///{tmp_path / 'p.db'}")
+    service = SessionService(
+        SessionStore(db),
+        LocalNodes({"local": manager}),
+        Limits(),
+        60.0,
+        max_per_namespace=2,
+        max_paused_per_namespace=1,
+    )
+    first = (await service.create(TEAM, SessionCreate()))["id"]
+    second = (await service.create(TEAM, SessionCreate()))["id"]
+    view = await service.pause(TEAM, first)
+    assert view["status"] == "paused" and view["kept"]["filesystem"] is True
+    assert [s["status"] for s in await service.list(TEAM)] == ["paused", "running"]
+    with pytest.raises(QuotaExceeded, match="TOOLSERVER_MAX_PAUSED_SESSIONS_PER_NAMESPACE"):
+        await service.pause(TEAM, second)
+    third = (await service.create(TEAM, SessionCreate()))["id"]  # a paused one leaves room for a running one
+    with pytest.raises(QuotaExceeded, match="before resuming"):
+        await service.shell(TEAM, first, "true", 5)
+    await service.delete(TEAM, third)
+    await service.shell(TEAM, first, "true", 5)  # auto-resume
+    view = await service.get(TEAM, first)
+    assert view["status"] == "running" and view["resumed"]["kernel"] == "fresh" and view["paused_at"] is None
+    other = Principal(namespace="team-q", key_id="key-q")
+    with pytest.raises(Exception, match=r"not found|no session"):
+        await service.pause(other, first)
