@@ -5,7 +5,10 @@ over MCP is validated, sandboxed, tenant-scoped and audited exactly like `POST /
 tools run in the namespace's tool sandbox, or in the session an `X-Toolserver-Session` header names.
 
 The session manager runs stateless with JSON responses: no MCP session outlives its HTTP request, so any
-replica can answer any request and there is nothing to lose when one restarts. Only POST is served: a GET
+replica can answer any request and there is nothing to lose when one restarts. A `tools/call` whose
+`_meta.progressToken` is set (by a client that takes event streams) goes to a second, SSE-answering manager
+instead, and a shell or python call then sends `notifications/progress` with each piece of output as it comes
+(`toolserver.service.call_progress`), before its result on the same response. Only POST is served: a GET
 (the SDK's standalone event stream) or DELETE (session end) answers 405, so `/mcp` never holds a stream. The SDK's manager needs its
 `run()` context entered before it can serve. Starlette never forwards lifespan events to a mounted or routed
 sub-app, httpx's ASGITransport sends none at all, and Ray Serve (2.60) runs only the outer app's lifespan; so
@@ -19,6 +22,7 @@ handlers as `ctx.request` in both protocol eras (the 2025 handshake and the 2026
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -33,8 +37,10 @@ from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from foundation.errors import ToolServerError
+from sandbox.streams import StreamEvent
 from toolserver import __version__
 from toolserver.http.errors import error_response
+from toolserver.service.call_progress import reporting
 from toolserver.service.principal import Principal
 from toolserver.tools.mcp import HOPS_HEADER, current_hops, serving_hops
 
@@ -79,6 +85,8 @@ class McpEndpoint:
         self._started: asyncio.Future[None] | None = None
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._streaming: McpEndpoint | None = None  # the SSE-answering twin, for calls that want progress
+        self._json_response = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one POST for an authenticated caller; other methods answer 405, bad keys 401/403."""
@@ -100,8 +108,17 @@ class McpEndpoint:
             response.headers["WWW-Authenticate"] = 'Bearer realm="toolserver"'
             await response(scope, receive, send)
             return
-        manager = await self._running_manager()
+        body, receive = await _buffered(receive, self._max_body_bytes)
+        target = self._stream_twin() if _wants_progress(headers, body) else self
+        manager = await target._running_manager()
         await manager.handle_request({**scope, _CALLER: caller}, receive, send)
+
+    def _stream_twin(self) -> McpEndpoint:
+        if self._streaming is None:
+            twin = McpEndpoint(self.server, self._authenticate, max_body_bytes=self._max_body_bytes)
+            twin._json_response = False
+            self._streaming = twin
+        return self._streaming
 
     async def aclose(self) -> None:
         """Stop the session manager (call on the loop that served; a later request starts a new one)."""
@@ -110,6 +127,8 @@ class McpEndpoint:
         if task is not None and stop is not None and not task.done():
             stop.set()
             await task
+        if self._streaming is not None:
+            await self._streaming.aclose()
 
     async def _running_manager(self) -> StreamableHTTPSessionManager:
         loop = asyncio.get_running_loop()
@@ -119,7 +138,7 @@ class McpEndpoint:
             self._manager = StreamableHTTPSessionManager(
                 app=self.server,
                 stateless=True,
-                json_response=True,
+                json_response=self._json_response,
                 max_request_body_size=self._max_body_bytes,
             )
             self._started, self._stop = loop.create_future(), asyncio.Event()
@@ -144,6 +163,70 @@ async def _run_manager(
         if not started.done():
             started.set_exception(exc)
         raise
+
+
+async def _buffered(receive: Receive, limit: int) -> tuple[bytes, Receive]:
+    """The request body (up to `limit` + 1 bytes of it), and a receive that replays it first."""
+    chunks: list[bytes] = []
+    pending: list[Any] = []
+    size, more = 0, True
+    while more and size <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            pending.append(message)  # a disconnect: passed on after what came before it
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = bool(message.get("more_body"))
+    body = b"".join(chunks)
+    replay: list[Any] = [{"type": "http.request", "body": body, "more_body": more}, *pending]
+
+    async def replayed() -> Any:
+        return replay.pop(0) if replay else await receive()
+
+    return body, replayed
+
+
+def _wants_progress(headers: dict[bytes, bytes], body: bytes) -> bool:
+    """A `tools/call` with a progress token, from a client that takes an event stream."""
+    if b"progressToken" not in body or b"text/event-stream" not in headers.get(b"accept", b""):
+        return False
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return False
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return isinstance(token, (str, int)) and not isinstance(token, bool)
+
+
+def _progress_token(ctx: Any) -> str | int | None:
+    params = getattr(ctx, "params", None) or {}
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return token if isinstance(token, (str, int)) and not isinstance(token, bool) else None
+
+
+def _reporter(ctx: Any) -> Any:
+    """Sends each streamed event of the call as `notifications/progress` (a count, and the text as message)."""
+    told = 0
+
+    async def tell(event: StreamEvent) -> None:
+        nonlocal told
+        told += 1
+        if event.event in ("stdout", "stderr"):
+            message = str(event.data) if event.event == "stdout" else f"[stderr] {event.data}"
+        elif event.event == "display":
+            mime = event.data.get("mime", "") if isinstance(event.data, dict) else ""
+            message = f"[display {mime}]"
+        else:
+            message = f"[{event.event}]"
+        await ctx.session.report_progress(float(told), None, message)
+
+    return tell
 
 
 def _caller_of(ctx: Any) -> Any:
@@ -177,7 +260,10 @@ def build_mcp_server(tools: ToolService) -> Server[Any]:
             message = f"the call passed {hops} MCP proxies; an imported tool probably leads back to itself"
             return _error_result({"type": "loop_detected", "message": message})
         try:
-            with serving_hops(hops):
+            with contextlib.ExitStack() as scope:
+                scope.enter_context(serving_hops(hops))
+                if _progress_token(ctx) is not None:
+                    scope.enter_context(reporting(_reporter(ctx)))
                 response = await tools.call(principal, params.name, dict(params.arguments or {}), session_id)
         except ToolServerError as exc:
             return _error_result(exc.to_dict())

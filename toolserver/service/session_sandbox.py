@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sandbox.base import FileEntry, PythonResult, Sandbox, SandboxInfo, ShellResult
+from toolserver.service.call_progress import current_listener, python_result, shell_result, streamed_call
 from toolserver.service.principal import Principal
 from toolserver.service.sessions import SessionService
 
@@ -22,9 +23,23 @@ class SessionSandbox(Sandbox):
         return self._info
 
     async def shell(self, command: str, timeout_s: float = 30.0) -> ShellResult:
+        listener = current_listener()  # call progress: a caller that asked for it gets the output as it comes
+        if listener is not None:
+            sid = self._info.session_id
+            return shell_result(
+                await streamed_call(
+                    self._sessions, self._principal, sid, "shell", command, timeout_s, listener
+                )
+            )
         return await self._sessions.shell(self._principal, self._info.session_id, command, timeout_s)
 
     async def python(self, code: str, timeout_s: float = 30.0) -> PythonResult:
+        listener = current_listener()  # call progress
+        if listener is not None:
+            sid = self._info.session_id
+            return python_result(
+                await streamed_call(self._sessions, self._principal, sid, "python", code, timeout_s, listener)
+            )
         return await self._sessions.python(self._principal, self._info.session_id, code, timeout_s)
 
     async def restart_python(self) -> None:
