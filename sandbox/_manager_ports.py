@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sandbox.base import Sandbox
-from sandbox.errors import SandboxError
+from sandbox.errors import NotSupported
 from sandbox.ports import SessionPorts, Share, Shares
 
 __all__ = ["ManagerPorts"]
@@ -26,7 +26,7 @@ class ManagerPorts(SessionPorts):
         sandbox = await self._session(session_id)
         path = getattr(sandbox, "guest_socket", None)
         if not isinstance(path, str):
-            raise SandboxError(f"{type(sandbox).__name__} has no ports to proxy")
+            raise NotSupported(f"{type(sandbox).__name__} has no ports to proxy", capability="ports")
         return path
 
     async def port_share(self, session_id: str, port: int, ttl_s: float) -> Share:

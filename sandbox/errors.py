@@ -11,6 +11,7 @@ __all__ = [
     "ImageBuildError",
     "InvalidPath",
     "LimitsExceeded",
+    "NotSupported",
     "PauseTooLarge",
     "RuntimeDirUnsafe",
     "RuntimeNotAllowed",
@@ -108,6 +109,13 @@ class FakeCannotRun(SandboxError):
     """The fake sandbox was asked to run code it has no scripted answer for: it runs nothing, and never pretends."""
 
     type = "fake_cannot_run"
+
+
+class NotSupported(SandboxError):
+    """This kind of sandbox has no such capability (the fake has no ports, for one): 501."""
+
+    status = 501
+    type = "not_supported"
 
 
 class PauseTooLarge(PayloadTooLarge):

@@ -2,7 +2,9 @@
 
 It never runs code: shell commands and cells are answered by the handlers a test passes in. The default handlers
 echo (for tests that only need a call to go through); a `Scripted` handler answers what it was told and refuses
-anything else with FakeCannotRun. tests/contract holds the fake and the Docker sandbox to the same behaviour.
+anything else with FakeCannotRun. Streamed calls give the answer's output as events, then the answer; background
+processes live in memory (`sandbox._fake_processes`); the fake has no ports (501 `not_supported`).
+tests/contract holds the fake and the Docker sandbox to the same behaviour.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Generic, TypeVar
 
+from sandbox._fake_processes import FakeProcesses, FakeProgram, ProgramHandler, echo_program
 from sandbox._ids import new_session_id
 from sandbox._inputs import check_code_size, checked_timeout
 from sandbox._output import cap_text
@@ -29,8 +32,20 @@ from sandbox.base import (
 )
 from sandbox.config import SandboxConfig
 from sandbox.errors import FakeCannotRun, FileTooLarge, InvalidPath, SandboxNotFound, WorkspaceFileNotFound
+from sandbox.processes import ProcessLimits
 
-__all__ = ["FakeBackend", "FakeSandbox", "Scripted", "echo_python", "echo_shell"]
+__all__ = [
+    "FakeBackend",
+    "FakeProcesses",
+    "FakeProgram",
+    "FakeSandbox",
+    "Scripted",
+    "echo_program",
+    "echo_python",
+    "echo_shell",
+]
+
+OutputSink = Callable[[str, object], None]
 
 ShellHandler = Callable[[str], ShellResult]
 PythonHandler = Callable[[str], PythonResult]
@@ -76,8 +91,11 @@ class FakeSandbox(Sandbox):
         max_file_bytes: int = SandboxConfig.max_file_bytes,
         output_limit: int = SandboxConfig.output_limit,
         max_code_bytes: int = SandboxConfig.max_code_bytes,
+        programs: ProgramHandler = echo_program,
+        process_limits: ProcessLimits | None = None,
     ) -> None:
         self._info = info
+        self.processes = FakeProcesses(programs, process_limits)
         self._shell = shell
         self._python = python
         self.max_file_bytes = max_file_bytes
@@ -109,6 +127,27 @@ class FakeSandbox(Sandbox):
         checked_timeout(timeout_s)
         self.calls.append(("python", code))
         return _capped_cell(self._python(code), self.output_limit)
+
+    async def shell_streaming(self, command: str, timeout_s: float, on_output: OutputSink) -> ShellResult:
+        """`shell`, its output given to `on_output("stdout", line)` line by line before the answer."""
+        result = await self.shell(command, timeout_s)
+        for line in result.output.splitlines(keepends=True):
+            on_output("stdout", line)
+        return result
+
+    async def python_streaming(self, code: str, timeout_s: float, on_output: OutputSink) -> PythonResult:
+        """`python`, its stdout and stderr lines and its displays given to `on_output` before the answer."""
+        result = await self.python(code, timeout_s)
+        for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            for line in text.splitlines(keepends=True):
+                on_output(stream, line)
+        for item in result.display:
+            on_output("display", item)
+        return result
+
+    async def interrupt(self, kind: str) -> None:
+        """Record the interrupt (a fake call is over before anyone could interrupt it)."""
+        self.calls.append(("interrupt", kind))
 
     async def restart_python(self) -> None:
         """Count the restart (the fake keeps no kernel state)."""
