@@ -36,7 +36,7 @@ __all__ = [
     "schema_version",
 ]
 
-SCHEMA_VERSION = "0005"  # pause: revision 0005
+SCHEMA_VERSION = "0006"  # snapshots: revision 0006
 """The Alembic revision this code writes and reads: the head of `registry/alembic/versions/`."""
 
 SCHEMA_DIRECTORY = Path(__file__).with_name("alembic")

@@ -139,6 +139,23 @@ class SessionRecord(SQLModel, table=True):
     pause: dict[str, Any] | None = _json(nullable=True)  # {paused_at, kept, resumed} (revision 0005)
 
 
+class SnapshotRecord(SQLModel, table=True):
+    """A namespace's snapshot of a session's files, kept on the node that made it (revision 0006)."""
+
+    __tablename__ = "snapshots"
+
+    id: str = Field(primary_key=True)  # snap_ and hex: the node's name for it
+    namespace: str = Field(index=True)
+    session_id: str  # the session it was taken of
+    node_id: str
+    size_bytes: int = 0
+    memory: bool = False
+    image: str = ""
+    limits: dict[str, Any] = _json()
+    runtime: str | None = None
+    created_at: float = Field(default_factory=time.time)
+
+
 class VolumeRecord(SQLModel, table=True):
     """A namespace's volume: a size-capped filesystem on one node that outlives sessions."""
 

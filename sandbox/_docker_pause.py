@@ -136,6 +136,21 @@ class DockerPause:
             resumed["note"] = note
         return sandbox, resumed
 
+    async def archive_sandbox(self, session_id: str, dest: str, cap_bytes: int) -> int:
+        """Archive a running sandbox's /workspace and /tmp into `dest` (a snapshot); its size."""
+        info: SandboxInfo = (await self.get(session_id)).info
+        return await asyncio.to_thread(
+            archive_workspace, self.client, info.container_id, dest, info.volumes, cap_bytes
+        )
+
+    async def restore_sandbox(self, session_id: str, source: str) -> None:
+        """Unpack an archive into a running sandbox (a fork's files)."""
+        info: SandboxInfo = (await self.get(session_id)).info
+        await asyncio.to_thread(restore_workspace, self.client, info.container_id, source)
+
+    async def get(self, session_id: str) -> Any:
+        raise NotImplementedError
+
     async def drop_paused(self, session_id: str) -> None:
         """Forget a paused session's stopped container (if any) and the volumes it held."""
         held = self._paused_types().pop(session_id, None)

@@ -64,6 +64,8 @@ class SandboxConfig:
     pause_after_s: float = 0.0
     paused_dir: str = field(default_factory=lambda: os.path.expanduser("~/.toolserver/paused"))
     max_pause_archive_mb: int = 1024
+    # snapshots: where the node keeps them
+    snapshots_dir: str = field(default_factory=lambda: os.path.expanduser("~/.toolserver/snapshots"))
 
     @property
     def runtimes(self) -> tuple[Runtime, ...]:

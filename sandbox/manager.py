@@ -30,6 +30,7 @@ from sandbox.egress.base import AddressCheck
 from sandbox.egress.gate import DeniedCallback
 from sandbox.errors import SandboxNotFound, SandboxUnavailable
 from sandbox.pool import SandboxPool
+from sandbox.snapshots import ManagerSnapshots  # snapshots: the mixin
 
 __all__ = ["SandboxManager"]
 
@@ -40,7 +41,13 @@ Result = TypeVar("Result")
 
 
 class SandboxManager(
-    SessionOps, ManagerProcesses, ManagerStreams, ManagerPorts, ManagerVolumes, ManagerPause
+    SessionOps,
+    ManagerProcesses,
+    ManagerStreams,
+    ManagerPorts,
+    ManagerVolumes,
+    ManagerPause,
+    ManagerSnapshots,  # snapshots
 ):
     """Owns one Docker engine's sandboxes; every session operation on this node goes through it.
 

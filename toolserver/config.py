@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     max_pause_archive_mb: int = Field(
         1024, gt=0, description="the largest /workspace and /tmp a pause (or snapshot) keeps, MiB"
     )
+    max_snapshot_mb_per_namespace: int = Field(  # snapshots: the namespace's total
+        4096, ge=0, description="the total size of a namespace's snapshots, MiB (0: no cap)"
+    )
     max_volumes_per_namespace: int = Field(16, ge=0, description="volumes a namespace may hold")
     max_environments_per_namespace: int = Field(
         8, ge=0, description="live environments a namespace may hold (0: no cap)"
@@ -256,6 +259,7 @@ class Settings(BaseSettings):
             pause_after_s=self.session_pause_after_s,  # pause: its settings
             paused_dir=str(self.home / "paused"),
             max_pause_archive_mb=self.max_pause_archive_mb,
+            snapshots_dir=str(self.home / "snapshots"),  # snapshots: where a node keeps them
             egress=EgressLimits(
                 operator_allow=self.sandbox_egress_allow,
                 maximum=tuple(_listed(self.sandbox_egress_max)),

@@ -69,6 +69,9 @@ def test_a_node_client_is_session_ops_processes_and_the_lifecycle() -> None:
         "volume_info",
         "pause",  # pause: a node pauses and resumes its sessions
         "resume",
+        "snapshot_create",  # snapshots: and keeps their files, to fork from
+        "snapshot_delete",
+        "create_from_snapshot",
     }
 
 

@@ -210,6 +210,36 @@ def test_an_idle_session_pauses_then_ends_at_its_ttl(a: httpx.Client, docker_eng
     assert "expired" in a.get(f"/v1/sessions/{session}").json()["error"]["message"]
 
 
+def test_three_forks_each_change_their_own_copy(a: httpx.Client, b: httpx.Client) -> None:
+    parent = _session(a)
+    assert _shell(a, parent, "echo parent > /workspace/who.txt")[0] == 0
+    made = a.post(f"/v1/sessions/{parent}/snapshots")
+    assert made.status_code == 201, made.text
+    snap = made.json()
+    assert snap["size_bytes"] > 0 and snap["memory"] is False and snap["session_id"] == parent
+    assert b.post("/v1/sessions", json={"from_snapshot": snap["snapshot_id"]}).status_code == 404
+    assert b.delete(f"/v1/snapshots/{snap['snapshot_id']}").status_code == 404
+    assert snap["snapshot_id"] not in {s["snapshot_id"] for s in b.get("/v1/snapshots").json()["snapshots"]}
+    assert a.post("/v1/sessions", json={"from_snapshot": snap["snapshot_id"], "count": 11}).status_code == 422
+    forked = a.post("/v1/sessions", json={"from_snapshot": snap["snapshot_id"], "count": 3})
+    assert forked.status_code == 201, forked.text
+    forks = [f["id"] for f in forked.json()["forks"]]
+    assert len(set(forks)) == 3 and parent not in forks
+    for n, fork in enumerate(forks):
+        assert (
+            _shell(a, fork, f"cat /workspace/who.txt && echo fork{n} > /workspace/who.txt")[1] == "parent\n"
+        )
+    for n, fork in enumerate(forks):
+        assert _shell(a, fork, "cat /workspace/who.txt") == (0, f"fork{n}\n")
+    assert _shell(a, parent, "cat /workspace/who.txt") == (0, "parent\n")
+    listed = {s["snapshot_id"] for s in a.get("/v1/snapshots").json()["snapshots"]}
+    assert snap["snapshot_id"] in listed
+    assert a.delete(f"/v1/snapshots/{snap['snapshot_id']}").status_code == 204
+    assert a.post("/v1/sessions", json={"from_snapshot": snap["snapshot_id"]}).status_code == 404
+    for session in (parent, *forks):
+        assert a.delete(f"/v1/sessions/{session}").status_code == 204
+
+
 def test_a_paused_session_outlives_a_server_restart(server: ServerProcess, keys: dict[str, str]) -> None:
     with _http(server, keys["a"]) as a:
         session = _session(a)

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from foundation.errors import QuotaExceeded
+from foundation.errors import QuotaExceeded, Unavailable, UserError
 from registry import Database, SessionStore
+from registry.snapshots import SnapshotStore
 from sandbox.base import Limits, SandboxInfo, SandboxSpec, VolumeMount
 from sandbox.checkpoints import PausedState, load_state, paused_dirs, save_state, state_dir
 from sandbox.config import SandboxConfig
@@ -53,7 +54,11 @@ class KeepingBackend(FakeBackend):
 
 def _manager(tmp_path: Path, backend: Any = None, **config: Any) -> SandboxManager:
     settings = SandboxConfig(
-        pool_size=0, paused_dir=str(tmp_path / "paused"), runtime_dir=str(tmp_path / "rt")
+        pool_size=0,
+        allowed_images=("fake",),  # what the fake backend's sandboxes say they run
+        paused_dir=str(tmp_path / "paused"),
+        runtime_dir=str(tmp_path / "rt"),
+        snapshots_dir=str(tmp_path / "snapshots"),
     )
     for name, value in config.items():
         settings = SandboxConfig(**{**settings.__dict__, name: value})
@@ -181,3 +186,59 @@ async def test_the_service_records_pauses_and_caps_them(tmp_path: Path) -> None:
     other = Principal(namespace="team-q", key_id="key-q")
     with pytest.raises(Exception, match=r"not found|no session"):
         await service.pause(other, first)
+
+
+class SnapshottingBackend(KeepingBackend):
+    """KeepingBackend that also archives a running sandbox's files and unpacks them into another."""
+
+    async def archive_sandbox(self, session_id: str, dest: str, cap_bytes: int) -> int:
+        files = {k: v.decode() for k, v in (await self.get(session_id)).files.items()}
+        Path(dest).write_text(json.dumps(files))
+        return len(json.dumps(files))
+
+    async def restore_sandbox(self, session_id: str, source: str) -> None:
+        sandbox = await self.get(session_id)
+        sandbox.files = {k: v.encode() for k, v in json.loads(Path(source).read_text()).items()}
+
+
+def _snapshot_service(tmp_path: Path, managers: dict[str, Any], cap: int = 0) -> SessionService:
+    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    return SessionService(
+        SessionStore(db),
+        LocalNodes(managers),
+        Limits(),
+        60.0,
+        snapshots=SnapshotStore(db),
+        max_snapshot_bytes=cap,
+    )
+
+
+async def test_forks_get_their_own_copy_and_a_gone_node_refuses_them(tmp_path: Path) -> None:
+    manager = _manager(tmp_path, backend=SnapshottingBackend(node_id="local"))
+    service = _snapshot_service(tmp_path, {"local": manager})
+    parent = (await service.create(TEAM, SessionCreate()))["id"]
+    await service.write_file(TEAM, parent, "who.txt", b"parent")
+    snap = await service.snapshot(TEAM, parent)
+    forked = await service.create(TEAM, SessionCreate(from_snapshot=snap["snapshot_id"], count=2))
+    ids = [f["id"] for f in forked["forks"]]
+    assert len(set(ids)) == 2 and forked["id"] == ids[0]
+    await service.write_file(TEAM, ids[0], "who.txt", b"fork")
+    assert await service.read_file(TEAM, ids[1], "who.txt") == b"parent"
+    assert await service.read_file(TEAM, parent, "who.txt") == b"parent"
+    with pytest.raises(UserError, match="from_snapshot"):
+        await service.create(TEAM, SessionCreate(count=2))
+    elsewhere = _snapshot_service(tmp_path, {})  # the same registry, without the snapshot's node
+    with pytest.raises(Unavailable, match="not copied between nodes"):
+        await elsewhere.create(TEAM, SessionCreate(from_snapshot=snap["snapshot_id"]))
+
+
+async def test_the_namespace_total_of_snapshots_is_capped(tmp_path: Path) -> None:
+    manager = _manager(tmp_path, backend=SnapshottingBackend(node_id="local"))
+    service = _snapshot_service(tmp_path, {"local": manager}, cap=100)
+    session = (await service.create(TEAM, SessionCreate()))["id"]
+    await service.write_file(TEAM, session, "f", b"x" * 60)
+    await service.snapshot(TEAM, session)
+    with pytest.raises(QuotaExceeded, match="TOOLSERVER_MAX_SNAPSHOT_MB_PER_NAMESPACE"):
+        await service.snapshot(TEAM, session)
+    assert len(await service.list_snapshots(TEAM)) == 1
+    assert len(os.listdir(tmp_path / "snapshots")) == 1  # the refused one's files are gone

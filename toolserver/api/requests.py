@@ -88,6 +88,10 @@ class SessionCreate(_Body):
     runtime: Literal["runc", "runsc"] | None = Field(
         None, description="container runtime (within TOOLSERVER_ALLOWED_RUNTIMES); default: the server's"
     )
+    from_snapshot: str | None = Field(  # snapshots: forks
+        None, pattern=r"^snap_[0-9a-f]{1,32}$", description="start with this snapshot's files (a fork)"
+    )
+    count: int = Field(1, ge=1, le=10, description="with from_snapshot: how many forks to start")
 
 
 class ShellRequest(_Body):

@@ -11,6 +11,7 @@ from toolserver.http.mcp_endpoint import mount_mcp
 from toolserver.http.metrics import MetricsMiddleware
 from toolserver.http.routes import agents, environments, memory, ports, processes, sessions, system, tools
 from toolserver.http.routes import mcp_imports as mcp_import
+from toolserver.http.routes import snapshots as snapshot_routes  # snapshots
 from toolserver.http.routes import volumes as volume_routes
 from toolserver.service.wiring import Services, build_services
 
@@ -29,6 +30,7 @@ def create_app(services: Services) -> FastAPI:
     for module in (system, sessions, processes, ports, tools, agents, memory, environments, mcp_import):
         app.include_router(module.router)
     app.include_router(volume_routes.router)
+    app.include_router(snapshot_routes.router)  # snapshots
     mount_mcp(app, services)
     mount_e2b(app)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_mb * 1024 * 1024)

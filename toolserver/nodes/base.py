@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from foundation.errors import Unavailable
 from sandbox.base import SandboxInfo, SandboxSpec, SessionOps
 from sandbox.checkpoints import NodePausing  # pause: the node's half
+from sandbox.snapshots import NodeSnapshots  # snapshots: the node's half
 from sandbox.ports import SessionPorts
 from sandbox.processes import SessionProcesses
 from sandbox.streams import SessionStreams
@@ -18,7 +19,14 @@ __all__ = ["NodeClient", "NodeDirectory"]
 
 
 class NodeClient(
-    SessionOps, SessionProcesses, SessionStreams, SessionPorts, NodeVolumes, NodePausing, Protocol
+    SessionOps,
+    SessionProcesses,
+    SessionStreams,
+    SessionPorts,
+    NodeVolumes,
+    NodePausing,
+    NodeSnapshots,  # snapshots
+    Protocol,
 ):
     """One node's sandbox manager, as the service sees it: `SessionOps`, background processes, the lifecycle.
 

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
-from foundation.errors import NotFound, QuotaExceeded, SessionLost, Unavailable
+from foundation.errors import NotFound, QuotaExceeded, SessionLost, Unavailable, UserError  # snapshots
 from registry import SessionStore
+from registry.snapshots import SnapshotStore  # snapshots
 from sandbox.base import FileEntry, Limits, PythonResult, SandboxInfo, SandboxSpec, ShellResult, VolumeMount
 from sandbox.errors import SandboxGone, SandboxNotFound
 from toolserver.api.requests import EgressNetwork, SessionCreate
@@ -18,6 +19,7 @@ from toolserver.nodes.base import NodeClient, NodeDirectory
 from toolserver.service.pause import SessionPauses  # pause: the mixin
 from toolserver.service.principal import Principal
 from toolserver.service.session_cache import UseRecorder, VerifiedSessions
+from toolserver.service.snapshots import SessionSnapshots  # snapshots: the mixin
 from toolserver.service.volumes import VolumeService
 
 __all__ = ["SessionService", "session_view"]
@@ -74,6 +76,8 @@ class SessionService(SessionPauses):
         max_per_namespace: int = 0,
         volumes: VolumeService | None = None,
         max_paused_per_namespace: int = 0,
+        snapshots: SnapshotStore | None = None,
+        max_snapshot_bytes: int = 0,
     ) -> None:
         """`max_per_namespace` caps a namespace's live sessions (0: no cap); `volumes` resolves what they mount."""
         self.volumes = volumes
@@ -83,6 +87,7 @@ class SessionService(SessionPauses):
         self.default_ttl_s = default_ttl_s
         self.max_per_namespace = max_per_namespace
         self.max_paused_per_namespace = max_paused_per_namespace  # pause: its own, larger cap
+        self.snapshots, self.max_snapshot_bytes = snapshots, max_snapshot_bytes  # snapshots: store and cap
         self._creating: Counter[str] = Counter()  # per namespace, in this process
         # Creates under way per node: a burst must not all pick the node that looked emptiest.
         self._placing: Counter[str] = Counter()
@@ -92,6 +97,10 @@ class SessionService(SessionPauses):
     async def create(self, principal: Principal, body: SessionCreate) -> dict[str, Any]:
         """A new session on the least loaded node, within the namespace's cap."""
         namespace = principal.namespace
+        if body.from_snapshot:  # snapshots: forks start on the snapshot's node
+            return await self._forks(principal, body)
+        if body.count != 1:
+            raise UserError("count is for forks: it needs from_snapshot", field="count")
         if self.max_per_namespace and len(await self._live(namespace)) + self._creating[namespace] >= (
             self.max_per_namespace
         ):

@@ -21,6 +21,7 @@ from registry import (
     ToolStore,
     VolumeStore,
 )
+from registry.snapshots import SnapshotStore  # snapshots
 from toolserver import __version__
 from toolserver.config import Settings
 from toolserver.http.auth import Authenticator, secrets_box
@@ -89,6 +90,8 @@ def build_services(
         settings.max_sessions_per_namespace,
         volumes=volume_service,
         max_paused_per_namespace=settings.max_paused_sessions_per_namespace,  # pause
+        snapshots=SnapshotStore(db),  # snapshots
+        max_snapshot_bytes=settings.max_snapshot_mb_per_namespace * 1024 * 1024,
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),
