@@ -64,7 +64,7 @@ def _pause_view(record: Any) -> dict[str, Any]:
     return {"paused_at": pause.get("paused_at"), "kept": pause.get("kept"), "resumed": pause.get("resumed")}
 
 
-class SessionService(SessionPauses):
+class SessionService(SessionPauses, SessionSnapshots):
     """Sessions for tenants: a registry record plus a sandbox on the node that owns it, every call tenant-checked."""
 
     def __init__(
