@@ -6,6 +6,7 @@ method: both are `NodeClient`s, which mypy checks below.
 
 from __future__ import annotations
 
+import asyncio  # stale-nodes
 import dataclasses
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -100,7 +101,19 @@ class SandboxNodeActor(LaneHost, RelayHost, SandboxManager):
         """Open the registry for expiry, then reconcile and fill the pool (see `SandboxManager.start`)."""
         # model_construct reads no environment: these settings hold the registry's url and nothing else.
         self._registry_expired = mark_expired_callback(Settings.model_construct(database_url=self._database))
-        return await super().start(live_sessions, adopt_from)
+        return await super().start(live_sessions, (adopt_from or set()) | await self._stale_nodes())
+
+    async def _stale_nodes(self) -> set[str]:
+        """Vanished nodes whose containers this engine holds and whose sessions are over (see stale_nodes)."""
+        from toolserver.nodes.stale_nodes import orphaned_nodes
+
+        client = getattr(self.backend, "client", None)
+        if client is None:  # a backend without an engine of its own
+            return set()
+        instance_id, database = self.config.instance_id, self._database
+        return await asyncio.to_thread(
+            lambda: orphaned_nodes(client, instance_id, database, _alive_node_ids())
+        )
 
     async def _mark_expired(self, session_id: str) -> None:
         if self._registry_expired is not None:
