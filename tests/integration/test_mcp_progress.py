@@ -9,26 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from registry import Database, KeyStore
-from sandbox import _labels
-from sandbox.config import SandboxConfig
-from sandbox.manager import SandboxManager
-from tests.integration.serverproc import free_port
-from toolserver.config import Settings
-from toolserver.http.app import build_services, create_app
-from toolserver.nodes.local import LocalNodes
+from tests.integration.inprocess_app import Served, served_app
 
 httpx2 = pytest.importorskip("httpx2")
 mcp = pytest.importorskip("mcp")
@@ -49,52 +37,12 @@ PYTHON = (
 )
 
 
-@dataclass
-class Served:
-    url: str
-    key: str
-    session: str
-
-
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, docker_engine: Any, sandbox_image: str
 ) -> Iterator[Served]:
-    """The app over one in-process Docker sandbox manager, served by uvicorn on loopback (no Ray)."""
-    config = SandboxConfig(
-        image=sandbox_image, instance_id=f"mcpprog-{secrets.token_hex(4)}", node_id="node-p", pool_size=0
-    )
-    manager = SandboxManager(config)
-    settings = Settings(
-        home=tmp_path_factory.mktemp("mcp-progress"), pool_size=0, sandbox_image=sandbox_image
-    )
-    db = Database(settings.database)
-    _, key = KeyStore(db).create("mcp-progress", "p")
-    app = create_app(build_services(settings, db, LocalNodes({"node-p": manager})))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        made = httpx.post(
-            url + "/v1/sessions", json={}, headers={"Authorization": f"Bearer {key}"}, timeout=120
-        )
-        assert made.status_code == 201, made.text
-        yield Served(url, key, made.json()["id"])
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        asyncio.run(manager.shutdown())
-        db.close()
-        for container in docker_engine.containers.list(
-            all=True, filters=_labels.instance_filter(config.instance_id)
-        ):
-            container.remove(force=True)
+    with served_app(tmp_path_factory.mktemp("mcp-progress"), docker_engine, sandbox_image) as app:
+        yield app
 
 
 @asynccontextmanager
