@@ -8,6 +8,7 @@ session on node_a itself is proxied straight to its guest daemon, as on one mach
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,22 @@ async def test_a_shared_url_works_through_the_replica_on_the_other_node(served: 
         revoked = await http.delete(f"/v1/sessions/{session}/ports/8000/share/{share.json()['id']}")
         assert revoked.status_code == 204
         assert (await browser.get(share.json()["url"] + "hello.txt")).status_code == 404
+
+
+async def test_relayed_and_direct_requests_side_by_side(served: dict[str, Any]) -> None:
+    """Not a check of speed: the same GET through the relay and straight, timed for the record (printed)."""
+    http, timings = served["http"], {}
+    for where in ("a", "b"):
+        session, took = served["sessions"][where], []
+        for _ in range(60):
+            started = time.perf_counter()
+            reply = await http.get(f"/v1/sessions/{session}/ports/8000/hello.txt")
+            took.append((time.perf_counter() - started) * 1000)
+            assert reply.status_code == 200
+        took.sort()
+        timings[where] = (took[len(took) // 2], took[len(took) * 9 // 10])
+    print(
+        "\nGET /ports/8000/hello.txt through the replica on node_a, ms p50/p90: "
+        f"straight (sandbox on node_a) {timings['a'][0]:.1f}/{timings['a'][1]:.1f}, "
+        f"relayed (sandbox on node_b) {timings['b'][0]:.1f}/{timings['b'][1]:.1f}"
+    )

@@ -164,6 +164,13 @@ class RelayHost:
             self._relay = PortRelay(self._relay_host())
         return await self._relay.ticket(guest, session_id, port)
 
+    async def shutdown(self) -> None:
+        """Close the relay listener, then shut the manager down."""
+        if self._relay is not None:
+            await self._relay.close()
+            self._relay = None
+        await super().shutdown()  # type: ignore[misc]
+
     async def port_relay_stats(self) -> dict[str, int]:
         """This node's relay counts (all zero before its first ticket)."""
         if self._relay is None:
