@@ -145,14 +145,25 @@ class ManagerPause(NodePausing):
             await self.backend.drop_paused(session_id)
         await asyncio.to_thread(remove_state, state_dir(self.config.paused_dir, session_id))
 
-    async def _find_paused(self, live: dict[str, float], attached: builtins.list[str]) -> builtins.list[str]:
-        """After a restart: take back the paused sessions the registry still holds; delete the others' state."""
+    async def _find_paused(
+        self, live: dict[str, float], attached: builtins.list[str], adopt_from: set[str] | None = None
+    ) -> builtins.list[str]:
+        """After a restart: take back the paused sessions the registry still holds here.
+
+        The paused directory may be shared by several nodes on one machine (a test cluster): only the state of
+        this node's sessions, and of the vanished nodes in `adopt_from`, is deleted when the registry no longer
+        holds it; a state being written (no state file yet) is left alone.
+        """
         found = []
+        mine = {self.config.node_id, *(adopt_from or ())}
         for session_id in await asyncio.to_thread(paused_dirs, self.config.paused_dir):
             directory = state_dir(self.config.paused_dir, session_id)
             state = await asyncio.to_thread(load_state, directory)
-            if session_id not in live or session_id in attached or state is None:
-                await asyncio.to_thread(remove_state, directory)
+            if state is None:
+                continue
+            if session_id not in live or session_id in attached:
+                if state.info.node_id in mine:
+                    await asyncio.to_thread(remove_state, directory)
                 continue
             if state.checkpointed:  # the node's reconcile removed the stopped container with its checkpoint
                 state.checkpointed = False

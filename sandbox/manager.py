@@ -102,7 +102,8 @@ class SandboxManager(
         for session_id in report["attached"]:
             self._ttl[session_id] = live[session_id]
             self._last_used[session_id] = time.time()
-        report["paused"] = await self._find_paused(live, report["attached"])  # pause: kept on disk
+        # pause: the paused sessions kept on disk
+        report["paused"] = await self._find_paused(live, report["attached"], adopt_from)
         self.pool.start()
         self._reaper = asyncio.create_task(self._reap_forever(), name="sandbox-reaper")
         return report

@@ -62,7 +62,7 @@ def _manager(tmp_path: Path, backend: Any = None, **config: Any) -> SandboxManag
     )
     for name, value in config.items():
         settings = SandboxConfig(**{**settings.__dict__, name: value})
-    return SandboxManager(settings, backend=backend or KeepingBackend())
+    return SandboxManager(settings, backend=backend or KeepingBackend(node_id="local"))
 
 
 def test_a_paused_state_survives_its_file(tmp_path: Path) -> None:
@@ -138,6 +138,10 @@ async def test_a_restarted_manager_finds_its_paused_sessions(tmp_path: Path) -> 
     await first.write_file(kept.session_id, "a.txt", b"a")
     for info in (kept, gone):
         await first.pause(info.session_id)
+    other = _manager(tmp_path, backend=KeepingBackend(node_id="other"), node_id="other")
+    assert (await other.start({}))["paused"] == []  # another node on this machine leaves them alone
+    await other.shutdown()
+    assert len(paused_dirs(str(tmp_path / "paused"))) == 2
     second = _manager(tmp_path)
     report = await second.start({kept.session_id: 60.0})  # the registry no longer holds `gone`
     await second.shutdown()
