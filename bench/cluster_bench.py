@@ -1,6 +1,7 @@
 """Cluster benchmark: session creation rate and sandbox capacity with 1 Ray node vs 3, and what routing costs.
 
     python -m bench.cluster_bench [--sessions N] [--capacity N] [--concurrency N] [--calls N]
+    python -m bench.cluster_bench --kill-nodes [--rounds N] [--ray-default-health-checks]  (bench/cluster_kill.py)
 
 Each configuration is a private `ray.cluster_utils.Cluster` on this machine (its own Ray temp directory,
 one CPU per node), with one sandbox manager actor per node, a SQLite registry and the session service in
@@ -273,11 +274,11 @@ async def _in_process_baseline(args: argparse.Namespace, report: Report) -> None
 # --- clean-up, main -------------------------------------------------------------------------------
 
 
-def _sweep() -> str:
-    """Remove every container and host directory of this run, whatever state it is in."""
+def _sweep(instance: str = INSTANCE) -> str:
+    """Remove every container and host directory of this run (instance), whatever state it is in."""
     from sandbox.config import SandboxConfig
 
-    root = os.path.join(SandboxConfig().runtime_dir, INSTANCE)
+    root = os.path.join(SandboxConfig().runtime_dir, instance)
     if os.path.isdir(root):
         with open("/proc/self/mountinfo") as fh:
             mounts = [line.split()[4] for line in fh]
@@ -289,11 +290,11 @@ def _sweep() -> str:
         import docker
 
         client = docker.from_env()
-        found = client.containers.list(all=True, filters={"label": f"toolserver.instance={INSTANCE}"})
+        found = client.containers.list(all=True, filters={"label": f"toolserver.instance={instance}"})
         for container in found:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
-        left = client.containers.list(all=True, filters={"label": f"toolserver.instance={INSTANCE}"})
+        left = client.containers.list(all=True, filters={"label": f"toolserver.instance={instance}"})
         return f"{len(found)} left over and swept, {len(left)} remaining"
     except Exception as exc:
         return f"clean-up could not reach Docker: {exc!r}"
@@ -326,6 +327,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--kill-nodes" in argv:  # the node-loss benchmark: bench/cluster_kill.py
+        from bench import cluster_kill
+
+        return cluster_kill.main([a for a in argv if a != "--kill-nodes"])
     args = _parse_args(argv)
     _install_signal_handlers()
     report = Report()

@@ -112,6 +112,10 @@ def _up(args: argparse.Namespace) -> int:
     install_handlers()
     if not args.no_image_build:
         _ensure_image(settings.sandbox_image)
+    if not (settings.ray_address or os.environ.get("RAY_ADDRESS")):
+        from foundation.ray_health import apply_health_check_env
+
+        apply_health_check_env()  # node-health: the local Ray's GCS notices a lost node in ~4 s, not ~15 s
     print(f"starting toolserver (state in {settings.home}) ...", flush=True)
     started = time.monotonic()
     try:
