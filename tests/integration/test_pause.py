@@ -248,7 +248,8 @@ def test_a_paused_session_outlives_a_server_restart(server: ServerProcess, keys:
     server.crash()
     server.start()
     with _http(server, keys["a"]) as again:
-        assert again.get(f"/v1/sessions/{session}").json()["status"] == "paused"
+        view = again.get(f"/v1/sessions/{session}")
+        assert view.status_code == 200 and view.json()["status"] == "paused", view.text
         assert _shell(again, session, "cat /workspace/keep.txt") == (0, "survived\n")
         assert again.get(f"/v1/sessions/{session}").json()["status"] == "running"
         assert again.delete(f"/v1/sessions/{session}").status_code == 204

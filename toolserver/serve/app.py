@@ -281,7 +281,8 @@ def stop_server(
             try:
                 store = SessionStore(db)
                 for record in store.list_all_live():
-                    store.update_status(record.namespace, record.id, "deleted")
+                    if record.status != "paused":  # pause: kept on disk, with no sandbox to remove
+                        store.update_status(record.namespace, record.id, "deleted")
             finally:
                 db.close()
     if shutdown_ray and ray.is_initialized():
