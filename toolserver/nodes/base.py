@@ -9,9 +9,9 @@ from typing import Any, Protocol
 from foundation.errors import Unavailable
 from sandbox.base import SandboxInfo, SandboxSpec, SessionOps
 from sandbox.checkpoints import NodePausing  # pause: the node's half
-from sandbox.snapshots import NodeSnapshots  # snapshots: the node's half
 from sandbox.ports import SessionPorts
 from sandbox.processes import SessionProcesses
+from sandbox.snapshots import NodeSnapshots  # snapshots: the node's half
 from sandbox.streams import SessionStreams
 from sandbox.volumes import NodeVolumes
 
