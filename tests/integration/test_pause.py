@@ -6,6 +6,8 @@ that a paused session outlives it. The memory case runs under runsc where the en
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,6 +51,11 @@ def server(
     proc.start()
     yield proc
     proc.stop()
+    # Volumes stay mounted past the server by design; the test's own must not outlive the test.
+    with open("/proc/self/mounts") as fh:
+        mounted = [line.split()[1] for line in fh if str(proc.home) in line.split()[1]]
+    for point in mounted:
+        subprocess.run(["umount", point], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +215,21 @@ def test_an_idle_session_pauses_then_ends_at_its_ttl(a: httpx.Client, docker_eng
     assert not _container_running(docker_engine, session)
     assert _until(lambda: a.get(f"/v1/sessions/{session}").status_code == 404)
     assert "expired" in a.get(f"/v1/sessions/{session}").json()["error"]["message"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="volumes are loop mounts: the server must run as root")
+def test_a_paused_session_keeps_its_volume_and_gets_it_back(a: httpx.Client) -> None:
+    assert a.post("/v1/volumes", json={"name": "held", "size_mb": 16}).status_code == 201
+    session = _session(a, volumes=[{"name": "held", "path": "/workspace/data"}])
+    assert _shell(a, session, "echo vol > /workspace/data/v.txt && echo ws > /workspace/w.txt")[0] == 0
+    assert a.post(f"/v1/sessions/{session}/pause").status_code == 200
+    # Still the paused session's: no other session takes it read-write, and it cannot be deleted.
+    other = a.post("/v1/sessions", json={"volumes": [{"name": "held", "path": "/workspace/data"}]})
+    assert other.status_code == 409, other.text
+    assert a.delete("/v1/volumes/held").status_code == 409
+    assert _shell(a, session, "cat /workspace/data/v.txt /workspace/w.txt") == (0, "vol\nws\n")
+    assert a.delete(f"/v1/sessions/{session}").status_code == 204
+    assert a.delete("/v1/volumes/held").status_code == 204
 
 
 def test_three_forks_each_change_their_own_copy(a: httpx.Client, b: httpx.Client) -> None:
