@@ -76,6 +76,17 @@ def _sendable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+def _answer_frame(method: str, answer: tuple[bool, Any]) -> bytes:
+    """The answer's frame; an answer that cannot be sent is the call's error (not a lost connection)."""
+    try:
+        frame = _frame(answer)
+    except Exception as exc:  # lane-answers: unpicklable
+        return _frame((False, RuntimeError(f"the answer of {method} cannot be sent: {type(exc).__name__}")))
+    if len(frame) - _LENGTH.size > MAX_FRAME_BYTES:  # lane-answers: the caller would drop it as too large
+        return _frame((False, RuntimeError(f"the answer of {method} is over {MAX_FRAME_BYTES} bytes")))
+    return frame
+
+
 class LaneServer:
     """Serves `target`'s methods named in `methods` over a unix socket of a private directory."""
 
@@ -121,7 +132,7 @@ class LaneServer:
                 return
             while True:
                 method, args = await _read_frame(reader)
-                writer.write(_frame(await self._answer(method, args)))
+                writer.write(_answer_frame(method, await self._answer(method, args)))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, OSError):
             pass  # the caller went away (or never said the token): nothing to answer
@@ -139,6 +150,12 @@ class LaneServer:
             return True, await getattr(self._target, method)(*args)
         except Exception as exc:
             return False, _sendable(exc)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the lane is closing
+            # lane-answers: a method cancelled from within is its error, not the node lost (as through Ray)
+            return False, RuntimeError(f"{method} was cancelled on the node: {exc}")
 
 
 class LaneDown(ConnectionError):
