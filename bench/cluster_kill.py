@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from bench._cluster_state import actor_nodes, alive, node_containers
 from bench._kill_load import (
     SERVICES,
     Load,
@@ -73,36 +74,6 @@ class Env:
     key: str
     head: str
     workers: dict[str, Any] = field(default_factory=dict)  # node id -> Ray node, alive ones
-
-
-def _actor_nodes() -> dict[str, set[str]]:
-    """Node ids of the server's singletons and ingress replicas, by role (Ray's actor table)."""
-    from ray._private import state
-
-    roles: dict[str, set[str]] = {}
-    for actor in state.actors().values():
-        if actor["State"] != "ALIVE":
-            continue
-        name, cls = actor.get("Name") or "", actor.get("ActorClassName") or ""
-        role = "ingress" if "ingress" in cls and "Replica" in cls else name
-        if role in ("run-scheduler", "environment-center", "memory", "ingress"):
-            roles.setdefault(role, set()).add(actor["Address"]["NodeID"])
-    return roles
-
-
-def _alive() -> set[str]:
-    import ray
-
-    return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-
-
-def _node_containers(instance_id: str, node_id: str | None = None) -> int:
-    import docker
-
-    from sandbox import _labels
-
-    found = docker.from_env().containers.list(all=True, filters=_labels.instance_filter(instance_id))
-    return sum(1 for c in found if node_id is None or c.labels.get(_labels.NODE) == node_id)
 
 
 def _watch(env: Env, stop: threading.Event, every_s: float) -> None:
@@ -158,7 +129,7 @@ def _server(args: argparse.Namespace, database_url: str) -> Iterator[Env]:
         assert cluster.head_node is not None
         env = Env(cluster, settings, "", "", "", str(cluster.head_node.node_id))
         for _ in range(2):
-            node = cluster.add_node(num_cpus=1, resources={SERVICES_RESOURCE: 1})
+            node = cluster.add_node(num_cpus=args.worker_cpus, resources={SERVICES_RESOURCE: 1})
             env.workers[str(node.node_id)] = node
         cluster.wait_for_nodes()
         ray.init(
@@ -201,6 +172,7 @@ class Round:
     end: float = 0.0
     dead_after: float | None = None
     lost_codes: dict[int, float] = field(default_factory=dict)
+    restarted: dict[str, float] = field(default_factory=dict)  # singleton -> alive elsewhere after (s)
     stale_left: int = -1
     lost_runs: int = 0
     lost_memory: int = 0
@@ -211,7 +183,7 @@ async def _kill_round(
     env: Env, http: httpx.AsyncClient, load: Load, n: int, args: argparse.Namespace
 ) -> Round:
     """SIGKILL the worker that holds the run scheduler; measure until every service works; the machine comes back."""
-    roles = _actor_nodes()
+    roles = actor_nodes()
     victim = next(iter(roles.get("run-scheduler", set()) & set(env.workers)), None) or sorted(env.workers)[0]
     held = sorted(role for role, nodes in roles.items() if victim in nodes)
     others = [env.head, *(w for w in sorted(env.workers) if w != victim)]
@@ -223,12 +195,14 @@ async def _kill_round(
     await asyncio.to_thread(env.cluster.remove_node, env.workers.pop(victim), False)
     result = Round(victim, held, time.monotonic())
     codes = asyncio.get_running_loop().create_task(lost_session_codes(http, lost_session, result.kill_at))
-    while victim in await asyncio.to_thread(_alive):
+    moved = asyncio.get_running_loop().create_task(_restarts(victim, held, result))
+    while victim in await asyncio.to_thread(alive):
         await asyncio.sleep(0.25)
     result.dead_after = time.monotonic() - result.kill_at
     _log(f"round {n}: Ray declared the node dead after {result.dead_after:.1f} s")
     await _until_recovered(load, result.kill_at, args)
     result.lost_codes = await codes
+    moved.cancel()
     await asyncio.sleep(args.settle_s)
     result.end = time.monotonic()
     load.round = n + 1
@@ -237,14 +211,14 @@ async def _kill_round(
     from bench.cluster_bench import _install_signal_handlers
     from toolserver.nodes.ray_actors import start_missing_node_actors
 
-    node = env.cluster.add_node(num_cpus=1, resources={SERVICES_RESOURCE: 1})
+    node = env.cluster.add_node(num_cpus=args.worker_cpus, resources={SERVICES_RESOURCE: 1})
     env.cluster.wait_for_nodes()
     _install_signal_handlers()
     env.workers[str(node.node_id)] = node
     await asyncio.to_thread(start_missing_node_actors, env.settings, env.instance_id)
     deadline = time.monotonic() + 60  # the node watch may be starting that manager right now
     while (
-        left := await asyncio.to_thread(_node_containers, env.instance_id, victim)
+        left := await asyncio.to_thread(node_containers, env.instance_id, victim)
     ) and time.monotonic() < deadline:
         await asyncio.sleep(1.0)
     result.stale_left = left
@@ -253,6 +227,17 @@ async def _kill_round(
         f"round {n}: done ({result.end - result.kill_at:.0f} s), lost runs {result.lost_runs}, memory {result.lost_memory}"
     )
     return result
+
+
+async def _restarts(victim: str, held: list[str], result: Round) -> None:
+    """When each singleton the victim held is alive again on another node (Ray's actor table, every 0.5 s)."""
+    waiting = {role for role in held if role != "ingress"}
+    while waiting:
+        roles = await asyncio.to_thread(actor_nodes)
+        for role in [r for r in waiting if roles.get(r, set()) - {victim}]:
+            result.restarted[role] = time.monotonic() - result.kill_at
+            waiting.discard(role)
+        await asyncio.sleep(0.5)
 
 
 async def _until_recovered(load: Load, since: float, args: argparse.Namespace) -> None:
@@ -303,7 +288,7 @@ async def _measure(env: Env, args: argparse.Namespace) -> tuple[list[Round], dic
     from toolserver.serve.app import stop_server
 
     await asyncio.to_thread(stop_server, settings=env.settings, shutdown_ray=False)  # `toolserver down`
-    return rounds, bounds, load, await asyncio.to_thread(_node_containers, env.instance_id)
+    return rounds, bounds, load, await asyncio.to_thread(node_containers, env.instance_id)
 
 
 def _rows(rounds: list[Round], bounds: dict[str, float], load: Load) -> list[list[str]]:
@@ -347,6 +332,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scan-s", type=float, default=10.0, help="the node watch's period (toolserver up: 10)"
     )
+    parser.add_argument("--worker-cpus", type=int, default=1, help="CPUs each worker node offers Ray")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="sandbox image (must be local)")
     return parser.parse_args(argv)
 
@@ -376,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
 
     checks = RAY_DEFAULT_HEALTH_CHECKS if args.ray_default_health_checks else NODE_HEALTH_CHECKS
     print(
-        f"Node-loss benchmark, {when}: a head and 2 workers (1 CPU each) on one {os.cpu_count()}-core machine"
+        f"Node-loss benchmark, {when}: a head (1 CPU) and 2 workers ({args.worker_cpus} CPU each)"
+        f" on one {os.cpu_count()}-core machine"
     )
     print(
         f"Ray node health checks: {', '.join(f'{k}={v}' for k, v in checks.items())}"
@@ -398,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"- round {n}: Ray declared the node dead after {r.dead_after:.1f} s; a session of the killed node"
             f" answered {codes or 'nothing'}; its containers left after its replacement's manager started:"
-            f" {r.stale_left}"
+            f" {r.stale_left}; singletons alive again after: "
+            + (", ".join(f"{k} {v:.1f} s" for k, v in sorted(r.restarted.items())) or "-")
         )
     print(
         f"- slow bounds (3 x warm-up p90, at least {args.min_slow_s:g} s): "
