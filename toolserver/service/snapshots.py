@@ -65,8 +65,17 @@ class SessionSnapshots:
             raise Unavailable("this server keeps no snapshots")
         return self.snapshots
 
+    def _snapshot_turn(self, namespace: str) -> asyncio.Lock:
+        """One snapshot of a namespace at a time here: each checks the cap against the ones before it."""
+        turns: dict[str, asyncio.Lock] = self.__dict__.setdefault("_snapshot_turns", {})  # snapshot-turn
+        return turns.setdefault(namespace, asyncio.Lock())
+
     async def snapshot(self, principal: Principal, session_id: str) -> dict[str, Any]:
         """Keep the caller's session's files as a new snapshot, within the namespace's total size cap."""
+        async with self._snapshot_turn(principal.namespace):  # snapshot-turn
+            return await self._snapshot(principal, session_id)
+
+    async def _snapshot(self, principal: Principal, session_id: str) -> dict[str, Any]:
         store = self._snapshot_store()
         record = await self._record(principal, session_id)
         node = await self.nodes.node(record.node_id)
