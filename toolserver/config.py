@@ -55,7 +55,15 @@ class Settings(BaseSettings):
         description="a custom Ray resource the server's singletons (run scheduler, environment center, node"
         " watcher) run on; default: they prefer the head node and restart on any node when theirs is lost",
     )
-    fast_ingress: bool = Field(False, description="HAProxy in front of the replicas (needs haproxy)")
+    fast_ingress: bool | None = Field(
+        None,
+        description="HAProxy in front of the replicas (needs haproxy; its stats and metrics listen on every "
+        "interface)",
+    )
+    direct_ingress: bool = Field(
+        True,
+        description="with one ingress replica on one machine, the replica serves the port itself (no proxy hop)",
+    )
     node_lane: bool = Field(
         True, description="replicas call their own node's sandbox manager over a unix socket, not a Ray call"
     )

@@ -35,10 +35,11 @@ def add_commands(commands: Any) -> None:
     )
     up.add_argument(
         "--fast-ingress",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="HAProxy in front of the replicas instead of Serve's Python proxy: about 2.5x less CPU per call "
-        "(needs the haproxy binary; env TOOLSERVER_FAST_INGRESS)",
+        help="HAProxy in front of the replicas instead of Serve's Python proxy: about half the CPU per call "
+        "(needs the haproxy binary, which scripts/setup.sh installs; Ray binds HAProxy's stats page and "
+        "metrics on every interface; env TOOLSERVER_FAST_INGRESS)",
     )
     up.add_argument("--pool-size", type=int, help="warm sandboxes kept per node (default 2)")
     up.add_argument("--home", help="state directory (default ~/.toolserver, env TOOLSERVER_HOME)")
@@ -118,10 +119,19 @@ def _up(args: argparse.Namespace) -> int:
         apply_health_check_env()  # node-health: the local Ray's GCS notices a lost node in ~4 s, not ~15 s
     print(f"starting toolserver (state in {settings.home}) ...", flush=True)
     started = time.monotonic()
+    ray_up = threading.Event()
+
+    def on_ray_ready() -> None:
+        ray_up.set()
+        install_handlers()
+
     try:
-        handle = start_server(settings, on_ray_ready=install_handlers)
+        handle = start_server(settings, on_ray_ready=on_ray_ready)
     except BaseException:
-        stop_server(settings=settings)
+        # A start that failed before Ray came up started nothing: the sessions a crashed server left
+        # to re-attach stay as they are (stop_server would mark them deleted).
+        if ray_up.is_set():
+            stop_server(settings=settings)
         raise
     install_handlers()
     summary = node_reports_summary(handle.reconcile)
@@ -138,6 +148,7 @@ def _up(args: argparse.Namespace) -> int:
     )
     print(f"  agent runs resumed: {handle.runs['resumed']}, waiting for a human: {handle.runs['waiting']}")
     print(f"  {_runtimes_line(settings)}")
+    print(f"  {_ingress_line(handle.ingress)}")
     print(f"  API docs: {handle.url}/docs    health: {handle.url}/healthz")
     print("press Ctrl-C to stop (removes the sandboxes this server started)", flush=True)
     try:
@@ -152,6 +163,15 @@ def _up(args: argparse.Namespace) -> int:
         (settings.home / "server.json").unlink(missing_ok=True)
         print("stopped")
     return 0
+
+
+def _ingress_line(kind: str) -> str:
+    """Which HTTP ingress serves clients (see `toolserver.serve.ingress.ingress_kind`)."""
+    if kind == "haproxy":
+        return "ingress: HAProxy in front of the replicas (--no-fast-ingress for Serve's Python proxy)"
+    if kind == "direct":
+        return "ingress: the ingress replica serves the port itself (TOOLSERVER_DIRECT_INGRESS=false: Serve's proxy)"
+    return "ingress: Serve's proxies (--fast-ingress: HAProxy in front of the replicas, about half the CPU a call)"
 
 
 def _runtimes_line(settings: Any) -> str:

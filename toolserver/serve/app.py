@@ -87,6 +87,8 @@ class ServerHandle:
     instance_id: str
     reconcile: dict[str, dict[str, list[str]]]
     runs: dict[str, int]
+    ingress: str = "serve"
+    """Which ingress serves clients: "direct", "haproxy" or "serve" (see `serve.ingress.ingress_kind`)."""
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
@@ -199,9 +201,24 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     settings.llm_policy()  # a bad TOOLSERVER_LLM_KEY_ENVS stops the start here, with its reason
     settings, secrets_source = with_secrets_key(settings)  # resolved once: the processes that use it get it
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
-    if settings.fast_ingress and not address:
-        from toolserver.serve.ingress import haproxy_env, haproxy_state_dir
+    from toolserver.serve.ingress import (
+        check_port_free,
+        direct_env,
+        free_port,
+        haproxy_env,
+        haproxy_state_dir,
+        ingress_kind,
+    )
 
+    # A Ray this process is already connected to was started without our environment: it decides.
+    joined = bool(address) or ray.is_initialized()
+    kind = ingress_kind(settings.fast_ingress, joined, settings.replicas, settings.direct_ingress)
+    proxy_port = settings.port
+    if kind == "direct":  # the replica binds the server's port; Serve's own proxy gets another
+        check_port_free(settings.host, settings.port)
+        os.environ.update(direct_env(settings.port))  # the controller's range; the replica has the switch
+        proxy_port = free_port(settings.host)
+    if kind == "haproxy":
         # Read by the Ray processes this call starts, so it must be in place before ray.init.
         os.environ.update(haproxy_env(haproxy_state_dir(settings.home)))
     if not ray.is_initialized():
@@ -233,11 +250,16 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
     start_center(without_admin_key(settings), RAY_NAMESPACE)
     # A proxy on every node that hosts an ingress replica (and the head): any of them serves clients.
     serve.start(
-        http_options={"host": settings.host, "port": settings.port},
+        http_options={"host": settings.host, "port": proxy_port},
         proxy_location="EveryNode",
         detached=False,
     )
-    app = ToolServerIngress.options(**ingress_options(settings)).bind()  # type: ignore[attr-defined]
+    options = ingress_options(settings)
+    if kind == "direct":
+        options["ray_actor_options"]["runtime_env"]["env_vars"].update(
+            direct_env(settings.port, replica=True)
+        )
+    app = ToolServerIngress.options(**options).bind()  # type: ignore[attr-defined]
     serve.run(app, name=APP_NAME, route_prefix="/")
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     return ServerHandle(
@@ -248,6 +270,7 @@ def start_server(settings: Settings, on_ray_ready: Callable[[], None] | None = N
         instance_id=instance_id,
         reconcile=reports,
         runs=runs,
+        ingress=kind,
     )
 
 

@@ -10,17 +10,88 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 from foundation.errors import UserError
 
-__all__ = ["haproxy_binary", "haproxy_env", "haproxy_state_dir"]
+__all__ = [
+    "check_port_free",
+    "direct_env",
+    "free_port",
+    "haproxy_binary",
+    "haproxy_env",
+    "haproxy_state_dir",
+    "ingress_kind",
+]
 
 
 def haproxy_binary() -> str | None:
     """The HAProxy executable, or None when it is not installed."""
     return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+
+
+def ingress_kind(
+    fast_ingress: bool | None, joined_cluster: bool, replicas: int | None = None, direct: bool = True
+) -> str:
+    """Which ingress serves clients: "haproxy" when asked for; "direct" for one replica on one machine (the
+    replica serves the server's port itself, no proxy hop); else "serve" (Serve's Python proxy).
+
+    HAProxy is not the default: Ray's configuration of it binds its stats page and Prometheus listener on
+    every interface, whatever the server's own bind address (see `haproxy_env`). On a joined cluster Ray's
+    processes were started by `ray start`, not by us: the operator's variables decide.
+    """
+    if joined_cluster:
+        return "serve"
+    if fast_ingress:
+        return "haproxy"
+    return "direct" if direct and (replicas or 1) == 1 else "serve"
+
+
+def direct_env(port: int, replica: bool = False) -> dict[str, str]:
+    """The environment that makes the one ingress replica serve HTTP on `port` itself (Serve's direct ingress).
+
+    The port range (read by Serve's controller, which hands ports out) is set for the whole Ray instance;
+    the switch only for the ingress replica (`replica=True`, its runtime environment), so that no other
+    application, a deployment tool least of all, listens on a port of its own. Serve's Python proxy still
+    runs, on a port of its own (`free_port`); clients never need it. A stopping replica is drained for a
+    second, not Serve's default 30 (no load balancer has to notice it).
+    """
+    env = {
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),  # a range that ends before its maximum
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    }
+    if replica:
+        env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
+    return env
+
+
+def check_port_free(host: str, port: int, wait_s: float = 10.0) -> None:
+    """UserError when `host:port` cannot be bound within `wait_s` (the direct ingress binds it once Ray is up;
+    the replica of a server that just crashed may hold it for a few seconds more)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+                return
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise UserError(
+                        f"Failed to bind {host}:{port}: {exc.strerror}; choose another --port"
+                    ) from None
+        time.sleep(0.5)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def haproxy_state_dir(home: Path) -> Path:
@@ -33,7 +104,11 @@ def haproxy_state_dir(home: Path) -> Path:
 
 
 def haproxy_env(state_dir: Path) -> dict[str, str]:
-    """The environment that switches Serve to HAProxy, with its files in `state_dir` (not a shared /tmp)."""
+    """The environment that switches Serve to HAProxy, with its files in `state_dir` (not a shared /tmp).
+
+    HAProxy's stats page and Prometheus listener get ports of their own (Ray's fixed 8404 and 9101 would make
+    a second server on the machine fail to start); Ray binds both on every interface.
+    """
     binary = haproxy_binary()
     if binary is None:
         raise UserError("--fast-ingress needs HAProxy: install it (Debian: apt-get install haproxy)")
@@ -46,4 +121,6 @@ def haproxy_env(state_dir: Path) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state_dir / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state_dir),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state_dir / "server-state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
     }

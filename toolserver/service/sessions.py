@@ -264,6 +264,11 @@ class SessionService(SessionPauses, SessionSnapshots):
         self.verified.forget(principal.namespace, session_id)
         self.uses.forget(principal.namespace, session_id)
 
+    async def verified_view(self, principal: Principal, session_id: str) -> dict[str, Any]:
+        """The caller's session as a registry read verified it at most seconds ago: for its id, node and image,
+        which never change (its status and last use may have moved since; `get` reads them fresh)."""
+        return session_view(await self._verified_record(principal, session_id))
+
     async def _verified_record(self, principal: Principal, session_id: str) -> Any:
         """The session's record as a registry read verified it, at most a few seconds ago."""
         record = self.verified.get(principal.namespace, session_id)

@@ -241,7 +241,7 @@ class ToolService:
         sandbox = None
         if runner.needs_sandbox(spec):
             session_id = session_id or await self._tool_session(principal)
-            view = await self.sessions.get(principal, session_id)
+            view = await self.sessions.verified_view(principal, session_id)  # no registry read per call
             info = SandboxInfo(
                 session_id=view["id"],
                 container_id="",

@@ -92,9 +92,16 @@ class DeploymentToolRunner(ToolRunner):
         """Run the tool's Serve application (replicas or autoscaling as its config says)."""
         from ray import serve
 
-        options: dict[str, Any] = {
-            "ray_actor_options": spec.config.get("ray_actor_options") or {"num_cpus": 0.1}
+        actor_options = dict(spec.config.get("ray_actor_options") or {"num_cpus": 0.1})
+        runtime_env = dict(actor_options.get("runtime_env") or {})
+        # Called through the tool service only: never an HTTP port of its own (Serve's direct ingress is on
+        # for the ingress replica, whose environment its applications would otherwise inherit).
+        runtime_env["env_vars"] = {
+            **(runtime_env.get("env_vars") or {}),
+            "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
         }
+        actor_options["runtime_env"] = runtime_env
+        options: dict[str, Any] = {"ray_actor_options": actor_options}
         if spec.config.get("autoscaling"):
             options["autoscaling_config"] = spec.config["autoscaling"]
         else:
