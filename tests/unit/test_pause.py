@@ -6,6 +6,7 @@ the paused directory (as JSON) and gives them to a new fake sandbox on resume, w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -246,3 +247,23 @@ async def test_the_namespace_total_of_snapshots_is_capped(tmp_path: Path) -> Non
         await service.snapshot(TEAM, session)
     assert len(await service.list_snapshots(TEAM)) == 1
     assert len(os.listdir(tmp_path / "snapshots")) == 1  # the refused one's files are gone
+
+
+async def test_pauses_and_resumes_asked_for_at_once_keep_their_caps(tmp_path: Path) -> None:
+    manager = _manager(tmp_path)
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    service = SessionService(
+        SessionStore(db),
+        LocalNodes({"local": manager}),
+        Limits(),
+        60.0,
+        max_per_namespace=3,
+        max_paused_per_namespace=1,
+    )
+    ids = [(await service.create(TEAM, SessionCreate()))["id"] for _ in range(3)]
+    made = await asyncio.gather(*(service.pause(TEAM, sid) for sid in ids), return_exceptions=True)
+    assert sum(1 for m in made if isinstance(m, QuotaExceeded)) == 2
+    paused = next(sid for sid, m in zip(ids, made, strict=True) if isinstance(m, dict))
+    calls = await asyncio.gather(*(service.shell(TEAM, paused, "true", 5) for _ in range(4)))
+    assert len(calls) == 4 and manager.paused_count() == 0
+    assert (await service.get(TEAM, paused))["status"] == "running"

@@ -31,8 +31,17 @@ class SessionPauses:
     def _view(self, record: Any) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _pause_turn(self, namespace: str) -> asyncio.Lock:
+        """One pause or resume of a namespace at a time here: each checks its cap against the ones before it."""
+        turns: dict[str, asyncio.Lock] = self.__dict__.setdefault("_pause_turns", {})
+        return turns.setdefault(namespace, asyncio.Lock())
+
     async def pause(self, principal: Principal, session_id: str) -> dict[str, Any]:
         """Pause the caller's session: its container goes, its files (and memory under runsc) stay."""
+        async with self._pause_turn(principal.namespace):
+            return await self._pause(principal, session_id)
+
+    async def _pause(self, principal: Principal, session_id: str) -> dict[str, Any]:
         record = await self._record(principal, session_id)
         if record.status == "paused":
             return self._view(record)
@@ -58,6 +67,13 @@ class SessionPauses:
 
     async def _resume(self, principal: Principal, record: Any) -> dict[str, Any]:
         """Resume a paused record within the namespace's cap of running sessions; the new view."""
+        async with self._pause_turn(principal.namespace):
+            record = await asyncio.to_thread(self.store.get, principal.namespace, record.id)
+            if record.status != "paused":  # another call resumed it meanwhile
+                return self._view(record)
+            return await self._resume_now(principal, record)
+
+    async def _resume_now(self, principal: Principal, record: Any) -> dict[str, Any]:
         if (
             self.max_per_namespace
             and await self._count(principal.namespace, "running") >= self.max_per_namespace
