@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -70,15 +71,21 @@ class NodeDirectory(abc.ABC):
     async def node_ids(self) -> list[str]:
         """Nodes that currently have a live sandbox manager."""
 
+    STATS_TIMEOUT_S = 2.0
+    """How long health and placement wait for a node's counts (a node being lost may not answer at all)."""
+
     async def stats(self) -> list[dict[str, Any]]:
-        """Per-node counts for health and placement; a node that does not answer is left out."""
-        out = []
-        for node_id in await self.node_ids():
+        """Per-node counts for health and placement, asked of every node at once; a node that does not
+        answer within `STATS_TIMEOUT_S` is left out."""
+
+        async def one(node_id: str) -> dict[str, Any] | None:
             try:
-                out.append(await (await self.node(node_id)).stats())
+                return await asyncio.wait_for((await self.node(node_id)).stats(), self.STATS_TIMEOUT_S)
             except Exception:
-                continue
-        return out
+                return None
+
+        answers = await asyncio.gather(*(one(node_id) for node_id in await self.node_ids()))
+        return [answer for answer in answers if answer is not None]
 
     async def choose(self, placing: Mapping[str, int] | None = None) -> str:
         """The node for a new session: the one with the fewest running sandboxes.
