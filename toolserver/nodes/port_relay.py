@@ -16,6 +16,7 @@ import hashlib
 import secrets
 import socket
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +34,12 @@ CONNECT_TIMEOUT_S = 10.0
 CHUNK = 1 << 16
 MAX_TICKETS = 128  # connected to a port, waiting for their replica
 MAX_TICKETS_PER_SESSION = 32
+# relay-pending: a session's tickets still connecting (its sandbox decides how long a connect takes)
+MAX_CONNECTING_PER_SESSION = 8
 MAX_HANDSHAKES = 64  # TCP connections that have not sent a token yet
 MAX_OPEN = 1024
-_CONNECTS = ThreadPoolExecutor(8, thread_name_prefix="relay-connect")
+# relay-pending: a thread for every ticket the caps let in, so a stalled port never queues another's connect
+_CONNECTS = ThreadPoolExecutor(MAX_TICKETS, thread_name_prefix="relay-connect")
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class PortRelay:
         self._starting = asyncio.Lock()
         self._held: dict[bytes, _Held] = {}
         self._handshakes = 0
+        self._connecting: Counter[str] = Counter()  # relay-pending: per session
         self.open = 0
         self.relayed = 0
         self.refused = 0
@@ -70,15 +75,27 @@ class PortRelay:
     async def ticket(self, guest: GuestClient, session_id: str, port: int) -> RelayTicket:
         """Connect to `port` through the session's guest daemon; a ticket for that connection."""
         self._forget_expired()
-        held_here = sum(1 for h in self._held.values() if h.session_id == session_id)
-        if len(self._held) >= MAX_TICKETS or held_here >= MAX_TICKETS_PER_SESSION:
+        connecting = self._connecting[session_id]  # relay-pending: counted from before the first await
+        held_here = connecting + sum(1 for h in self._held.values() if h.session_id == session_id)
+        waiting = len(self._held) + sum(self._connecting.values())
+        if (
+            waiting >= MAX_TICKETS
+            or held_here >= MAX_TICKETS_PER_SESSION
+            or connecting >= MAX_CONNECTING_PER_SESSION
+        ):
             raise PortLimit(
                 f"too many port connections of session {session_id} are waiting to be relayed",
                 limit=MAX_TICKETS_PER_SESSION,
             )
-        listening = await self._listening()
-        loop = asyncio.get_running_loop()
-        sock = await loop.run_in_executor(_CONNECTS, guest.connect_port, port, CONNECT_TIMEOUT_S)
+        self._connecting[session_id] += 1
+        try:
+            listening = await self._listening()
+            loop = asyncio.get_running_loop()
+            sock = await loop.run_in_executor(_CONNECTS, guest.connect_port, port, CONNECT_TIMEOUT_S)
+        finally:
+            self._connecting[session_id] -= 1
+            if self._connecting[session_id] <= 0:
+                del self._connecting[session_id]
         token = secrets.token_bytes(TOKEN_BYTES)
         self._held[_digest(token)] = _Held(sock, session_id, time.monotonic() + TICKET_TTL_S)
         loop.call_later(TICKET_TTL_S + 0.5, self._forget_expired)
