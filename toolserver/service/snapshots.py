@@ -133,6 +133,15 @@ class SessionSnapshots:
             len(await self._live(namespace)) + self._creating[namespace] + count > self.max_per_namespace
         ):
             raise self._over_quota()
+        self._creating[namespace] += count  # no await since the check: the next create sees these
+        try:
+            return await self._start_forks(principal, body, snap)
+        finally:
+            self._creating[namespace] -= count
+
+    async def _start_forks(self, principal: Principal, body: SessionCreate, snap: Any) -> dict[str, Any]:
+        """Start and record the forks (the caller holds their places in the namespace's cap)."""
+        namespace = principal.namespace
         try:
             node = await self.nodes.node(snap.node_id)
         except Unavailable:
@@ -149,18 +158,14 @@ class SessionSnapshots:
             limits=Limits(**{**(snap.limits or {}), **given}),
             network="egress" if egress is not None else body.network,  # type: ignore[arg-type]
             owner=namespace,
-            runtime=body.runtime or snap.runtime,  # type: ignore[arg-type]
+            runtime=body.runtime or snap.runtime,
             egress=tuple(egress.egress) if egress is not None else (),
         )
         ttl_s = body.ttl_s or getattr(self, "default_ttl_s", None)
-        self._creating[namespace] += count
-        try:
-            made = await asyncio.gather(
-                *(node.create_from_snapshot(snap.id, spec, ttl_s) for _ in range(count)),
-                return_exceptions=True,
-            )
-        finally:
-            self._creating[namespace] -= count
+        made = await asyncio.gather(
+            *(node.create_from_snapshot(snap.id, spec, ttl_s) for _ in range(body.count)),
+            return_exceptions=True,
+        )
         failed = [m for m in made if isinstance(m, BaseException)]
         started = [m for m in made if isinstance(m, SandboxInfo)]
         if failed:
