@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +47,9 @@ ARCHIVED = ("workspace", "tmp")
 _KERNEL_OWN = ("tmp/.ipython",)
 """Left out: the kernel's own files (its history database), which a fresh kernel has open already."""
 _CHUNK = 1024 * 1024
+ARCHIVE_BASE_S = 30.0
+ARCHIVE_MIN_BYTES_PER_S = 8 * 1024 * 1024
+"""archive-deadline: an archive gets 30 s plus its cap at 8 MiB/s (the sandbox can stop its tar at will)."""
 
 
 class NodePausing(Protocol):
@@ -151,6 +155,15 @@ def archive_workspace(
     exec_id = client.api.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
     size = 0
     stream = client.api.exec_start(exec_id, stream=True, demux=True)
+    timed_out = threading.Event()  # archive-deadline: the stream is closed under a stalled tar
+
+    def expire() -> None:
+        timed_out.set()
+        _close(stream)
+
+    watchdog = threading.Timer(ARCHIVE_BASE_S + cap_bytes / ARCHIVE_MIN_BYTES_PER_S, expire)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         with open(dest + ".part", "wb") as fh:
             for out, _err in stream:
@@ -164,10 +177,18 @@ def archive_workspace(
                         limit_mb=cap_bytes // (1024 * 1024),
                     )
                 fh.write(out)
-    except BaseException:
+        if timed_out.is_set():
+            raise SandboxError("archiving the workspace took too long (its tar was stopped or too slow)")
+    except BaseException as exc:
         _close(stream)
         _unlink(dest + ".part")
+        if timed_out.is_set() and not isinstance(exc, SandboxError):  # archive-deadline
+            raise SandboxError(
+                "archiving the workspace took too long (its tar was stopped or too slow)"
+            ) from None
         raise
+    finally:
+        watchdog.cancel()
     code = client.api.exec_inspect(exec_id).get("ExitCode")
     if code not in (0, 1) or size == 0:  # 1: a file changed while it was read, which tar still archived
         _unlink(dest + ".part")
