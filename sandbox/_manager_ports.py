@@ -34,6 +34,11 @@ class ManagerPorts(SessionPorts):
         return self._shares.create(session_id, port, ttl_s)
 
     async def port_share_check(self, session_id: str, port: int, share_id: str, secret: str) -> bool:
+        # share-first: a bad secret wakes nothing; a paused session is resumed by the service, within its cap
+        if not self._shares.check(session_id, port, share_id, secret):
+            return False
+        if getattr(self, "is_paused", lambda _: False)(session_id):
+            return True
         try:
             await self._session(session_id)
         except Exception:

@@ -181,10 +181,10 @@ async def _opened(svc: Any, token: str) -> tuple[Principal, str, int]:
     except (ValueError, TypeError, binascii.Error):
         raise gone from None
     who = Principal(namespace=namespace, key_id="share:" + share_id)
-    try:
-        ok = await svc.sessions._on_node(
-            who, session_id, lambda node: node.port_share_check(session_id, port, share_id, secret)
-        )
+    try:  # share-first: checked without the auto-resume (and use) of `_on_node`; `_reach` resumes a good one
+        record = await svc.sessions._verified_record(who, session_id)
+        node = await svc.sessions.nodes.node(record.node_id)
+        ok = await node.port_share_check(session_id, port, share_id, secret)
     except ToolServerError:
         raise gone from None
     if not ok:
