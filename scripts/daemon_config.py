@@ -2,12 +2,15 @@
 
 python3 scripts/daemon_config.py /etc/docker/daemon.json /usr/bin/runsc
 python3 scripts/daemon_config.py --print /usr/bin/runsc
+python3 scripts/daemon_config.py --checkpoints-enabled   # exit 0 when the engine serves `docker checkpoint`
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import sys
 
 # --network=none: the engine makes the network namespace (runsc cannot run in the root one here);
@@ -43,7 +46,36 @@ def merge(config_path: str, runsc_path: str) -> None:
     os.replace(tmp, config_path)
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self._path)
+
+
+def checkpoints_enabled(docker_socket: str = "/var/run/docker.sock") -> bool:
+    """Whether the engine's API serves checkpoints: its ping says `Docker-Experimental: true`.
+
+    `docker info` reports experimental mode as soon as a config reload turns it on, but the checkpoint
+    routes are only there when the engine started with it (they answer 501 after a reload).
+    """
+    connection = _UnixConnection(docker_socket)
+    try:
+        connection.request("GET", "/_ping")
+        return connection.getresponse().getheader("Docker-Experimental", "").lower() == "true"
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--checkpoints-enabled":
+        sys.exit(0 if checkpoints_enabled() else 1)
     if sys.argv[1] == "--print":
         print(json.dumps(settings(sys.argv[2]), indent=2))
     else:

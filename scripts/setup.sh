@@ -67,16 +67,25 @@ if ! command -v runsc >/dev/null 2>&1; then
   apt_install runsc
 fi
 if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' \
-   || [ "$(docker info --format '{{.ExperimentalBuild}}' 2>/dev/null)" != "true" ]; then
+   || ! python3 scripts/daemon_config.py --checkpoints-enabled; then
   if [ -e /var/run/toolserver-started-dockerd ]; then
     say "registering runsc and experimental mode (docker checkpoint) with the engine (/etc/docker/daemon.json, then a config reload)"
     as_root python3 scripts/daemon_config.py /etc/docker/daemon.json "$(command -v runsc)"
     as_root kill -HUP "$(cat /var/run/docker.pid)"
     for _ in $(seq 1 20); do docker info --format '{{json .Runtimes}}' | grep -q '"runsc"' && break; sleep 0.5; done
+    if ! python3 scripts/daemon_config.py --checkpoints-enabled; then
+      # A reload turns experimental mode on in `docker info` only: the checkpoint routes need a fresh start.
+      say "restarting the engine this setup started (docker checkpoint needs experimental mode at start)"
+      as_root kill "$(cat /var/run/docker.pid)"
+      for _ in $(seq 1 60); do [ -e /var/run/docker.pid ] || break; sleep 0.5; done
+      as_root sh -c 'setsid dockerd >>/tmp/dockerd.log 2>&1 &'
+      for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+      docker info >/dev/null 2>&1 || { echo "dockerd did not start again; see /tmp/dockerd.log" >&2; exit 1; }
+    fi
   else
     say "this Docker engine lacks runsc or experimental mode; to use TOOLSERVER_SANDBOX_RUNTIME=runsc (and pause with memory) add"
     python3 scripts/daemon_config.py --print "$(command -v runsc)"
-    say "to the engine's daemon.json and reload it (kill -HUP the dockerd; running containers are kept)"
+    say "to the engine's daemon.json and restart it (a reload adds runsc, but docker checkpoint needs experimental mode at start)"
   fi
 fi
 say "sandbox runtimes: $(docker info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}')"
