@@ -17,6 +17,7 @@ import os
 import socket
 import stat
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -61,7 +62,10 @@ _HOP = {
 MAX_WS_MESSAGE = 1 << 20
 CONNECT_TIMEOUT_S = 10.0
 # Handshakes with guest daemons run here, never in the loop's default pool that the replica's other work shares.
-_CONNECTS = ThreadPoolExecutor(16, thread_name_prefix="port-connect")
+_CONNECTS = ThreadPoolExecutor(128, thread_name_prefix="port-connect")
+MAX_CONNECTING_PER_SESSION = 8
+"""direct-pending: a session's handshakes under way in this replica (its sandbox decides how long one takes)."""
+_connecting: Counter[str] = Counter()
 
 
 class PortConnector(Protocol):
@@ -75,14 +79,26 @@ class PortConnector(Protocol):
 class DirectPort:
     """Through the guest daemon's unix socket, on the sandbox's own node."""
 
-    def __init__(self, guest: GuestClient) -> None:
-        self.guest = guest
+    def __init__(self, guest: GuestClient, session_id: str = "") -> None:
+        self.guest, self.session_id = guest, session_id
 
     async def connect(self, port: int) -> socket.socket:
-        """Spliced by the guest daemon."""
-        return await asyncio.get_running_loop().run_in_executor(
-            _CONNECTS, self.guest.connect_port, port, CONNECT_TIMEOUT_S
-        )
+        """Spliced by the guest daemon; PortLimit past the session's handshakes under way."""
+        key = self.session_id  # direct-pending
+        if key and _connecting[key] >= MAX_CONNECTING_PER_SESSION:
+            raise PortLimit(
+                f"session {key} has {_connecting[key]} port connections still being opened, the most it may",
+                limit=MAX_CONNECTING_PER_SESSION,
+            )
+        _connecting[key] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                _CONNECTS, self.guest.connect_port, port, CONNECT_TIMEOUT_S
+            )
+        finally:
+            _connecting[key] -= 1
+            if _connecting[key] <= 0:
+                del _connecting[key]
 
 
 class RelayedPort:
@@ -125,7 +141,7 @@ async def reach(node: Any, session_id: str) -> PortConnector:
     owner = getattr(node, "node_id", None)
     if owner is not None and hasattr(node, "port_relay_open") and owner != _this_ray_node():
         return RelayedPort(node, session_id)
-    return DirectPort(check_local(path))
+    return DirectPort(check_local(path), session_id)  # direct-pending
 
 
 class PortLimits:
