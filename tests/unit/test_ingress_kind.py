@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import pytest
@@ -52,14 +53,24 @@ def test_a_busy_port_is_a_clear_error_before_ray_starts() -> None:
 
 def test_two_servers_get_haproxy_listeners_of_their_own(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setattr(ingress, "haproxy_binary", lambda: "/usr/sbin/haproxy")
-    one, two = ingress.haproxy_env(tmp_path / "a"), ingress.haproxy_env(tmp_path / "b")
-    ports = {
-        int(env[name])
-        for env in (one, two)
-        for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
-    }
+    names = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+    one = ingress.haproxy_env(tmp_path / "a")
+    first = [int(one[name]) for name in names]
+    with contextlib.ExitStack() as running:  # the first server's HAProxy listens on its ports
+        for port in first:
+            listener = running.enter_context(socket.socket())
+            listener.bind(("0.0.0.0", port))
+            listener.listen()
+        two = ingress.haproxy_env(tmp_path / "b")
+    ports = set(first) | {int(two[name]) for name in names}
     assert len(ports) == 4 and not ports & {8404, 9101}
     assert one["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] != two["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
+
+
+def test_one_servers_haproxy_listeners_never_share_a_port() -> None:
+    for _ in range(200):
+        stats, metrics = ingress.free_ports(2)
+        assert stats != metrics
 
 
 def test_asking_for_haproxy_without_it_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

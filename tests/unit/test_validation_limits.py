@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from agent_core.environment.sop import SOPRouter
 from agent_core.errors import InvalidToolSchema, MalformedCall
 from agent_core.tools import ArgumentChecker, LocalToolExecutor, openai_tool_schema
 from foundation.errors import PayloadTooLarge, ValidationFailed
+from foundation.schema.bounded import ValidationBudget
 from foundation.schema.limits import MAX_UNIQUE_ITEMS
 from foundation.schema.validation import check_schema, validate_arguments
 
@@ -88,17 +90,30 @@ async def test_unique_items_over_a_large_array_is_refused_quickly(two_tenants):
     assert error["field"] == "arguments.x" and str(MAX_UNIQUE_ITEMS) in error["message"]
 
 
-async def test_exponential_schema_stops_at_its_budget_while_others_answer(two_tenants):
+async def test_exponential_schema_stops_at_its_budget_while_others_answer(two_tenants, monkeypatch):
+    """The check is held inside its first step until team-b has its answers: a loop blocked by it never answers."""
+    entered, release = threading.Event(), threading.Event()
+    step = ValidationBudget.step
+
+    def held_step(self: ValidationBudget) -> None:
+        if not entered.is_set():
+            entered.set()
+            release.wait(QUICK_S)
+        step(self)
+
+    monkeypatch.setattr(ValidationBudget, "step", held_step)
     body = {"name": "chain", "kind": "python", "source": SOURCE, "parameters": anyof_chain(30)}
     assert (await two_tenants["a"].post("/v1/tools", json=body)).status_code == 201
-    started = time.monotonic()
     attack = asyncio.create_task(two_tenants["a"].post("/v1/tools/chain/call", json={"arguments": {"x": 1}}))
-    await asyncio.sleep(0.2)
-    assert not attack.done()  # the check runs on its own thread, about 2 s ...
-    health = await two_tenants["b"].get("/healthz")
-    other = await two_tenants["b"].get("/v1/tools")
-    assert health.status_code == 200 and other.status_code == 200
-    assert not attack.done()  # ... and the loop answered others meanwhile
+    try:
+        assert await asyncio.to_thread(entered.wait, QUICK_S)  # the check runs on a thread of its own ...
+        health = await asyncio.wait_for(two_tenants["b"].get("/healthz"), QUICK_S)
+        other = await asyncio.wait_for(two_tenants["b"].get("/v1/tools"), QUICK_S)
+        assert health.status_code == 200 and other.status_code == 200
+        assert not attack.done()  # ... and the loop answered others while it was still in its first step
+    finally:
+        release.set()
+    started = time.monotonic()
     response = await attack
     assert time.monotonic() - started < QUICK_S
     assert response.status_code == 422 and response.json()["error"]["field"] == "arguments"

@@ -7,6 +7,7 @@ applies when `toolserver up` starts Ray itself (on a joined cluster, set these v
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -94,6 +95,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int, host: str = "0.0.0.0") -> list[int]:
+    """`count` distinct ports nothing listens on now (each socket is held until all are bound)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
 def haproxy_state_dir(home: Path) -> Path:
     """A short directory for one server's HAProxy files.
 
@@ -113,6 +123,7 @@ def haproxy_env(state_dir: Path) -> dict[str, str]:
     if binary is None:
         raise UserError("--fast-ingress needs HAProxy: install it (Debian: apt-get install haproxy)")
     state_dir.mkdir(parents=True, exist_ok=True)
+    stats_port, metrics_port = free_ports(2)  # Ray binds both on every interface
     return {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -121,6 +132,6 @@ def haproxy_env(state_dir: Path) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state_dir / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state_dir),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state_dir / "server-state"),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
     }
