@@ -2,9 +2,11 @@
 
 runc: the workspace and /tmp are archived, then the container is removed; resuming makes a new hardened
 container for the same session (same image, limits, network, volumes) and unpacks the archive into it, with a
-fresh shell and kernel. runsc: the same archive, then `docker checkpoint create` stops the container with its
-memory; resuming starts it from the checkpoint (shell, kernel and background processes come back), and falls
-back to the archive when the checkpoint cannot be made or restored, saying so in what it answers.
+fresh shell and kernel. runsc: the same archive; then the sandbox lets go of every socket it holds on the host
+(gVisor saves none: the kernel's relays close, the guest daemon stops listening) and `docker checkpoint
+create` stops the container with its memory; resuming starts it from the checkpoint (shell, kernel and
+background processes come back, and the daemon listens again on SIGUSR2), and falls back to the archive when
+the checkpoint cannot be made or restored, saying so in what it answers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from sandbox import _hostdirs
 from sandbox._container import container_name
 from sandbox._meta import write_meta
+from sandbox._runsc_state import clear_stale_state, is_stale_state_error
 from sandbox.base import Sandbox, SandboxInfo, SandboxSpec, VolumeMount
 from sandbox.checkpoints import (
     ARCHIVE_FILE,
@@ -31,6 +34,11 @@ from sandbox.config import SandboxConfig
 __all__ = ["DockerPause"]
 
 log = logging.getLogger(__name__)
+
+
+# After the daemon's and the relays' sockets close, the time for the sandbox's ends of them to close too (the
+# daemon's connection thread, the kernel's ZeroMQ I/O thread); gVisor refuses to save any that is still open.
+QUIESCE_SETTLE_S = 0.3
 
 
 def _short(exc: BaseException) -> str:
@@ -75,6 +83,8 @@ class DockerPause:
         kept: dict[str, Any] = {"filesystem": True, "memory": False, "archive_bytes": size}
         if info.runtime == "runsc":
             try:
+                await sandbox.quiesce()
+                await asyncio.sleep(QUIESCE_SETTLE_S)
                 await asyncio.to_thread(checkpoint_container, self.client, info.container_id)
                 kept["memory"] = True
             except Exception as exc:
@@ -162,11 +172,24 @@ class DockerPause:
         self._release_held(info.session_id)
         if info.network == "egress":
             await self.egress.open(info, _hostdirs.shared_dir(host_dir))
-        await asyncio.to_thread(start_from_checkpoint, self.client, info.container_id)
+        try:
+            await asyncio.to_thread(start_from_checkpoint, self.client, info.container_id)
+        except Exception as exc:
+            if not is_stale_state_error(exc) or not await asyncio.to_thread(self._clear_runsc_state, info):
+                raise
+            await asyncio.to_thread(start_from_checkpoint, self.client, info.container_id)
         sandbox = sandbox_type(info, host_dir, self.config)
-        await sandbox.connect()
+        await sandbox.reconnect_after_restore(lambda: self._signal(info.container_id, "SIGUSR2"))
         self._sandboxes[info.session_id] = sandbox
         return sandbox  # type: ignore[no-any-return]
+
+    def _clear_runsc_state(self, info: SandboxInfo) -> bool:
+        runtimes = self.client.info().get("Runtimes") or {}
+        path = str((runtimes.get(info.runtime) or {}).get("path") or "")
+        return clear_stale_state(path, info.container_id)
+
+    async def _signal(self, container_id: str, name: str) -> None:
+        await asyncio.to_thread(self.client.api.kill, container_id, name)
 
     def _paused_types(self) -> dict[str, tuple[type, str]]:
         if not hasattr(self, "_checkpointed"):

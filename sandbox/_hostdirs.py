@@ -16,9 +16,18 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import subprocess
 
-__all__ = ["freeze_guest_dir", "guest_socket", "make_dirs", "remove_dirs", "shared_dir"]
+__all__ = [
+    "freeze_guest_dir",
+    "guest_socket",
+    "guest_socket_bound",
+    "make_dirs",
+    "remove_dirs",
+    "reopen_guest_dir",
+    "shared_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,26 @@ def make_dirs(root: str, session_id: str, shared_cap_mb: int) -> str:
 def freeze_guest_dir(private: str) -> None:
     """Make the guest daemon's directory read-only to the sandbox, now that its socket is there."""
     os.chmod(os.path.join(private, _SHARED, _GUEST), 0o755)
+
+
+def reopen_guest_dir(private: str) -> None:
+    """Empty the guest daemon's directory and let it bind there again (after a checkpoint's restore)."""
+    guest = os.path.join(private, _SHARED, _GUEST)
+    for name in os.listdir(guest):
+        path = os.path.join(guest, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    os.chmod(guest, 0o777)
+
+
+def guest_socket_bound(private: str) -> bool:
+    """Whether the daemon's socket is there and is a socket (never a link: the host would follow it)."""
+    try:
+        return stat.S_ISSOCK(os.lstat(guest_socket(private)).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _is_mountpoint(path: str) -> bool:

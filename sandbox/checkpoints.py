@@ -12,6 +12,7 @@ counts and stores the bytes (up to a cap) and never parses what the sandbox wrot
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import os
 import shutil
@@ -219,8 +220,15 @@ def restore_workspace(client: Any, container_id: str, source: str) -> None:
 
 
 def checkpoint_container(client: Any, container_id: str) -> None:
-    """Checkpoint a running container's memory and stop it (`docker checkpoint create`; experimental mode)."""
+    """Checkpoint a running container's memory and stop it (`docker checkpoint create`; experimental mode).
+
+    A container restored before keeps its previous checkpoint under the same name, which is dropped first.
+    """
     api = client.api
+    with contextlib.suppress(Exception):  # none yet: 404
+        api._raise_for_status(
+            api._delete(api._url("/containers/{0}/checkpoints/{1}", container_id, CHECKPOINT_NAME))
+        )
     api._raise_for_status(
         api._post_json(
             api._url("/containers/{0}/checkpoints", container_id),

@@ -3,6 +3,10 @@
 Runs inside the container (stdlib only) and, for tests, directly on a host, always as a script: its modules
 (`sbxd_*.py` beside it) are imported by their plain names. One request per connection, one thread per
 connection; shell commands run one at a time. The frames are in `sbxd_wire.py`.
+
+Before a memory checkpoint (gVisor saves no socket bound or connected on the host) the host asks the daemon
+to `quiesce`: it closes its listening socket and accepts nothing until SIGUSR2, sent after the restore, makes
+it listen again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ KERNEL_FILE = "kernel.json"
 MAX_OUTPUT_LIMIT = 64 << 20
 MAX_TIMEOUT_S = 24 * 3600.0
 IDLE_TIMEOUT_S = 60.0
+QUIESCE_TIMEOUT_S = 5.0
 
 
 class Daemon:
@@ -50,6 +55,10 @@ class Daemon:
         self.kernel = Kernel(os.path.join(directory, KERNEL_FILE), self.workspace.root)
         self.processes = Processes(self.workspace.root)
         self.ports = Ports()
+        self._quiesce = threading.Event()  # asked for by a connection's thread
+        self._quiesced = threading.Event()  # done by the main thread: the listening socket is closed
+        self._relisten = threading.Event()  # SIGUSR2
+        self._wake_w: int | None = None
         self.ops = {
             "ping": lambda h, s: self.ping(),
             "shell": self.run_shell,
@@ -68,6 +77,7 @@ class Daemon:
             "proc_stdin": self.processes.stdin,
             "proc_signal": lambda h, s: self.processes.signal(h),
             "port_connect": self.ports.connect,
+            "quiesce": lambda h, s: self.quiesce(),
         }
 
     def ping(self) -> dict:
@@ -79,6 +89,23 @@ class Daemon:
             "hostname": socket.gethostname(),
             "kernel_alive": self.kernel.alive,
         }
+
+    def quiesce(self) -> dict:
+        """Have the main thread close the listening socket; answered once it is closed (on this connection)."""
+        if self._wake_w is None:
+            raise RequestError("internal", "the daemon is not serving")
+        self._quiesced.clear()
+        self._quiesce.set()
+        os.write(self._wake_w, b"q")
+        if not self._quiesced.wait(QUIESCE_TIMEOUT_S):
+            raise RequestError(
+                "internal", f"the listening socket was not closed within {QUIESCE_TIMEOUT_S:g} s"
+            )
+        return {"ok": True, "listening": False}
+
+    def relisten_on_signal(self, signum: int, frame: object) -> None:
+        """SIGUSR2: listen again after a quiesce (the restore of a checkpoint)."""
+        self._relisten.set()
 
     def run_shell(self, header: dict, conn: socket.socket) -> dict:
         """Run the request's command in the shell, within its timeout and output limit.
@@ -137,20 +164,44 @@ class Daemon:
         for fd in (wake_r, wake_w):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(wake_w)
+        self._wake_w = wake_w
+        listening: socket.socket | None = server
         with selectors.DefaultSelector() as selector:
             selector.register(server, selectors.EVENT_READ)
             selector.register(wake_r, selectors.EVENT_READ)
             while True:
                 for key, _ in selector.select():
-                    if key.fileobj is server:
-                        conn, _ = server.accept()
+                    if key.fileobj is listening and listening is not None:
+                        conn, _ = listening.accept()
                         try:
                             threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
                         except RuntimeError:
                             # No thread to be had (the sandbox is at its process limit): answer inline.
                             self.serve_connection(conn)
+                    elif key.fileobj == wake_r:
+                        try:
+                            os.read(wake_r, 512)
+                        except BlockingIOError:
+                            pass
+                if self._quiesce.is_set() and listening is not None:
+                    selector.unregister(listening)
+                    listening.close()
+                    listening = None
+                    self._relisten.clear()
+                    self._quiesce.clear()
+                    self._quiesced.set()
+                elif self._quiesce.is_set():
+                    self._quiesce.clear()
+                    self._quiesced.set()
+                if self._relisten.is_set() and listening is None:
+                    self._relisten.clear()
+                    try:
+                        listening = self.listen()
+                    except OSError:
+                        traceback.print_exc()  # the host sends the signal again once the directory is open
                     else:
-                        os.read(wake_r, 512)
+                        selector.register(listening, selectors.EVENT_READ)
+                        print(f"sbxd: listening again on {self.socket_path}", file=sys.stderr, flush=True)
 
     def shutdown(self) -> None:
         """Stop the kernel and the shell, remove their scratch directories and the socket."""
@@ -179,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     daemon = Daemon(args.dir, args.workspace)
+    signal.signal(signal.SIGUSR2, daemon.relisten_on_signal)
     try:
         if os.path.isfile(daemon.kernel.connection_file):
             try:

@@ -5,7 +5,9 @@ kernel restart needs no writable shared directory. The sockets the host never us
 heartbeat) are bound in a private directory of the sandbox (`SBXD_KERNEL_DIR`). Every message is kept
 under the host's cap (`max_message_bytes` in the connection file): long output goes out in pieces, and
 a display or error too large for it is replaced by a note saying so. The host enforces the cap itself
-and replaces a kernel that breaks it; this only keeps an honest kernel from tripping it.
+and replaces a kernel that breaks it; this only keeps an honest kernel from tripping it. The pipe that
+carries forked children's output to the kernel is a unix socket there too, not loopback TCP: gVisor cannot
+checkpoint a TCP listener that a thread waits on.
 
 Usage: python3 sbxkernel.py -f /sbx/kernel.json   (runs in the guest; ipykernel is its only dependency)
 """
@@ -22,9 +24,11 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     del sys.path[0]  # user code must not import the guest daemon's modules by accident
 
 import zmq
-from ipykernel.iostream import OutStream
+from ipykernel import kernelapp
+from ipykernel.iostream import IOPubThread, OutStream
 from ipykernel.kernelapp import IPKernelApp
 from jupyter_client.session import Session
+from zmq.eventloop.zmqstream import ZMQStream
 
 _PIECE_CHARS = 256 * 1024  # a stream message of this many characters stays far below any cap
 _HEADROOM = 64 * 1024  # identities, delimiter, signature and headers around the content
@@ -105,6 +109,26 @@ class _WithoutEndpoint:
         return b"" if option == zmq.LAST_ENDPOINT else self._sock.getsockopt(option)
 
 
+class UnixPipeIOPubThread(IOPubThread):
+    """IOPubThread whose pipe from forked children listens on a unix socket in the private directory."""
+
+    def _setup_pipe_in(self) -> None:
+        self._pipe_uuid = os.urandom(16)
+        self._pipe_address = f"ipc://{os.path.join(_private_dir(), 'iopub-pipe')}"
+        puller = self.socket.context.socket(zmq.PULL)
+        puller.linger = 0
+        puller.bind(self._pipe_address)
+        self._pipe_in = ZMQStream(puller, self.io_loop)
+        self._pipe_in.on_recv(self._handle_pipe_msg)
+
+    def _setup_pipe_out(self) -> tuple[zmq.Context[Any], zmq.Socket[Any]]:
+        context: zmq.Context[Any] = zmq.Context()  # a fork's own: the parent's is not safe to use
+        pusher = context.socket(zmq.PUSH)
+        pusher.linger = 3000
+        pusher.connect(self._pipe_address)
+        return context, pusher
+
+
 class ConnectingKernelApp(IPKernelApp):
     """An IPKernelApp whose shell and iopub sockets connect to the host's, and which writes no files in /sbx."""
 
@@ -143,6 +167,7 @@ def main() -> None:
         budget = int(json.load(f).get("max_message_bytes") or 0)
     if budget > 0:
         _keep_messages_under(max(_PIECE_CHARS * 8, budget - _HEADROOM))
+    kernelapp.IOPubThread = UnixPipeIOPubThread  # type: ignore[misc]  # what init_iopub makes
     ConnectingKernelApp.launch_instance()
 
 
