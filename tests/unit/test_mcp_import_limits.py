@@ -7,6 +7,7 @@ Before: `_specs` checked every listed schema on the ingress event loop: 256 tool
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ import mcp_types as types
 
 from foundation.schema.limits import MAX_EXPANDED_SCHEMA_BYTES
 from tests.unit.test_schema_refs import server  # noqa: F401  # the in-process app with a fake remote server
+from toolserver.tools import mcp as mcp_tools
 
 QUICK_S = 10.0
 
@@ -42,17 +44,30 @@ async def test_many_large_schemas_are_refused_by_their_total_size_at_once(server
     ).json()["tools"]  # nothing was written
 
 
-async def test_schema_checks_of_an_import_leave_the_loop_free(server):  # noqa: F811
+async def test_schema_checks_of_an_import_leave_the_loop_free(server, monkeypatch):  # noqa: F811
+    """The first check is held until team-b has its answers: a loop blocked by it would never answer."""
+    entered, release = threading.Event(), threading.Event()
+    check = mcp_tools.check_schema
+
+    def held_check(schema: dict[str, Any]) -> dict[str, Any]:
+        if not entered.is_set():
+            entered.set()
+            release.wait(QUICK_S)
+        return check(schema)
+
+    monkeypatch.setattr(mcp_tools, "check_schema", held_check)
     server["remote"].tools = [types.Tool(name=f"t{i}", input_schema=big_schema(f"u{i}x")) for i in range(3)]
     attack = asyncio.create_task(
         server["a"].post("/v1/tools/import/mcp", json={"url": "http://127.0.0.1:9/m"})
     )
-    await asyncio.sleep(0.2)
-    assert not attack.done()  # three schema checks of about 1.7 s each, on the import thread ...
-    health = await server["b"].get("/healthz")
-    listed = await server["b"].get("/v1/tools")
-    assert health.status_code == 200 and listed.status_code == 200
-    assert not attack.done()  # ... while the loop answered others
+    try:
+        assert await asyncio.to_thread(entered.wait, QUICK_S)  # the checks run on the import's thread ...
+        health = await asyncio.wait_for(server["b"].get("/healthz"), QUICK_S)
+        listed = await asyncio.wait_for(server["b"].get("/v1/tools"), QUICK_S)
+        assert health.status_code == 200 and listed.status_code == 200
+        assert not attack.done()  # ... while the loop answered others
+    finally:
+        release.set()
     response = await attack
     assert response.status_code == 201, response.text
     assert sorted(t["name"] for t in response.json()["tools"]) == ["t0", "t1", "t2"]
