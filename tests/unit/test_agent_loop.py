@@ -125,7 +125,7 @@ async def test_parallel_calls_run_concurrently() -> None:
     elapsed = time.monotonic() - started
 
     assert state.status == "succeeded"
-    assert 0.2 <= elapsed < 0.35, f"two 0.2 s tools took {elapsed:.2f} s"
+    assert 0.2 <= elapsed < 0.4, f"two 0.2 s tools took {elapsed:.2f} s"  # one after the other: 0.4 s or more
     one, two = (c.id for c in turn.tool_calls)
     assert tool_messages(model.conversations[1]) == {one: "slow one done", two: "slow two done"}
 
