@@ -25,6 +25,7 @@ from sandbox.base import Sandbox, SandboxInfo, SandboxSpec, VolumeMount
 from sandbox.checkpoints import (
     ARCHIVE_FILE,
     archive_workspace,
+    checkpoint_bytes,
     checkpoint_container,
     restore_workspace,
     start_from_checkpoint,
@@ -86,7 +87,17 @@ class DockerPause:
                 await sandbox.quiesce()
                 await asyncio.sleep(QUIESCE_SETTLE_S)
                 await asyncio.to_thread(checkpoint_container, self.client, info.container_id)
-                kept["memory"] = True
+                held = await asyncio.to_thread(checkpoint_bytes, self.client, info.container_id)
+                if held is not None and size + held > cap_bytes:
+                    kept["note"] = (
+                        f"the memory checkpoint ({held >> 20} MiB) and the files are over the cap of what a"
+                        f" pause keeps ({cap_bytes >> 20} MiB, TOOLSERVER_MAX_PAUSE_ARCHIVE_MB); only the"
+                        " filesystem was kept"
+                    )
+                else:
+                    kept["memory"] = True
+                    if held is not None:
+                        kept["memory_bytes"] = held
             except Exception as exc:
                 kept["note"] = f"the memory checkpoint failed ({_short(exc)}); only the filesystem was kept"
         else:

@@ -237,6 +237,27 @@ def checkpoint_container(client: Any, container_id: str) -> None:
     )
 
 
+def checkpoint_bytes(client: Any, container_id: str) -> int | None:
+    """The size of a container's memory checkpoint on the engine's disk; None where this process cannot read it."""
+    root = str(client.info().get("DockerRootDir") or "")
+    if not root:
+        return None
+    path = os.path.join(root, "containers", container_id, "checkpoints", CHECKPOINT_NAME)
+    if not os.path.isdir(path):
+        return None
+    total = 0
+    try:
+        for folder, _, files in os.walk(path, onerror=_raise):
+            total += sum(os.lstat(os.path.join(folder, name)).st_size for name in files)
+    except OSError:
+        return None
+    return total
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
 def start_from_checkpoint(client: Any, container_id: str) -> None:
     """Start a checkpointed container from its checkpoint (`docker start --checkpoint`)."""
     api = client.api

@@ -21,6 +21,7 @@ from toolserver.client import Client
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.ray]
 
 PAUSE_AFTER_S = 6
+PAUSE_CAP_MB = 32  # files plus memory: an idle runsc sandbox's checkpoint is ~14 MiB
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def server(
         "TOOLSERVER_SANDBOX_IMAGE": sandbox_image,
         "TOOLSERVER_SESSION_PAUSE_AFTER_S": str(PAUSE_AFTER_S),
         "TOOLSERVER_MAX_PAUSED_SESSIONS_PER_NAMESPACE": "2",
-        "TOOLSERVER_MAX_PAUSE_ARCHIVE_MB": "8",
+        "TOOLSERVER_MAX_PAUSE_ARCHIVE_MB": str(PAUSE_CAP_MB),
     }
     if runtimes["runsc"]:
         env["TOOLSERVER_ALLOWED_RUNTIMES"] = "runsc"
@@ -163,6 +164,9 @@ def test_pause_under_runsc_keeps_the_memory(
         assert a.delete(f"/v1/sessions/{session}").status_code == 204
         pytest.skip("the Docker engine was started without experimental mode: docker checkpoint is off")
     assert kept["memory"] is True, kept
+    assert 0 < kept["memory_bytes"] < PAUSE_CAP_MB << 20, (
+        kept
+    )  # the server runs as root: it reads the engine's disk
     assert _python(a, session, "x + 1")["result"] == "42"
     process = a.get(f"/v1/sessions/{session}/processes/{pid}")
     assert process.status_code == 200 and process.json()["status"] == "running", process.text
@@ -173,6 +177,24 @@ def test_pause_under_runsc_keeps_the_memory(
     again = a.post(f"/v1/sessions/{session}/pause")  # a second checkpoint of the restored sandbox
     assert again.status_code == 200 and again.json()["kept"]["memory"] is True, again.text
     assert _python(a, session, "x + 1")["result"] == "51"
+    assert a.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_a_memory_checkpoint_over_the_cap_keeps_the_files_only(
+    a: httpx.Client, runtimes: dict[str, bool]
+) -> None:
+    if not (runtimes["runsc"] and runtimes["checkpoint"]):
+        pytest.skip("needs runsc with the engine's checkpoints on (scripts/setup.sh)")
+    session = _session(a, runtime="runsc")
+    assert _python(a, session, f"import os\nblob = os.urandom({PAUSE_CAP_MB + 8} << 20)")["status"] == "ok"
+    assert _shell(a, session, "echo kept > /workspace/note.txt")[0] == 0
+    paused = a.post(f"/v1/sessions/{session}/pause")
+    assert paused.status_code == 200, paused.text
+    kept = paused.json()["kept"]
+    assert kept["memory"] is False and "TOOLSERVER_MAX_PAUSE_ARCHIVE_MB" in kept["note"], kept
+    assert _shell(a, session, "cat /workspace/note.txt") == (0, "kept\n")
+    assert _python(a, session, "blob")["error"]["ename"] == "NameError"
+    assert a.get(f"/v1/sessions/{session}").json()["resumed"]["kernel"] == "fresh"
     assert a.delete(f"/v1/sessions/{session}").status_code == 204
 
 
@@ -193,12 +215,12 @@ def test_resume_explicitly_and_other_tenants_see_nothing(a: httpx.Client, b: htt
 
 def test_a_pause_too_large_is_refused_and_the_session_keeps_running(a: httpx.Client) -> None:
     session = _session(a)
-    assert _shell(a, session, "head -c 12000000 /dev/urandom > /workspace/big.bin")[0] == 0
+    assert _shell(a, session, "head -c 40000000 /dev/urandom > /workspace/big.bin")[0] == 0
     refused = a.post(f"/v1/sessions/{session}/pause")
     assert refused.status_code == 507, refused.text
     assert "TOOLSERVER_MAX_PAUSE_ARCHIVE_MB" in refused.json()["error"]["message"]
     assert a.get(f"/v1/sessions/{session}").json()["status"] == "running"
-    assert _shell(a, session, "stat -c %s /workspace/big.bin") == (0, "12000000\n")
+    assert _shell(a, session, "stat -c %s /workspace/big.bin") == (0, "40000000\n")
     assert a.delete(f"/v1/sessions/{session}").status_code == 204
 
 

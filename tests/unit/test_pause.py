@@ -267,3 +267,23 @@ async def test_pauses_and_resumes_asked_for_at_once_keep_their_caps(tmp_path: Pa
     calls = await asyncio.gather(*(service.shell(TEAM, paused, "true", 5) for _ in range(4)))
     assert len(calls) == 4 and manager.paused_count() == 0
     assert (await service.get(TEAM, paused))["status"] == "running"
+
+
+class _EngineInfo:
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def info(self) -> dict[str, Any]:
+        return {"DockerRootDir": self.root}
+
+
+def test_a_checkpoints_size_is_read_from_the_engines_disk(tmp_path: Path) -> None:
+    from sandbox.checkpoints import CHECKPOINT_NAME, checkpoint_bytes
+
+    image = tmp_path / "containers" / "c1" / "checkpoints" / CHECKPOINT_NAME
+    (image / "nested").mkdir(parents=True)
+    (image / "checkpoint.img").write_bytes(b"x" * 1000)
+    (image / "nested" / "pages").write_bytes(b"y" * 24)
+    assert checkpoint_bytes(_EngineInfo(str(tmp_path)), "c1") == 1024
+    assert checkpoint_bytes(_EngineInfo(str(tmp_path)), "c2") is None  # none there: not zero
+    assert checkpoint_bytes(_EngineInfo(""), "c1") is None

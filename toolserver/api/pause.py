@@ -15,6 +15,9 @@ class PauseKept(Reply):
     filesystem: bool = Field(description="/workspace and /tmp (volumes keep their own data)")
     memory: bool = Field(description="the running shell, kernel variables and background processes (runsc)")
     archive_bytes: int | None = Field(None, description="the size of the kept files' archive")
+    memory_bytes: int | None = Field(
+        None, description="the size of the memory checkpoint on the node's disk, where it could be read"
+    )
     note: str | None = Field(None, description="why the memory was not kept, when it was not")
 
 
