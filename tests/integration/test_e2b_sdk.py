@@ -224,6 +224,23 @@ def test_kill_removes_the_container(keys) -> None:
     assert e2b.Sandbox.kill(sandbox.sandbox_id) is False
 
 
+def test_pause_then_connect_resumes_with_the_files(keys) -> None:
+    sandbox = e2b.Sandbox.create()
+    sandbox.files.write("/workspace/kept.txt", "kept across the pause")
+    assert sandbox.pause() is True
+    assert e2b.Sandbox.pause(sandbox.sandbox_id) is False  # paused already
+    assert e2b.Sandbox.get_info(sandbox.sandbox_id).state.value == "paused"
+    paused = e2b.Sandbox.list(query=e2b.SandboxQuery(state=[e2b.SandboxState.PAUSED])).next_items()
+    assert sandbox.sandbox_id in [s.sandbox_id for s in paused]
+    with pytest.raises(e2b.SandboxNotFoundException):
+        e2b.Sandbox.connect(sandbox.sandbox_id, api_key=as_e2b_key(keys["b"]))
+    again = e2b.Sandbox.connect(sandbox.sandbox_id)
+    assert again.files.read("/workspace/kept.txt") == "kept across the pause"
+    assert again.get_info().state.value == "running"
+    assert again.commands.run("cat /workspace/kept.txt").stdout == "kept across the pause"
+    assert again.kill() is True
+
+
 def test_smolagents_e2b_executor_runs_a_code_step() -> None:
     """smolagents' CodeAgent with executor_type="e2b" and a scripted model: one code step, its final answer."""
     smolagents = pytest.importorskip("smolagents")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,6 @@ from fastapi import FastAPI
 from registry import Database, KeyStore
 from sandbox.config import SandboxConfig
 from sandbox.errors import InvalidPath
-from sandbox.fake import FakeBackend
 from sandbox.manager import SandboxManager
 from toolserver.config import Settings
 from toolserver.e2b import mount_e2b
@@ -21,6 +21,7 @@ from toolserver.e2b._keys import as_e2b_key, from_e2b_key
 from toolserver.e2b._paths import absolute, relative
 from toolserver.e2b._views import TemplateMap
 from toolserver.http.app import build_services, create_app
+from tests.unit.test_pause import KeepingBackend
 from toolserver.nodes.local import LocalNodes
 
 pytest.importorskip("e2b", reason="needs the e2b extra")
@@ -30,7 +31,8 @@ pytest.importorskip("e2b", reason="needs the e2b extra")
 async def front(tmp_path):
     settings = Settings(home=tmp_path, pool_size=0, max_sessions_per_namespace=3)
     db = Database(settings.database)
-    manager = SandboxManager(SandboxConfig(pool_size=0, node_id="node-a"), backend=FakeBackend("node-a"))
+    config = SandboxConfig(pool_size=0, node_id="node-a", paused_dir=str(tmp_path / "paused"))
+    manager = SandboxManager(config, backend=KeepingBackend("node-a"))
     services = build_services(settings, db, LocalNodes({"node-a": manager}))
     _, key_a = KeyStore(db).create("team-a", "a")
     _, key_b = KeyStore(db).create("team-b", "b")
@@ -125,9 +127,38 @@ async def test_control_api_lifecycle_and_tenancy(front) -> None:
     assert (await a.post(f"/sandboxes/{sid}/timeout", json={"timeout": 60})).status_code == 204
     too_long = await a.post(f"/sandboxes/{sid}/timeout", json={"timeout": 600})
     assert too_long.status_code == 400 and "idle TTL" in too_long.json()["message"]
-    assert (await a.post(f"/sandboxes/{sid}/pause", json={})).status_code == 501
+    assert (await a.post(f"/sandboxes/{sid}/fork", json={})).status_code == 501
     assert (await a.delete(f"/sandboxes/{sid}")).status_code == 204
     assert (await a.get(f"/sandboxes/{sid}")).status_code == 404
+
+
+async def test_pause_resume_and_connect_as_e2b_answers(front) -> None:
+    a, b = front["a"], front["b"]
+    sid = (await a.post("/v2/sandboxes", json={"templateID": "base", "timeout": 120})).json()["sandboxID"]
+    assert (await b.post(f"/sandboxes/{sid}/pause", json={})).status_code == 404
+    assert (await a.post(f"/sandboxes/{sid}/resume", json={})).status_code == 409  # running
+    assert (await a.post(f"/sandboxes/{sid}/pause", json={"memory": True})).status_code == 204
+    assert (await a.post(f"/sandboxes/{sid}/pause", json={})).status_code == 409  # paused already
+    assert (await a.get(f"/sandboxes/{sid}")).json()["state"] == "paused"
+
+    def listed(state: str) -> Any:
+        return a.get("/v2/sandboxes", params={"state": state})
+
+    assert [s["sandboxID"] for s in (await listed("paused")).json()] == [sid]
+    assert (await listed("running")).json() == []
+    assert (
+        await a.post(f"/sandboxes/{sid}/resume", json={"timeout": 600})
+    ).status_code == 400  # past its TTL
+    assert (await a.get(f"/sandboxes/{sid}")).json()["state"] == "paused"  # the refused resume did nothing
+    resumed = await a.post(f"/sandboxes/{sid}/resume", json={"timeout": 60})
+    assert resumed.status_code == 201 and resumed.json()["sandboxID"] == sid
+    assert (await a.get(f"/sandboxes/{sid}")).json()["state"] == "running"
+    assert (await a.post(f"/sandboxes/{sid}/pause", json={})).status_code == 204
+    connected = await a.post(f"/v2/sandboxes/{sid}/connect", json={"timeout": 60})
+    assert connected.status_code == 201 and (await a.get(f"/sandboxes/{sid}")).json()["state"] == "running"
+    assert (await a.post(f"/v2/sandboxes/{sid}/connect", json={})).status_code == 200  # running: as it is
+    assert (await a.post(f"/sandboxes/{sid}/resume", json={"autoPause": True})).status_code == 501
+    assert (await a.delete(f"/sandboxes/{sid}")).status_code == 204
 
 
 async def test_errors_have_e2bs_shape(front) -> None:

@@ -1,8 +1,9 @@
-"""E2B's control API (`E2B_API_URL`): create, connect, list, get, kill, set timeout, as sessions of ours.
+"""E2B's control API (`E2B_API_URL`): create, connect, list, get, kill, set timeout, pause, as sessions of ours.
 
 An E2B sandbox is one of the caller's sessions: the same namespace, caps, limits, expiry and images.
 E2B's `timeout` is the session's idle TTL; setting it again resets the idle clock and may not go past
-the TTL the sandbox was created with (the node keeps that one).
+the TTL the sandbox was created with (the node keeps that one). A pause is the session's pause (the memory
+is kept where the runtime can checkpoint, whatever `memory` asks); connect and resume resume it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from foundation.errors import UserError
 from toolserver.api.requests import SessionCreate
 from toolserver.e2b._auth import control_principal
 from toolserver.e2b._records import E2BRecord
-from toolserver.e2b._views import TemplateMap, created_view, detail_view
-from toolserver.e2b.errors import E2BUnsupported
+from toolserver.e2b._views import TemplateMap, created_view, detail_view, e2b_state
+from toolserver.e2b.errors import E2BConflict, E2BUnsupported
 
 __all__ = ["control_routes"]
 
@@ -49,6 +50,20 @@ class NewSandbox(_Body):
 
 class Timeout(_Body):
     timeout: int | None = Field(None, gt=0)
+
+
+class PauseBody(_Body):
+    """`POST /sandboxes/{id}/pause` (SandboxPauseRequest): read and checked, not obeyed (the runtime decides)."""
+
+    memory: bool | None = None
+    require_healthy_guest: bool | None = Field(None, alias="requireHealthyGuest")
+
+
+class ResumeBody(_Body):
+    """`POST /sandboxes/{id}/resume` (ResumedSandbox): E2B's older way to resume."""
+
+    timeout: int | None = Field(None, gt=0)
+    auto_pause: bool = Field(False, alias="autoPause")
 
 
 def _parse(model: type[_Body], raw: bytes) -> Any:
@@ -114,12 +129,39 @@ class ControlAPI:
         return JSONResponse(created_view(session, record, self._key(request)), status_code=201)
 
     async def connect(self, request: Request) -> Response:
+        """The sandbox, resumed first when it is paused (201 then, as E2B answers; 200 when it was running)."""
         who = await self._who(request)
         sandbox_id = request.path_params["sandbox_id"]
         body = _parse(Timeout, await request.body())
-        session = await self._touch(who, sandbox_id, body.timeout)
+        was_paused = (await self.svc.sessions.get(who, sandbox_id)).get("status") == "paused"
+        session = await self._touch(who, sandbox_id, body.timeout)  # any call on its node resumes it
         record = await self.records.get(who, sandbox_id)
-        return JSONResponse(created_view(session, record, self._key(request)), status_code=200)
+        view = created_view(session, record, self._key(request))
+        return JSONResponse(view, status_code=201 if was_paused else 200)
+
+    async def pause(self, request: Request) -> Response:
+        """Pause the sandbox (204); 409 when it is paused already, as E2B answers."""
+        who = await self._who(request)
+        sandbox_id = request.path_params["sandbox_id"]
+        _parse(PauseBody, await request.body())
+        if (await self.svc.sessions.get(who, sandbox_id)).get("status") == "paused":
+            raise E2BConflict(f"sandbox {sandbox_id} is paused already")
+        await self.svc.sessions.pause(who, sandbox_id)
+        log.info("e2b sandbox %s paused by %s", sandbox_id, who.namespace)
+        return Response(status_code=204)
+
+    async def resume(self, request: Request) -> Response:
+        """Resume a paused sandbox (201); 409 when it is running, as E2B answers."""
+        who = await self._who(request)
+        sandbox_id = request.path_params["sandbox_id"]
+        body = _parse(ResumeBody, await request.body())
+        if body.auto_pause:
+            raise E2BUnsupported("autoPause is not supported by this server (the operator sets idle pausing)")
+        if (await self.svc.sessions.get(who, sandbox_id)).get("status") != "paused":
+            raise E2BConflict(f"sandbox {sandbox_id} is not paused")
+        session = await self._touch(who, sandbox_id, body.timeout)  # checks the timeout, then resumes
+        record = await self.records.get(who, sandbox_id)
+        return JSONResponse(created_view(session, record, self._key(request)), status_code=201)
 
     async def get(self, request: Request) -> Response:
         who = await self._who(request)
@@ -131,11 +173,11 @@ class ControlAPI:
     async def list(self, request: Request) -> Response:
         who = await self._who(request)
         states = set(filter(None, request.query_params.get("state", "").split(",")))
-        if states and "running" not in states:
-            return JSONResponse([])
         wanted = dict(urllib.parse.parse_qsl(request.query_params.get("metadata", "")))
         out = []
         for session in await self.svc.sessions.list(who):
+            if states and e2b_state(session) not in states:
+                continue
             try:
                 record = await self.records.get(who, session["id"])
             except UserError:
@@ -171,7 +213,10 @@ class ControlAPI:
     async def unsupported(self, request: Request) -> Response:
         await self._who(request)
         what = request.url.path.rsplit("/", 1)[-1]
-        raise E2BUnsupported(f"{what} is not supported by this server yet (no sandbox persistence)")
+        raise E2BUnsupported(
+            f"{what} is not supported by this server's E2B API yet (snapshots and forks are in its own API:"
+            " /v1/sessions/{id}/snapshots)"
+        )
 
     async def _touch(self, who: Any, sandbox_id: str, timeout: int | None) -> dict[str, Any]:
         """Reset the sandbox's idle clock (a call on its node); a timeout past its TTL is refused."""
@@ -202,8 +247,8 @@ def control_routes(api: ControlAPI) -> list[Route]:
         Route(one + "/timeout", api.set_timeout, methods=["POST"]),
         Route(one + "/refreshes", api.refresh, methods=["POST"]),
         Route(one + "/metrics", api.metrics, methods=["GET"]),
-        Route(one + "/pause", api.unsupported, methods=["POST"]),
-        Route(one + "/resume", api.unsupported, methods=["POST"]),
+        Route(one + "/pause", api.pause, methods=["POST"]),
+        Route(one + "/resume", api.resume, methods=["POST"]),
         Route(one + "/fork", api.unsupported, methods=["POST"]),
         Route(one + "/snapshots", api.unsupported, methods=["POST"]),
         Route(one + "/network", api.unsupported, methods=["PUT"]),

@@ -10,7 +10,7 @@ from foundation.errors import UserError
 from toolserver.e2b._keys import as_e2b_key
 from toolserver.e2b._records import E2BRecord
 
-__all__ = ["ENVD_VERSION", "TemplateMap", "created_view", "detail_view"]
+__all__ = ["ENVD_VERSION", "TemplateMap", "created_view", "detail_view", "e2b_state"]
 
 ENVD_VERSION = "0.5.7"
 """The envd version the front speaks: default user, stdin close, octet-stream uploads; no file metadata."""
@@ -64,6 +64,11 @@ def created_view(session: dict[str, Any], record: E2BRecord, key: str) -> dict[s
     }
 
 
+def e2b_state(session: dict[str, Any]) -> str:
+    """E2B's `state` of a session: `paused` or `running`."""
+    return "paused" if session.get("status") == "paused" else "running"
+
+
 def detail_view(session: dict[str, Any], record: E2BRecord, key: str | None = None) -> dict[str, Any]:
     """`SandboxDetail` (get info) and, without the token, `ListedSandbox` (list)."""
     limits = session.get("limits") or {}
@@ -78,7 +83,7 @@ def detail_view(session: dict[str, Any], record: E2BRecord, key: str | None = No
         "cpuCount": max(1, round(float(limits.get("cpus", 1)))),
         "memoryMB": int(limits.get("memory_mb", 0)),
         "diskSizeMB": int(limits.get("disk_mb", 0)),
-        "state": "running",
+        "state": e2b_state(session),
         "metadata": record.metadata,
         "allowInternetAccess": network not in (None, "none"),
     }

@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 
 from foundation.errors import ToolServerError
 
-__all__ = ["E2BUnsupported", "connect_code_name", "e2b_error"]
+__all__ = ["E2BConflict", "E2BUnsupported", "connect_code_name", "e2b_error"]
 
 
 class E2BUnsupported(ToolServerError):
@@ -16,6 +16,13 @@ class E2BUnsupported(ToolServerError):
 
     status = 501
     type = "not_implemented"
+
+
+class E2BConflict(ToolServerError):
+    """The sandbox is not in the state the call needs (paused already, or not paused): E2B's 409."""
+
+    status = 409
+    type = "conflict"
 
 
 def e2b_error(status: int, message: str) -> JSONResponse:
