@@ -14,6 +14,7 @@ from registry import Database, KeyStore
 from sandbox.config import SandboxConfig
 from sandbox.errors import InvalidPath
 from sandbox.manager import SandboxManager
+from tests.unit.test_pause import KeepingBackend
 from toolserver.config import Settings
 from toolserver.e2b import mount_e2b
 from toolserver.e2b._interpreter import _end_lines, _event_lines
@@ -21,7 +22,6 @@ from toolserver.e2b._keys import as_e2b_key, from_e2b_key
 from toolserver.e2b._paths import absolute, relative
 from toolserver.e2b._views import TemplateMap
 from toolserver.http.app import build_services, create_app
-from tests.unit.test_pause import KeepingBackend
 from toolserver.nodes.local import LocalNodes
 
 pytest.importorskip("e2b", reason="needs the e2b extra")
