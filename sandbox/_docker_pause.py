@@ -194,6 +194,10 @@ class DockerPause:
         self._sandboxes[info.session_id] = sandbox
         return sandbox  # type: ignore[no-any-return]
 
+    def holds_checkpoint(self, session_id: str) -> bool:
+        """Whether a paused session's stopped container with its memory checkpoint is kept here."""
+        return session_id in self._paused_types()
+
     def _clear_runsc_state(self, info: SandboxInfo) -> bool:
         runtimes = self.client.info().get("Runtimes") or {}
         path = str((runtimes.get(info.runtime) or {}).get("path") or "")

@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 PauseListener = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 """Told `(session_id, "paused" or "running", what the pause kept or the resume restored)` on every change."""
 
-_RESTARTED = "the server restarted while the session was paused: its memory checkpoint is gone; files kept"
+_RESTARTED = (
+    "the server was stopped while the session was paused, and its memory checkpoint went with its container;"
+    " files kept"
+)
 
 
 class ManagerPause(NodePausing):
@@ -145,6 +148,18 @@ class ManagerPause(NodePausing):
             await self.backend.drop_paused(session_id)
         await asyncio.to_thread(remove_state, state_dir(self.config.paused_dir, session_id))
 
+    async def _checkpointed_paused(self, live: dict[str, float], adopt_from: set[str] | None) -> set[str]:
+        """After a restart: the live paused sessions of this node whose memory checkpoint was taken."""
+        mine = {self.config.node_id, *(adopt_from or ())}
+        found = set()
+        for session_id in await asyncio.to_thread(paused_dirs, self.config.paused_dir):
+            if session_id not in live:
+                continue
+            state = await asyncio.to_thread(load_state, state_dir(self.config.paused_dir, session_id))
+            if state is not None and state.checkpointed and state.info.node_id in mine:
+                found.add(session_id)
+        return found
+
     async def _find_paused(
         self, live: dict[str, float], attached: builtins.list[str], adopt_from: set[str] | None = None
     ) -> builtins.list[str]:
@@ -165,7 +180,8 @@ class ManagerPause(NodePausing):
                 if state.info.node_id in mine:
                     await asyncio.to_thread(remove_state, directory)
                 continue
-            if state.checkpointed:  # the node's reconcile removed the stopped container with its checkpoint
+            if state.checkpointed and not self._backend_holds_checkpoint(session_id):
+                # its stopped container went (a `toolserver down`, or the engine lost it): files only
                 state.checkpointed = False
                 state.kept = {**state.kept, "memory": False, "note": _RESTARTED}
                 await asyncio.to_thread(save_state, directory, state)
@@ -176,6 +192,10 @@ class ManagerPause(NodePausing):
                 self.backend._hold_volumes(session_id, state.info.volumes)
             found.append(session_id)
         return found
+
+    def _backend_holds_checkpoint(self, session_id: str) -> bool:
+        held = getattr(self.backend, "holds_checkpoint", None)
+        return bool(held(session_id)) if held is not None else False
 
     async def _pause_idle(self, now: float, idle_ids: builtins.list[str]) -> builtins.list[str]:
         """Pause the running sessions idle past `pause_after_s` (and not yet past their TTL)."""

@@ -249,9 +249,15 @@ class SandboxBackend(abc.ABC):
         """Raise SandboxGone when the session's sandbox has died; a no-op where that cannot happen."""
 
     async def reconcile(
-        self, live_session_ids: set[str], adopt_from: set[str] | None = None
+        self,
+        live_session_ids: set[str],
+        adopt_from: set[str] | None = None,
+        checkpointed: set[str] | None = None,
     ) -> dict[str, builtins.list[str]]:
-        """Match the engine to the registry: re-attach live sessions, remove the rest."""
+        """Match the engine to the registry: re-attach live sessions, remove the rest.
+
+        `checkpointed` names paused sessions whose stopped container holds their memory: those are kept.
+        """
         return {"attached": [], "removed": []}
 
     def egress_report(self, session_id: str) -> dict[str, Any]:

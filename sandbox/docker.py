@@ -349,6 +349,7 @@ class DockerBackend(SandboxBackend, DockerVolumes, DockerPause):
             await self.destroy(session_id)
         for container in await asyncio.to_thread(self.engine.owned, set()):
             await asyncio.to_thread(self.engine.remove, container.id)
+        self._paused_types().clear()  # their stopped containers went too: a resume restores the files
         await asyncio.to_thread(self._remove_stray_dirs)
         for path in (self._root, os.path.dirname(self._root)):
             try:
@@ -357,12 +358,16 @@ class DockerBackend(SandboxBackend, DockerVolumes, DockerPause):
                 pass
 
     async def reconcile(
-        self, live_session_ids: set[str], adopt_from: set[str] | None = None
+        self,
+        live_session_ids: set[str],
+        adopt_from: set[str] | None = None,
+        checkpointed: set[str] | None = None,
     ) -> dict[str, builtins.list[str]]:
         """Re-attach containers of live sessions; remove every other container this manager owns.
 
         `adopt_from` names nodes that no longer exist (a restarted single-node server gets a new Ray
-        node id): their containers on this engine are treated as this node's own.
+        node id): their containers on this engine are treated as this node's own. The stopped containers
+        of the `checkpointed` paused sessions are kept, with their directories, to be restored on resume.
         """
         await asyncio.to_thread(self.volumes.attach_all)  # volumes outlive the node: mount them again first
         attached: builtins.list[str] = []
@@ -370,6 +375,10 @@ class DockerBackend(SandboxBackend, DockerVolumes, DockerPause):
         for container in await asyncio.to_thread(self.engine.owned, adopt_from or set()):
             session_id = container.labels.get(_labels.SESSION, "")
             running = container.status == "running"
+            if session_id in (checkpointed or ()) and not running:
+                kept = private_dir(container) or os.path.join(self._root, session_id)
+                self._paused_types()[session_id] = DockerSandbox, kept
+                continue
             if session_id in live_session_ids and running and session_id not in self._sandboxes:
                 try:
                     await self._attach(container, session_id)
@@ -412,5 +421,5 @@ class DockerBackend(SandboxBackend, DockerVolumes, DockerPause):
         if not os.path.isdir(self._root):
             return
         for name in os.listdir(self._root):
-            if name not in self._sandboxes:
+            if name not in self._sandboxes and name not in self._paused_types():
                 _hostdirs.remove_dirs(os.path.join(self._root, name))

@@ -87,7 +87,8 @@ class SandboxManager(
         `adopt_from` names vanished nodes whose containers on this engine this manager takes over.
         """
         live = live_sessions or {}
-        report = await self.backend.reconcile(set(live), adopt_from)
+        checkpointed = await self._checkpointed_paused(live, adopt_from)  # pause: their containers stay
+        report = await self.backend.reconcile(set(live), adopt_from, checkpointed)
         self._engine_runtimes = await self._ask_engine_runtimes()
         offered = self._engine_runtimes
         missing = [r for r in self.config.runtimes if offered is not None and r not in offered]

@@ -303,3 +303,25 @@ def test_a_paused_session_outlives_a_server_restart(server: ServerProcess, keys:
         assert _shell(again, session, "cat /workspace/keep.txt") == (0, "survived\n")
         assert again.get(f"/v1/sessions/{session}").json()["status"] == "running"
         assert again.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_a_memory_checkpoint_outlives_a_server_crash(
+    server: ServerProcess, keys: dict[str, str], runtimes: dict[str, bool], docker_engine: Any
+) -> None:
+    if not (runtimes["runsc"] and runtimes["checkpoint"]):
+        pytest.skip("needs runsc with the engine's checkpoints on (scripts/setup.sh)")
+    with _http(server, keys["a"]) as a:
+        session = _session(a, runtime="runsc")
+        assert _python(a, session, "x = 41")["status"] == "ok"
+        paused = a.post(f"/v1/sessions/{session}/pause")
+        assert paused.status_code == 200 and paused.json()["kept"]["memory"] is True, paused.text
+    server.crash()
+    server.start()
+    with _http(server, keys["a"]) as again:
+        assert again.get(f"/v1/sessions/{session}").json()["status"] == "paused"
+        assert (
+            _python(again, session, "x + 1")["result"] == "42"
+        )  # the stopped container was kept, and restored
+        assert again.get(f"/v1/sessions/{session}").json()["resumed"]["kernel"] == "restored"
+        assert again.delete(f"/v1/sessions/{session}").status_code == 204
+    assert not docker_engine.containers.list(all=True, filters={"name": f"tsbx-{session}"})
