@@ -27,6 +27,7 @@ from sandbox.checkpoints import (
     archive_workspace,
     checkpoint_bytes,
     checkpoint_container,
+    delete_checkpoint,
     restore_workspace,
     start_from_checkpoint,
 )
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 # After the daemon's and the relays' sockets close, the time for the sandbox's ends of them to close too (the
 # daemon's connection thread, the kernel's ZeroMQ I/O thread); gVisor refuses to save any that is still open.
 QUIESCE_SETTLE_S = 0.3
-
-
-def _short(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 class DockerPause:
@@ -82,9 +79,14 @@ class DockerPause:
             archive_workspace, self.client, info.container_id, archive, info.volumes, cap_bytes
         )
         kept: dict[str, Any] = {"filesystem": True, "memory": False, "archive_bytes": size}
-        if info.runtime == "runsc":
+        if info.runtime == "runsc" and not _hostdirs.shared_dir_contained(sandbox.host_dir):
+            kept["note"] = (
+                "memory pauses need a server running as root (the sandbox's /sbx on a small tmpfs of its own):"
+                " only the filesystem was kept"
+            )
+        elif info.runtime == "runsc":
+            await sandbox.quiesce()  # SessionBusy: connections are open; the sandbox runs on as it was
             try:
-                await sandbox.quiesce()
                 await asyncio.sleep(QUIESCE_SETTLE_S)
                 await asyncio.to_thread(checkpoint_container, self.client, info.container_id)
                 held = await asyncio.to_thread(checkpoint_bytes, self.client, info.container_id)
@@ -99,7 +101,10 @@ class DockerPause:
                     if held is not None:
                         kept["memory_bytes"] = held
             except Exception as exc:
-                kept["note"] = f"the memory checkpoint failed ({_short(exc)}); only the filesystem was kept"
+                log.warning("session %s: the memory checkpoint failed: %s", session_id, exc)
+                kept["note"] = (
+                    "the memory checkpoint failed (the node's log says why); only the filesystem was kept"
+                )
         else:
             kept["note"] = (
                 "runc keeps the filesystem only: the shell, kernel and processes start fresh on resume"
@@ -123,10 +128,11 @@ class DockerPause:
             sandbox_type, host_dir = held
             try:
                 sandbox = await self._start_checkpointed(sandbox_type, info, host_dir)
+                await self._drop_restored_checkpoint(info)
                 return sandbox, {"kernel": "restored", "memory": True}
             except Exception as exc:
                 log.warning("session %s: restoring its checkpoint failed: %s", info.session_id, exc)
-                note = f"restoring the memory checkpoint failed ({_short(exc)}); the files were restored"
+                note = "restoring the memory checkpoint failed (the node's log says why); the files were restored"
                 await self.egress.close(info.session_id)
                 await self._remove(container_name(info.session_id), host_dir)
         self._release_held(info.session_id)
@@ -193,6 +199,13 @@ class DockerPause:
         await sandbox.reconnect_after_restore(lambda: self._signal(info.container_id, "SIGUSR2"))
         self._sandboxes[info.session_id] = sandbox
         return sandbox  # type: ignore[no-any-return]
+
+    async def _drop_restored_checkpoint(self, info: SandboxInfo) -> None:
+        """A restored container's checkpoint is not kept on the engine's disk while it runs."""
+        try:
+            await asyncio.to_thread(delete_checkpoint, self.client, info.container_id)
+        except Exception as exc:  # the session runs; the next pause replaces the checkpoint anyway
+            log.warning("session %s: its restored checkpoint could not be deleted: %s", info.session_id, exc)
 
     def holds_checkpoint(self, session_id: str) -> bool:
         """Whether a paused session's stopped container with its memory checkpoint is kept here."""

@@ -30,6 +30,7 @@ from sandbox.errors import (
     SandboxError,
     SandboxGone,
     SandboxUnavailable,
+    SessionBusy,
     WorkspaceFileNotFound,
 )
 from sandbox.ports import PortClosed, PortLimit
@@ -50,6 +51,7 @@ _ERRORS: dict[str, type[ToolServerError]] = {
     "process_limit": ProcessLimit,
     "port_closed": PortClosed,
     "port_limit": PortLimit,
+    "busy": SessionBusy,
 }
 
 

@@ -13,6 +13,7 @@ is a small tmpfs as well. Nothing the server trusts is ever read back from it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ import stat
 import subprocess
 
 __all__ = [
+    "clean_guest_dir",
     "freeze_guest_dir",
     "guest_socket",
     "guest_socket_bound",
@@ -27,6 +29,7 @@ __all__ = [
     "remove_dirs",
     "reopen_guest_dir",
     "shared_dir",
+    "shared_dir_contained",
 ]
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 _SHARED = "sbx"
 _GUEST = "guest"
 GUEST_SOCKET = "sbxd.sock"
+SHARED_INODES = 256  # /sbx holds about 15 entries: connection files, relay sockets, the daemon's socket
 _warned = False
 
 
@@ -58,7 +62,7 @@ def make_dirs(root: str, session_id: str, shared_cap_mb: int) -> str:
     os.makedirs(shared)
     os.chmod(shared, 0o755)
     if shared_cap_mb > 0 and os.geteuid() == 0:
-        options = f"size={shared_cap_mb}m,mode=0755,nosuid,nodev,noexec"
+        options = f"size={shared_cap_mb}m,nr_inodes={SHARED_INODES},mode=0755,nosuid,nodev,noexec"
         done = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", options, "tsbx", shared], capture_output=True, text=True
         )
@@ -88,6 +92,26 @@ def reopen_guest_dir(private: str) -> None:
         else:
             os.unlink(path)
     os.chmod(guest, 0o777)
+
+
+def clean_guest_dir(private: str) -> bool:
+    """Remove every entry of the (frozen) guest directory but the daemon's socket; whether only that is left."""
+    guest = os.path.join(private, _SHARED, _GUEST)
+    for name in os.listdir(guest):
+        if name == GUEST_SOCKET:
+            continue
+        path = os.path.join(guest, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    return set(os.listdir(guest)) <= {GUEST_SOCKET}
+
+
+def shared_dir_contained(private: str) -> bool:
+    """Whether /sbx is a small tmpfs of its own (the server runs as root), which bounds what lands there."""
+    return _is_mountpoint(shared_dir(private))
 
 
 def guest_socket_bound(private: str) -> bool:

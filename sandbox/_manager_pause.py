@@ -27,7 +27,7 @@ from sandbox.checkpoints import (
     state_dir,
 )
 from sandbox.config import SandboxConfig
-from sandbox.errors import SandboxUnavailable
+from sandbox.errors import SandboxUnavailable, SessionBusy
 
 __all__ = ["ManagerPause", "PauseListener"]
 
@@ -88,6 +88,12 @@ class ManagerPause(NodePausing):
                 return {"status": "paused", "paused_at": state.paused_at, "kept": state.kept}
             backend = self._backend_pauses()
             await backend.get(session_id)  # SandboxNotFound before anything is written
+            if self._busy()[session_id] > 0:
+                raise SessionBusy(
+                    f"session {session_id} has {self._busy()[session_id]} call(s) running; pause it when they"
+                    " have ended",
+                    session_id=session_id,
+                )
             directory = await asyncio.to_thread(state_dir, self.config.paused_dir, session_id, create=True)
             try:
                 info, kept = await backend.pause_sandbox(

@@ -12,7 +12,6 @@ counts and stores the bytes (up to a cap) and never parses what the sandbox wrot
 from __future__ import annotations
 
 import abc
-import contextlib
 import json
 import os
 import shutil
@@ -30,7 +29,9 @@ __all__ = [
     "NodePausing",
     "PausedState",
     "archive_workspace",
+    "checkpoint_bytes",
     "checkpoint_container",
+    "delete_checkpoint",
     "load_state",
     "paused_dirs",
     "remove_state",
@@ -225,16 +226,27 @@ def checkpoint_container(client: Any, container_id: str) -> None:
     A container restored before keeps its previous checkpoint under the same name, which is dropped first.
     """
     api = client.api
-    with contextlib.suppress(Exception):  # none yet: 404
-        api._raise_for_status(
-            api._delete(api._url("/containers/{0}/checkpoints/{1}", container_id, CHECKPOINT_NAME))
-        )
+    delete_checkpoint(client, container_id)
     api._raise_for_status(
         api._post_json(
             api._url("/containers/{0}/checkpoints", container_id),
             data={"CheckpointID": CHECKPOINT_NAME, "Exit": True},
         )
     )
+
+
+def delete_checkpoint(client: Any, container_id: str) -> None:
+    """Drop the container's memory checkpoint, if it has one (once restored, or before a new one is taken)."""
+    import docker.errors
+
+    api = client.api
+    try:
+        api._raise_for_status(
+            api._delete(api._url("/containers/{0}/checkpoints/{1}", container_id, CHECKPOINT_NAME))
+        )
+    except docker.errors.APIError as exc:  # none: this engine answers 500 "... does not exist", others 404
+        if not isinstance(exc, docker.errors.NotFound) and "does not exist" not in str(exc):
+            raise
 
 
 def checkpoint_bytes(client: Any, container_id: str) -> int | None:

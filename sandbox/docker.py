@@ -88,11 +88,12 @@ class DockerSandbox(Sandbox):
     async def quiesce(self) -> None:
         """Drop every socket this sandbox holds on the host, for a memory checkpoint (gVisor saves none).
 
-        The kernel's channels go with its relays (the kernel keeps retrying them); the daemon closes its
-        listening socket until `reconnect_after_restore`.
+        The daemon closes its listening socket until `reconnect_after_restore` (SessionBusy, and nothing
+        changes, while other connections to it are open); then the kernel's channels go with its relays (the
+        kernel keeps retrying them).
         """
+        await self._guest.call({"op": "quiesce"}, timeout_s=QUIESCE_TIMEOUT_S)  # SessionBusy: nothing changed
         await self.close()
-        await self._guest.call({"op": "quiesce"}, timeout_s=QUIESCE_TIMEOUT_S)
 
     async def reconnect_after_restore(self, wake_daemon: Callable[[], Awaitable[None]]) -> None:
         """After a restore: let the daemon bind again (`wake_daemon` signals it), then connect as at the start.
@@ -110,6 +111,9 @@ class DockerSandbox(Sandbox):
                 await asyncio.sleep(0.02)
         finally:
             await asyncio.to_thread(_hostdirs.freeze_guest_dir, self.host_dir)
+        # What the sandbox made there while it was open goes; anything that will not go fails the restore.
+        if not await asyncio.to_thread(_hostdirs.clean_guest_dir, self.host_dir):
+            raise SandboxUnavailable("the restored sandbox left entries in its daemon's directory")
         if not await asyncio.to_thread(_hostdirs.guest_socket_bound, self.host_dir):
             raise SandboxUnavailable("the restored sandbox replaced its daemon's socket")
         await self._guest.wait_ready(max(0.5, deadline - time.monotonic()))

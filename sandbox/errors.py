@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from foundation.errors import NotFound, PayloadTooLarge, RuntimeFailure, Unavailable, UserError
+from foundation.errors import Conflict, NotFound, PayloadTooLarge, RuntimeFailure, Unavailable, UserError
 
 __all__ = [
     "FakeCannotRun",
@@ -20,6 +20,7 @@ __all__ = [
     "SandboxGone",
     "SandboxNotFound",
     "SandboxUnavailable",
+    "SessionBusy",
     "WorkspaceFileNotFound",
 ]
 
@@ -116,6 +117,12 @@ class NotSupported(SandboxError):
 
     status = 501
     type = "not_supported"
+
+
+class SessionBusy(Conflict):
+    """The session has calls or connections under way that a pause would cut (409: pause it after they end)."""
+
+    type = "session_busy"
 
 
 class PauseTooLarge(PayloadTooLarge):

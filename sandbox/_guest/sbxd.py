@@ -59,6 +59,8 @@ class Daemon:
         self._quiesced = threading.Event()  # done by the main thread: the listening socket is closed
         self._relisten = threading.Event()  # SIGUSR2
         self._wake_w: int | None = None
+        self._open = 0  # connections being served now
+        self._open_lock = threading.Lock()
         self.ops = {
             "ping": lambda h, s: self.ping(),
             "shell": self.run_shell,
@@ -91,9 +93,21 @@ class Daemon:
         }
 
     def quiesce(self) -> dict:
-        """Have the main thread close the listening socket; answered once it is closed (on this connection)."""
+        """Have the main thread close the listening socket; answered once it is closed (on this connection).
+
+        Refused while other connections are open (a call, a process's output followed, a port connection):
+        a checkpoint would cut them, and gVisor saves no socket connected to the host.
+        """
         if self._wake_w is None:
             raise RequestError("internal", "the daemon is not serving")
+        with self._open_lock:
+            others = self._open - 1
+        if others > 0:
+            raise RequestError(
+                "busy",
+                f"{others} other connection(s) to the sandbox are open (a call, a process's output being"
+                " followed, or a port connection)",
+            )
         self._quiesced.clear()
         self._quiesce.set()
         os.write(self._wake_w, b"q")
@@ -119,6 +133,14 @@ class Daemon:
         limit = number(header, "limit", DEFAULT_OUTPUT_LIMIT, MAX_OUTPUT_LIMIT)
         tap = StreamTap(conn, int(limit)) if header.get("stream") is True else None
         return self.shell.run(command, timeout, int(limit), tap)
+
+    def _counted(self, conn: socket.socket) -> None:
+        """`serve_connection` for a connection counted as open when it was accepted."""
+        try:
+            self.serve_connection(conn)
+        finally:
+            with self._open_lock:
+                self._open -= 1
 
     def serve_connection(self, conn: socket.socket) -> None:
         """Read one request from `conn`, answer it, close it; failures become typed error replies."""
@@ -173,11 +195,13 @@ class Daemon:
                 for key, _ in selector.select():
                     if key.fileobj is listening and listening is not None:
                         conn, _ = listening.accept()
+                        with self._open_lock:
+                            self._open += 1
                         try:
-                            threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+                            threading.Thread(target=self._counted, args=(conn,), daemon=True).start()
                         except RuntimeError:
                             # No thread to be had (the sandbox is at its process limit): answer inline.
-                            self.serve_connection(conn)
+                            self._counted(conn)
                     elif key.fileobj == wake_r:
                         try:
                             os.read(wake_r, 512)

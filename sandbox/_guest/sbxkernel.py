@@ -117,7 +117,13 @@ class UnixPipeIOPubThread(IOPubThread):
         self._pipe_address = f"ipc://{os.path.join(_private_dir(), 'iopub-pipe')}"
         puller = self.socket.context.socket(zmq.PULL)
         puller.linger = 0
-        puller.bind(self._pipe_address)
+        try:
+            puller.bind(self._pipe_address)
+        except zmq.ZMQError as exc:  # the kernel still runs; forked children's output is lost
+            print(f"sbxkernel: no pipe for forked children's output ({exc})", file=sys.__stderr__)
+            self._pipe_flag = False
+            puller.close()
+            return
         self._pipe_in = ZMQStream(puller, self.io_loop)
         self._pipe_in.on_recv(self._handle_pipe_msg)
 

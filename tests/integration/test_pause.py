@@ -6,6 +6,7 @@ that a paused session outlives it. The memory case runs under runsc where the en
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import time
@@ -195,6 +196,53 @@ def test_a_memory_checkpoint_over_the_cap_keeps_the_files_only(
     assert _shell(a, session, "cat /workspace/note.txt") == (0, "kept\n")
     assert _python(a, session, "blob")["error"]["ename"] == "NameError"
     assert a.get(f"/v1/sessions/{session}").json()["resumed"]["kernel"] == "fresh"
+    assert a.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_a_pause_with_a_call_under_way_is_refused_and_cuts_nothing(
+    a: httpx.Client, runtimes: dict[str, bool]
+) -> None:
+    runtime = "runsc" if runtimes["runsc"] and runtimes["checkpoint"] else "runc"
+    session = _session(a, runtime=runtime)
+    assert _python(a, session, "x = 41")["status"] == "ok"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(_shell, a, session, "sleep 3; echo done")
+        time.sleep(1.0)
+        refused = a.post(f"/v1/sessions/{session}/pause")
+        assert refused.status_code == 409 and refused.json()["error"]["type"] == "session_busy", refused.text
+        assert running.result(timeout=30) == (0, "done\n")  # the call was not cut
+    assert a.get(f"/v1/sessions/{session}").json()["status"] == "running"
+    paused = a.post(f"/v1/sessions/{session}/pause")  # nothing under way now
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["kept"]["memory"] is (runtime == "runsc"), paused.text
+    if runtime == "runsc":
+        assert _python(a, session, "x + 1")["result"] == "42"
+    assert a.delete(f"/v1/sessions/{session}").status_code == 204
+
+
+def test_what_a_restored_sandbox_makes_in_its_daemons_directory_goes(
+    a: httpx.Client, runtimes: dict[str, bool], docker_engine: Any
+) -> None:
+    if not (runtimes["runsc"] and runtimes["checkpoint"]):
+        pytest.skip("needs runsc with the engine's checkpoints on (scripts/setup.sh)")
+    session = _session(a, runtime="runsc")
+    # It runs on through the checkpoint and tries to take the directory while the restore opens it.
+    racer = "while true; do mkdir /sbx/guest/d; : > /sbx/guest/x; ln -s / /sbx/guest/l; done 2>/dev/null"
+    started = a.post(f"/v1/sessions/{session}/processes", json={"command": racer})
+    assert started.status_code == 201, started.text
+    paused = a.post(f"/v1/sessions/{session}/pause")
+    assert paused.status_code == 200 and paused.json()["kept"]["memory"] is True, paused.text
+    container = docker_engine.containers.get(f"tsbx-{session}")
+    (shared,) = [m["Source"] for m in container.attrs["Mounts"] if m["Destination"] == "/sbx"]
+    assert os.listdir(os.path.join(shared, "guest")) == [
+        "sbxd.sock"
+    ]  # seen from the host: gVisor lists no /sbx
+    assert oct(os.stat(os.path.join(shared, "guest")).st_mode & 0o777) == "0o755"
+    assert _shell(a, session, "mkdir /sbx/guest/d || : > /sbx/guest/x || echo refused")[1].endswith(
+        "refused\n"
+    )
+    assert os.listdir(os.path.join(shared, "guest")) == ["sbxd.sock"]
+    assert a.get(f"/v1/sessions/{session}").json()["resumed"]["kernel"] == "restored"
     assert a.delete(f"/v1/sessions/{session}").status_code == 204
 
 

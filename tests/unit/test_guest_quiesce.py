@@ -6,6 +6,7 @@ the daemon and the kernel on the host (the checkpoint itself is tested under run
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,8 +14,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sandbox import _hostdirs
+from sandbox import _hostdirs, _runsc_state
 from sandbox._kernel import HOST_CONNECTION_FILE, KernelConnection
+from sandbox.errors import SessionBusy
 from tests.unit.test_guest_daemon import Guest, HostSide, start_guest, stop_guest
 
 
@@ -92,3 +94,43 @@ def test_a_link_in_place_of_the_daemons_socket_is_not_a_socket(tmp_path) -> None
             assert _hostdirs.guest_socket_bound(private)
     _hostdirs.freeze_guest_dir(private)
     assert os.stat(os.path.dirname(_hostdirs.guest_socket(private))).st_mode & 0o777 == 0o755
+
+
+async def test_quiesce_is_refused_while_another_connection_is_open(guest: Guest) -> None:
+    running = asyncio.create_task(guest.client.shell("sleep 2", 10, 4096))
+    await asyncio.sleep(0.3)
+    with pytest.raises(SessionBusy, match="1 other connection"):
+        await guest.client.call({"op": "quiesce"})
+    assert not running.done()  # refused, nothing cut
+    assert (await running).exit_code == 0
+    assert (await guest.client.call({"op": "quiesce"}))[0]["ok"] is True  # alone now
+    guest.proc.send_signal(signal.SIGUSR2)
+    assert (await guest.client.wait_ready(10))["ok"] is True
+
+
+def test_cleaning_the_guest_directory_keeps_only_the_daemons_socket(tmp_path) -> None:
+    private = _hostdirs.make_dirs(str(tmp_path), "ses_y", 0)
+    guest_dir = os.path.dirname(_hostdirs.guest_socket(private))
+    with socket.socket(socket.AF_UNIX) as daemon:
+        daemon.bind(_hostdirs.guest_socket(private))
+        os.makedirs(os.path.join(guest_dir, "d", "deeper"))
+        open(os.path.join(guest_dir, "d", "deeper", "f"), "w").close()
+        open(os.path.join(guest_dir, "x"), "w").close()
+        os.symlink("/etc/passwd", os.path.join(guest_dir, "link"))
+        _hostdirs.freeze_guest_dir(private)
+        assert _hostdirs.clean_guest_dir(private)
+        assert os.listdir(guest_dir) == ["sbxd.sock"] and os.path.exists("/etc/passwd")
+
+
+def test_runsc_state_is_cleared_only_where_it_can_be(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    assert _runsc_state.is_stale_state_error(Exception('500 Server Error: ("id already in use")'))
+    assert not _runsc_state.is_stale_state_error(Exception("no such container"))
+    monkeypatch.setattr(_runsc_state, "STATE_ROOTS", (str(tmp_path),))
+    assert not _runsc_state.clear_stale_state("/usr/bin/runsc", "abc")  # nothing held: nothing to clear
+    (tmp_path / "abc_sandbox:abc.state").write_text("{}")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert not _runsc_state.clear_stale_state("/usr/bin/runsc", "abc")  # not root: it cannot
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert not _runsc_state.clear_stale_state("", "abc")  # no runtime binary named
+    assert not _runsc_state.clear_stale_state("/bin/true", "abc")  # the command ran; the state is still there
+    assert (tmp_path / "abc_sandbox:abc.state").exists()
