@@ -7,8 +7,10 @@ that a paused session outlives it. The memory case runs under runsc where the en
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -373,3 +375,54 @@ def test_a_memory_checkpoint_outlives_a_server_crash(
         assert again.get(f"/v1/sessions/{session}").json()["resumed"]["kernel"] == "restored"
         assert again.delete(f"/v1/sessions/{session}").status_code == 204
     assert not docker_engine.containers.list(all=True, filters={"name": f"tsbx-{session}"})
+
+
+def test_the_sdk_pauses_resumes_snapshots_and_forks(server: ServerProcess, keys: dict[str, str]) -> None:
+    with Client(server.url, keys["a"]) as ts, ts.session() as s:
+        s.files.write("note.txt", "parent")
+        paused = s.pause()
+        assert paused.status == "paused" and paused.kept is not None and paused.kept.filesystem
+        assert s.shell("cat note.txt").output == "parent"  # any call resumes it
+        assert s.refresh().status == "running"
+        s.pause()
+        resumed = s.resume()
+        assert resumed.status == "running" and resumed.resumed is not None
+        snap = s.snapshot()
+        assert snap.session_id == s.id and snap.size_bytes > 0
+        assert snap.snapshot_id in [x.snapshot_id for x in ts.snapshots()]
+        forks = ts.fork(snap.snapshot_id, count=2)
+        try:
+            assert len({f.id for f in forks} | {s.id}) == 3
+            for fork in forks:
+                assert fork.files.read_text("note.txt") == "parent"
+        finally:
+            for fork in forks:
+                fork.delete()
+        ts.delete_snapshot(snap.snapshot_id)
+        assert snap.snapshot_id not in [x.snapshot_id for x in ts.snapshots()]
+
+
+def _cli(server: ServerProcess, key: str, *args: str) -> Any:
+    env = {**os.environ, "TOOLSERVER_URL": server.url, "TOOLSERVER_API_KEY": key}
+    done = subprocess.run(
+        [sys.executable, "-m", "toolserver.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def test_the_cli_pauses_snapshots_and_forks(server: ServerProcess, keys: dict[str, str]) -> None:
+    key = keys["a"]
+    sid = _cli(server, key, "sessions", "create")["id"]
+    _cli(server, key, "sessions", "exec", sid, "echo from-cli > /workspace/f.txt")  # exit 0, or it raises
+    assert _cli(server, key, "sessions", "pause", sid)["status"] == "paused"
+    assert _cli(server, key, "sessions", "resume", sid)["status"] == "running"
+    snap = _cli(server, key, "sessions", "snapshot", sid)["snapshot_id"]
+    assert snap in [s["snapshot_id"] for s in _cli(server, key, "snapshots", "ls")["snapshots"]]
+    (fork,) = _cli(server, key, "sessions", "fork", snap)["sessions"]
+    with Client(server.url, key) as ts:
+        assert ts.attach(fork).files.read_text("f.txt") == "from-cli\n"
+        ts.attach(fork).delete()
+    assert _cli(server, key, "snapshots", "rm", snap) is None
+    assert snap not in [s["snapshot_id"] for s in _cli(server, key, "snapshots", "ls")["snapshots"]]
+    assert _cli(server, key, "sessions", "rm", sid) is None

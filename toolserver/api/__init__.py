@@ -38,6 +38,7 @@ from toolserver.api.sessions import (
     SessionList,
     ShellResult,
 )
+from toolserver.api.snapshots import Forks, Snapshot, SnapshotList
 from toolserver.api.system import (
     ApiKey,
     AuditEntry,
@@ -52,6 +53,9 @@ from toolserver.api.tools import Tool, ToolCallResult, ToolList, ToolSearch, Too
 from toolserver.api.volumes import Volume, VolumeList, VolumeMountInfo
 
 __all__ = [
+    "Forks",
+    "Snapshot",
+    "SnapshotList",
     "Volume",
     "VolumeList",
     "VolumeMountInfo",

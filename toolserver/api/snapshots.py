@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from toolserver.api.base import Reply
+from toolserver.api.sessions import Session
 
-__all__ = ["Snapshot", "SnapshotList"]
+__all__ = ["Forks", "Snapshot", "SnapshotList"]
 
 
 class Snapshot(Reply):
@@ -24,3 +25,10 @@ class SnapshotList(Reply):
     """`GET /v1/snapshots`."""
 
     snapshots: list[Snapshot]
+
+
+class Forks(Session):
+    """`POST /v1/sessions {"from_snapshot", "count"}`: the first fork's session, and every fork in `forks`."""
+
+    from_snapshot: str
+    forks: list[Session]

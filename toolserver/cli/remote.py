@@ -101,6 +101,33 @@ def add_commands(commands: Any) -> None:
     rm = sessions_cmds.add_parser("rm", help="destroy a session and its container")
     rm.add_argument("session_id")
     rm.set_defaults(run=lambda a: _client().attach(a.session_id).delete())
+    pause = sessions_cmds.add_parser(
+        "pause", help="stop a session's container, keeping its files (and its memory under runsc)"
+    )
+    pause.add_argument("session_id")
+    pause.set_defaults(run=lambda a: _print(_client().attach(a.session_id).pause()))
+    resume = sessions_cmds.add_parser("resume", help="bring a paused session back (any call does it too)")
+    resume.add_argument("session_id")
+    resume.set_defaults(run=lambda a: _print(_client().attach(a.session_id).resume()))
+    snapshot = sessions_cmds.add_parser("snapshot", help="keep a copy of a session's files to fork from")
+    snapshot.add_argument("session_id")
+    snapshot.set_defaults(run=lambda a: _print(_client().attach(a.session_id).snapshot()))
+    fork = sessions_cmds.add_parser("fork", help="start sessions from a snapshot; prints their ids")
+    fork.add_argument("snapshot_id")
+    fork.add_argument("--count", type=int, default=1, help="how many (1-10)")
+    fork.add_argument("--ttl", type=float, help="idle seconds before they expire")
+    fork.set_defaults(
+        run=lambda a: _print({"sessions": [s.id for s in _client().fork(a.snapshot_id, a.count, a.ttl)]})
+    )
+
+    snapshots = commands.add_parser("snapshots", help="list and delete snapshots")
+    snapshots_cmds = snapshots.add_subparsers(dest="snapshots_command", metavar="ACTION", required=True)
+    snapshots_cmds.add_parser("ls", help="your snapshots").set_defaults(
+        run=lambda a: _print({"snapshots": _client().snapshots()})
+    )
+    drop = snapshots_cmds.add_parser("rm", help="delete a snapshot (its forks keep their files)")
+    drop.add_argument("snapshot_id")
+    drop.set_defaults(run=lambda a: _client().delete_snapshot(a.snapshot_id))
 
 
 def _client() -> Client:

@@ -87,6 +87,31 @@ class Ops:
         return Request("DELETE", f"/v1/sessions/{_id(session_id)}", None)
 
     @staticmethod
+    def pause_session(session_id: str) -> Request[api.Session]:
+        return Request("POST", f"/v1/sessions/{_id(session_id)}/pause", api.Session)
+
+    @staticmethod
+    def resume_session(session_id: str) -> Request[api.Session]:
+        return Request("POST", f"/v1/sessions/{_id(session_id)}/resume", api.Session)
+
+    @staticmethod
+    def create_snapshot(session_id: str) -> Request[api.Snapshot]:
+        return Request("POST", f"/v1/sessions/{_id(session_id)}/snapshots", api.Snapshot)
+
+    @staticmethod
+    def snapshots() -> Request[list[api.Snapshot]]:
+        return Request("GET", "/v1/snapshots", list[api.Snapshot], unwrap="snapshots")
+
+    @staticmethod
+    def delete_snapshot(snapshot_id: str) -> Request[None]:
+        return Request("DELETE", f"/v1/snapshots/{_id(snapshot_id)}", None)
+
+    @staticmethod
+    def fork(snapshot_id: str, count: int = 1, ttl_s: float | None = None) -> Request[api.Forks]:
+        body = _spec(from_snapshot=snapshot_id, count=count, ttl_s=ttl_s)
+        return Request("POST", "/v1/sessions", api.Forks, json=body)
+
+    @staticmethod
     def shell(session_id: str, command: str, timeout_s: float = 30.0) -> Request[api.ShellResult]:
         body = {"command": command, "timeout_s": timeout_s}
         return Request("POST", f"/v1/sessions/{_id(session_id)}/shell", api.ShellResult, json=body)

@@ -108,6 +108,21 @@ class AsyncClient:
         """The caller's sessions."""
         return await self.send(Ops.sessions())
 
+    async def fork(
+        self, snapshot_id: str, count: int = 1, ttl_s: float | None = None
+    ) -> builtins.list[AsyncSession]:
+        """`count` new sessions (1-10), each with its own copy of the snapshot's files (kept on exit)."""
+        forks = await self.send(Ops.fork(snapshot_id, count, ttl_s))
+        return [AsyncSession(self, info, keep=True) for info in forks.forks]
+
+    async def snapshots(self) -> builtins.list[api.Snapshot]:
+        """The caller's snapshots."""
+        return await self.send(Ops.snapshots())
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete one of the caller's snapshots (the sessions forked from it keep their files)."""
+        await self.send(Ops.delete_snapshot(snapshot_id))
+
     async def audit(self, limit: int = 100) -> builtins.list[api.AuditEntry]:
         """The caller's most recent tool calls."""
         return await self.send(Ops.audit(limit))
@@ -243,6 +258,20 @@ class AsyncSession:
         """The session's current record (status, expiry)."""
         self.info = await self.client.send(Ops.session(self.id))
         return self.info
+
+    async def pause(self) -> api.Session:
+        """Stop the session's container, keeping its files (and its memory under runsc); `info.kept` says what."""
+        self.info = await self.client.send(Ops.pause_session(self.id))
+        return self.info
+
+    async def resume(self) -> api.Session:
+        """Bring a paused session back (any call does it too); `info.resumed` says what came back."""
+        self.info = await self.client.send(Ops.resume_session(self.id))
+        return self.info
+
+    async def snapshot(self) -> api.Snapshot:
+        """Keep a copy of the session's files on its node, to fork new sessions from (`AsyncClient.fork`)."""
+        return await self.client.send(Ops.create_snapshot(self.id))
 
     async def delete(self) -> None:
         """Destroy the session and its container."""

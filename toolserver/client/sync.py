@@ -99,6 +99,19 @@ class Client:
         """The caller's sessions."""
         return self.send(Ops.sessions())
 
+    def fork(self, snapshot_id: str, count: int = 1, ttl_s: float | None = None) -> builtins.list[Session]:
+        """`count` new sessions (1-10), each with its own copy of the snapshot's files (kept on exit)."""
+        forks = self.send(Ops.fork(snapshot_id, count, ttl_s))
+        return [Session(self, info, keep=True) for info in forks.forks]
+
+    def snapshots(self) -> builtins.list[api.Snapshot]:
+        """The caller's snapshots."""
+        return self.send(Ops.snapshots())
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete one of the caller's snapshots (the sessions forked from it keep their files)."""
+        self.send(Ops.delete_snapshot(snapshot_id))
+
     def audit(self, limit: int = 100) -> builtins.list[api.AuditEntry]:
         """The caller's most recent tool calls."""
         return self.send(Ops.audit(limit))
@@ -211,6 +224,20 @@ class Session:
         """The session's current record (status, expiry)."""
         self.info = self.client.send(Ops.session(self.id))
         return self.info
+
+    def pause(self) -> api.Session:
+        """Stop the session's container, keeping its files (and its memory under runsc); `info.kept` says what."""
+        self.info = self.client.send(Ops.pause_session(self.id))
+        return self.info
+
+    def resume(self) -> api.Session:
+        """Bring a paused session back (any call does it too); `info.resumed` says what came back."""
+        self.info = self.client.send(Ops.resume_session(self.id))
+        return self.info
+
+    def snapshot(self) -> api.Snapshot:
+        """Keep a copy of the session's files on its node, to fork new sessions from (`Client.fork`)."""
+        return self.client.send(Ops.create_snapshot(self.id))
 
     def delete(self) -> None:
         """Destroy the session and its container."""
