@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     max_paused_sessions_per_namespace: int = Field(
         128, ge=0, description="paused sessions a namespace may hold, besides its live ones (0: no cap)"
     )
+    max_paused_mb_per_namespace: int = Field(  # pause: what a namespace's paused sessions keep, in all
+        16384,
+        ge=0,
+        description="the total a namespace's paused sessions keep (files and memory), MiB (0: no cap)",
+    )
     max_pause_archive_mb: int = Field(
         1024, gt=0, description="the largest /workspace and /tmp a pause (or snapshot) keeps, MiB"
     )

@@ -193,6 +193,26 @@ async def test_the_service_records_pauses_and_caps_them(tmp_path: Path) -> None:
         await service.pause(other, first)
 
 
+async def test_what_a_namespaces_paused_sessions_keep_is_capped(tmp_path: Path) -> None:
+    manager = _manager(tmp_path, backend=KeepingBackend(node_id="local"))
+    db = Database(f"sqlite:///{tmp_path / 'b.db'}")
+    service = SessionService(
+        SessionStore(db), LocalNodes({"local": manager}), Limits(), 60.0, max_paused_bytes=100
+    )
+    first = (await service.create(TEAM, SessionCreate()))["id"]
+    second = (await service.create(TEAM, SessionCreate()))["id"]
+    for session in (first, second):
+        await service.write_file(TEAM, session, "data.txt", b"x" * 60)
+    assert (await service.pause(TEAM, first))["kept"]["archive_bytes"] > 60
+    with pytest.raises(QuotaExceeded, match="TOOLSERVER_MAX_PAUSED_MB_PER_NAMESPACE"):
+        await service.pause(TEAM, second)
+    view = await service.get(TEAM, second)
+    assert view["status"] == "running" and not manager.is_paused(second)  # undone: it runs on
+    assert await service.read_file(TEAM, second, "data.txt") == b"x" * 60
+    await service.resume(TEAM, first)
+    assert (await service.pause(TEAM, second))["status"] == "paused"  # room again
+
+
 class SnapshottingBackend(KeepingBackend):
     """KeepingBackend that also archives a running sandbox's files and unpacks them into another."""
 

@@ -11,7 +11,14 @@ from toolserver.nodes.base import NodeDirectory
 from toolserver.nodes.session_pause import pause_fields
 from toolserver.service.principal import Principal
 
-__all__ = ["SessionPauses"]
+__all__ = ["SessionPauses", "kept_bytes"]
+
+
+def kept_bytes(kept: Any) -> int:
+    """What one pause keeps on its node: the files' archive and the memory checkpoint."""
+    if not isinstance(kept, dict):
+        return 0
+    return int(kept.get("archive_bytes") or 0) + int(kept.get("memory_bytes") or 0)
 
 
 class SessionPauses:
@@ -21,6 +28,7 @@ class SessionPauses:
     nodes: NodeDirectory
     max_per_namespace: int
     max_paused_per_namespace: int = 0
+    max_paused_bytes: int = 0
 
     async def _record(self, principal: Principal, session_id: str) -> Any:
         raise NotImplementedError
@@ -56,7 +64,23 @@ class SessionPauses:
             )
         node = await self.nodes.node(record.node_id)
         answer = await node.pause(session_id)
+        if self.max_paused_bytes:
+            held = await self._paused_bytes(principal.namespace, but=session_id)
+            if held + kept_bytes(answer.get("kept")) > self.max_paused_bytes:
+                await node.resume(session_id)  # undone: the session runs on as it was
+                raise QuotaExceeded(
+                    f"the namespace's paused sessions would keep over {self.max_paused_bytes >> 20} MiB, its cap"
+                    " (TOOLSERVER_MAX_PAUSED_MB_PER_NAMESPACE); resume or delete paused sessions first",
+                    limit=self.max_paused_bytes,
+                    setting="TOOLSERVER_MAX_PAUSED_MB_PER_NAMESPACE",
+                )
         return await self._recorded(principal, session_id, "paused", answer)
+
+    async def _paused_bytes(self, namespace: str, but: str) -> int:
+        records = await asyncio.to_thread(self.store.list, namespace)
+        return sum(
+            kept_bytes((r.pause or {}).get("kept")) for r in records if r.status == "paused" and r.id != but
+        )
 
     async def resume(self, principal: Principal, session_id: str) -> dict[str, Any]:
         """Resume the caller's paused session (a running one answers as it is)."""

@@ -78,6 +78,7 @@ class SessionService(SessionPauses, SessionSnapshots):
         max_paused_per_namespace: int = 0,
         snapshots: SnapshotStore | None = None,
         max_snapshot_bytes: int = 0,
+        max_paused_bytes: int = 0,
     ) -> None:
         """`max_per_namespace` caps a namespace's live sessions (0: no cap); `volumes` resolves what they mount."""
         self.volumes = volumes
@@ -87,6 +88,7 @@ class SessionService(SessionPauses, SessionSnapshots):
         self.default_ttl_s = default_ttl_s
         self.max_per_namespace = max_per_namespace
         self.max_paused_per_namespace = max_paused_per_namespace  # pause: its own, larger cap
+        self.max_paused_bytes = max_paused_bytes  # pause: what the namespace's paused sessions keep in all
         self.snapshots, self.max_snapshot_bytes = snapshots, max_snapshot_bytes  # snapshots: store and cap
         self._creating: Counter[str] = Counter()  # per namespace, in this process
         # Creates under way per node: a burst must not all pick the node that looked emptiest.

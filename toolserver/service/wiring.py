@@ -90,6 +90,7 @@ def build_services(
         settings.max_sessions_per_namespace,
         volumes=volume_service,
         max_paused_per_namespace=settings.max_paused_sessions_per_namespace,  # pause
+        max_paused_bytes=settings.max_paused_mb_per_namespace * 1024 * 1024,
         snapshots=SnapshotStore(db),  # snapshots
         max_snapshot_bytes=settings.max_snapshot_mb_per_namespace * 1024 * 1024,
     )
