@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     max_snapshot_mb_per_namespace: int = Field(  # snapshots: the namespace's total
         4096, ge=0, description="the total size of a namespace's snapshots, MiB (0: no cap)"
     )
+    max_snapshots_per_namespace: int = Field(  # snapshots: how many, whatever their size
+        256, ge=0, description="snapshots a namespace may keep (0: no cap)"
+    )
     max_volumes_per_namespace: int = Field(16, ge=0, description="volumes a namespace may hold")
     max_environments_per_namespace: int = Field(
         8, ge=0, description="live environments a namespace may hold (0: no cap)"

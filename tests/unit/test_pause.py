@@ -226,7 +226,9 @@ class SnapshottingBackend(KeepingBackend):
         sandbox.files = {k: v.encode() for k, v in json.loads(Path(source).read_text()).items()}
 
 
-def _snapshot_service(tmp_path: Path, managers: dict[str, Any], cap: int = 0) -> SessionService:
+def _snapshot_service(
+    tmp_path: Path, managers: dict[str, Any], cap: int = 0, count: int = 0
+) -> SessionService:
     db = Database(f"sqlite:///{tmp_path / 's.db'}")
     return SessionService(
         SessionStore(db),
@@ -235,6 +237,7 @@ def _snapshot_service(tmp_path: Path, managers: dict[str, Any], cap: int = 0) ->
         60.0,
         snapshots=SnapshotStore(db),
         max_snapshot_bytes=cap,
+        max_snapshots=count,
     )
 
 
@@ -307,3 +310,17 @@ def test_a_checkpoints_size_is_read_from_the_engines_disk(tmp_path: Path) -> Non
     assert checkpoint_bytes(_EngineInfo(str(tmp_path)), "c1") == 1024
     assert checkpoint_bytes(_EngineInfo(str(tmp_path)), "c2") is None  # none there: not zero
     assert checkpoint_bytes(_EngineInfo(""), "c1") is None
+
+
+async def test_the_namespace_count_of_snapshots_is_capped(tmp_path: Path) -> None:
+    manager = _manager(tmp_path, backend=SnapshottingBackend(node_id="local"))
+    service = _snapshot_service(tmp_path, {"local": manager}, count=2)
+    session = (await service.create(TEAM, SessionCreate()))["id"]
+    kept = [(await service.snapshot(TEAM, session))["snapshot_id"] for _ in range(2)]
+    with pytest.raises(QuotaExceeded, match="TOOLSERVER_MAX_SNAPSHOTS_PER_NAMESPACE"):
+        await service.snapshot(TEAM, session)
+    other = Principal(namespace="team-q", key_id="key-q")
+    theirs = (await service.create(other, SessionCreate()))["id"]
+    assert (await service.snapshot(other, theirs))["snapshot_id"]  # another namespace's count is its own
+    await service.delete_snapshot(TEAM, kept[0])
+    assert (await service.snapshot(TEAM, session))["snapshot_id"]

@@ -79,6 +79,7 @@ class SessionService(SessionPauses, SessionSnapshots):
         snapshots: SnapshotStore | None = None,
         max_snapshot_bytes: int = 0,
         max_paused_bytes: int = 0,
+        max_snapshots: int = 0,
     ) -> None:
         """`max_per_namespace` caps a namespace's live sessions (0: no cap); `volumes` resolves what they mount."""
         self.volumes = volumes
@@ -89,6 +90,7 @@ class SessionService(SessionPauses, SessionSnapshots):
         self.max_per_namespace = max_per_namespace
         self.max_paused_per_namespace = max_paused_per_namespace  # pause: its own, larger cap
         self.max_paused_bytes = max_paused_bytes  # pause: what the namespace's paused sessions keep in all
+        self.max_snapshots = max_snapshots  # snapshots: how many a namespace keeps
         self.snapshots, self.max_snapshot_bytes = snapshots, max_snapshot_bytes  # snapshots: store and cap
         self._creating: Counter[str] = Counter()  # per namespace, in this process
         # Creates under way per node: a burst must not all pick the node that looked emptiest.

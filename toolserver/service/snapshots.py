@@ -46,6 +46,7 @@ class SessionSnapshots:
     max_per_namespace: int
     snapshots: SnapshotStore | None = None
     max_snapshot_bytes: int = 0
+    max_snapshots: int = 0
     _creating: Counter[str]
 
     async def _record(self, principal: Principal, session_id: str) -> Any:
@@ -78,6 +79,15 @@ class SessionSnapshots:
     async def _snapshot(self, principal: Principal, session_id: str) -> dict[str, Any]:
         store = self._snapshot_store()
         record = await self._record(principal, session_id)
+        if self.max_snapshots and len(await asyncio.to_thread(store.list, principal.namespace)) >= (
+            self.max_snapshots
+        ):
+            raise QuotaExceeded(
+                f"the namespace has {self.max_snapshots} snapshots, its cap (TOOLSERVER_MAX_SNAPSHOTS_PER_NAMESPACE);"
+                " delete snapshots first",
+                limit=self.max_snapshots,
+                setting="TOOLSERVER_MAX_SNAPSHOTS_PER_NAMESPACE",
+            )
         node = await self.nodes.node(record.node_id)
         snapshot_id = "snap_" + secrets.token_hex(8)
         made = await node.snapshot_create(session_id, snapshot_id)

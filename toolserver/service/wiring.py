@@ -93,6 +93,7 @@ def build_services(
         max_paused_bytes=settings.max_paused_mb_per_namespace * 1024 * 1024,
         snapshots=SnapshotStore(db),  # snapshots
         max_snapshot_bytes=settings.max_snapshot_mb_per_namespace * 1024 * 1024,
+        max_snapshots=settings.max_snapshots_per_namespace,
     )
     runners: dict[str, ToolRunner] = {
         "python": PythonToolRunner(),
