@@ -32,6 +32,7 @@ from sandbox.checkpoints import (
     start_from_checkpoint,
 )
 from sandbox.config import SandboxConfig
+from sandbox.errors import SessionBusy
 
 __all__ = ["DockerPause"]
 
@@ -85,26 +86,7 @@ class DockerPause:
                 " only the filesystem was kept"
             )
         elif info.runtime == "runsc":
-            await sandbox.quiesce()  # SessionBusy: connections are open; the sandbox runs on as it was
-            try:
-                await asyncio.sleep(QUIESCE_SETTLE_S)
-                await asyncio.to_thread(checkpoint_container, self.client, info.container_id)
-                held = await asyncio.to_thread(checkpoint_bytes, self.client, info.container_id)
-                if held is not None and size + held > cap_bytes:
-                    kept["note"] = (
-                        f"the memory checkpoint ({held >> 20} MiB) and the files are over the cap of what a"
-                        f" pause keeps ({cap_bytes >> 20} MiB, TOOLSERVER_MAX_PAUSE_ARCHIVE_MB); only the"
-                        " filesystem was kept"
-                    )
-                else:
-                    kept["memory"] = True
-                    if held is not None:
-                        kept["memory_bytes"] = held
-            except Exception as exc:
-                log.warning("session %s: the memory checkpoint failed: %s", session_id, exc)
-                kept["note"] = (
-                    "the memory checkpoint failed (the node's log says why); only the filesystem was kept"
-                )
+            await self._checkpoint(sandbox, size, cap_bytes, kept)
         else:
             kept["note"] = (
                 "runc keeps the filesystem only: the shell, kernel and processes start fresh on resume"
@@ -119,6 +101,40 @@ class DockerPause:
         else:
             await self._remove(container_name(session_id), sandbox.host_dir)
         return info, kept
+
+    async def _checkpoint(self, sandbox: Any, size: int, cap_bytes: int, kept: dict[str, Any]) -> None:
+        """Checkpoint a runsc sandbox's memory into `kept` (or say why not); SessionBusy leaves it running."""
+        info: SandboxInfo = sandbox.info
+        session_id = info.session_id
+        try:
+            await sandbox.quiesce()
+        except SessionBusy:
+            raise  # connections are open: the pause is refused and the sandbox runs on as it was
+        except Exception as exc:
+            log.warning("session %s: its sandbox could not be quiesced: %s", session_id, exc)
+            kept["note"] = (
+                "the sandbox could not be made ready for a memory checkpoint; only the filesystem was kept"
+            )
+            return
+        try:
+            await asyncio.sleep(QUIESCE_SETTLE_S)
+            await asyncio.to_thread(checkpoint_container, self.client, info.container_id)
+            held = await asyncio.to_thread(checkpoint_bytes, self.client, info.container_id)
+            if held is not None and size + held > cap_bytes:
+                kept["note"] = (
+                    f"the memory checkpoint ({held >> 20} MiB) and the files are over the cap of what a"
+                    f" pause keeps ({cap_bytes >> 20} MiB, TOOLSERVER_MAX_PAUSE_ARCHIVE_MB); only the"
+                    " filesystem was kept"
+                )
+            else:
+                kept["memory"] = True
+                if held is not None:
+                    kept["memory_bytes"] = held
+        except Exception as exc:
+            log.warning("session %s: the memory checkpoint failed: %s", session_id, exc)
+            kept["note"] = (
+                "the memory checkpoint failed (the node's log says why); only the filesystem was kept"
+            )
 
     async def resume_sandbox(self, info: SandboxInfo, directory: str) -> tuple[Sandbox, dict[str, Any]]:
         """The session's sandbox again: from its checkpoint where there is one, else new with its files."""
