@@ -12,7 +12,6 @@ import builtins
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +29,7 @@ from sandbox._kernel_cell import OutputSink
 from sandbox._meta import info_from_container, write_meta
 from sandbox._paths import workspace_relative
 from sandbox._runtime_dir import prepare_runtime_dir
+from sandbox._sandbox_restore import RestorableSandbox
 from sandbox.base import (
     FileEntry,
     PythonResult,
@@ -48,10 +48,9 @@ from sandbox.volumes import VolumeHost
 __all__ = ["OPEN_NETWORK", "DockerBackend", "DockerSandbox", "engine_runtimes"]
 
 log = logging.getLogger(__name__)
-QUIESCE_TIMEOUT_S = 10.0
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(Sandbox, RestorableSandbox):
     """A live container plus host-side connections to its guest daemon and kernel."""
 
     def __init__(self, info: SandboxInfo, host_dir: str, config: SandboxConfig) -> None:
@@ -83,40 +82,6 @@ class DockerSandbox(Sandbox):
         """Wait for the guest daemon and the kernel to answer; from then on the sandbox can write nothing in /sbx."""
         await self._guest.wait_ready(self._config.ready_timeout_s)
         await asyncio.to_thread(_hostdirs.freeze_guest_dir, self.host_dir)
-        await self._ensure_kernel()
-
-    async def quiesce(self) -> None:
-        """Drop every socket this sandbox holds on the host, for a memory checkpoint (gVisor saves none).
-
-        The daemon closes its listening socket until `reconnect_after_restore` (SessionBusy, and nothing
-        changes, while other connections to it are open); then the kernel's channels go with its relays (the
-        kernel keeps retrying them).
-        """
-        await self._guest.call({"op": "quiesce"}, timeout_s=QUIESCE_TIMEOUT_S)  # SessionBusy: nothing changed
-        await self.close()
-
-    async def reconnect_after_restore(self, wake_daemon: Callable[[], Awaitable[None]]) -> None:
-        """After a restore: let the daemon bind again (`wake_daemon` signals it), then connect as at the start.
-
-        User code already runs here, so the directory is frozen again before the socket is trusted, and a
-        socket that is not one (a link to a host path, say) is refused.
-        """
-        await asyncio.to_thread(_hostdirs.reopen_guest_dir, self.host_dir)
-        deadline = time.monotonic() + self._config.ready_timeout_s
-        try:
-            await wake_daemon()
-            while not await asyncio.to_thread(_hostdirs.guest_socket_bound, self.host_dir):
-                if time.monotonic() > deadline:
-                    raise SandboxUnavailable("the restored guest daemon did not listen again")
-                await asyncio.sleep(0.02)
-        finally:
-            await asyncio.to_thread(_hostdirs.freeze_guest_dir, self.host_dir)
-        # What the sandbox made there while it was open goes; anything that will not go fails the restore.
-        if not await asyncio.to_thread(_hostdirs.clean_guest_dir, self.host_dir):
-            raise SandboxUnavailable("the restored sandbox left entries in its daemon's directory")
-        if not await asyncio.to_thread(_hostdirs.guest_socket_bound, self.host_dir):
-            raise SandboxUnavailable("the restored sandbox replaced its daemon's socket")
-        await self._guest.wait_ready(max(0.5, deadline - time.monotonic()))
         await self._ensure_kernel()
 
     async def ping(self) -> dict[str, Any]:
