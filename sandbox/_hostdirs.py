@@ -82,31 +82,31 @@ def freeze_guest_dir(private: str) -> None:
     os.chmod(os.path.join(private, _SHARED, _GUEST), 0o755)
 
 
-def reopen_guest_dir(private: str) -> None:
-    """Empty the guest daemon's directory and let it bind there again (after a checkpoint's restore)."""
-    guest = os.path.join(private, _SHARED, _GUEST)
-    for name in os.listdir(guest):
-        path = os.path.join(guest, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
-    os.chmod(guest, 0o777)
-
-
-def clean_guest_dir(private: str) -> bool:
-    """Remove every entry of the (frozen) guest directory but the daemon's socket; whether only that is left."""
-    guest = os.path.join(private, _SHARED, _GUEST)
-    for name in os.listdir(guest):
-        if name == GUEST_SOCKET:
+def _remove_entries(directory: str, keep: str = "") -> bool:
+    """Remove every entry of `directory` but `keep` (never following a link); whether only `keep` is left."""
+    for name in os.listdir(directory):
+        if name == keep:
             continue
-        path = os.path.join(guest, name)
+        path = os.path.join(directory, name)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-    return set(os.listdir(guest)) <= {GUEST_SOCKET}
+    return set(os.listdir(directory)) <= {keep}
+
+
+def reopen_guest_dir(private: str) -> None:
+    """Empty the guest daemon's directory and let it bind there again (after a checkpoint's restore)."""
+    guest = os.path.join(private, _SHARED, _GUEST)
+    if not _remove_entries(guest):
+        raise OSError(f"the guest directory {guest} could not be emptied")
+    os.chmod(guest, 0o777)
+
+
+def clean_guest_dir(private: str) -> bool:
+    """Remove every entry of the (frozen) guest directory but the daemon's socket; whether only that is left."""
+    return _remove_entries(os.path.join(private, _SHARED, _GUEST), keep=GUEST_SOCKET)
 
 
 def shared_dir_contained(private: str) -> bool:
